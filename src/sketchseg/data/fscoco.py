@@ -1,0 +1,432 @@
+"""Ingestion of FS-COCO (and the FS-COCO-seg val/test annotations) into a manifest + quarantine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from sketchseg.data.strokes import image_info, parse_strokes
+from sketchseg.errors import SketchSegDataError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ingest_fscoco", "MANIFEST_COLUMNS", "QUARANTINE_COLUMNS"]
+
+MANIFEST_COLUMNS = [
+    "sketch_id", "participant_id", "stem", "raster_path", "vector_path", "caption", "n_strokes",
+    "annotated_split", "labels_path", "seg_vector_path", "labels_json",
+    "raster_width", "raster_height", "raster_mode", "inverted",
+]
+QUARANTINE_COLUMNS = ["path", "sketch_id", "participant_id", "reason", "kind"]
+
+# kind -> (folder, accepted suffixes, what a missing one is called)
+_KINDS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "raster": ("raster_sketches", (".jpg", ".jpeg", ".png"), "missing raster sketch"),
+    "vector": ("vector_sketches", (".npy",), "missing vector sketch"),
+    "text": ("text", (".txt",), "missing caption file"),
+}
+_SEG_SPLITS = ("val", "test")
+_HOW_TO_GET = (
+    "download FS-COCO (fscoco.tar.gz, https://github.com/pinakinathc/fscoco) and unpack it there, "
+    "or run `kedro run --pipelines=make_sample --env=sample` to generate the synthetic sample"
+)
+_BATCH = 200
+_INLINE_BELOW = 300  # fewer candidates than this: no process pool
+
+
+def _as_int(name: str) -> int | None:
+    return int(name) if name.isascii() and name.isdigit() else None
+
+
+def _key(name: str) -> int | str:
+    v = _as_int(name)
+    return name if v is None else v
+
+
+def _sort_key(k: tuple[int | str, int | str]) -> tuple[Any, ...]:
+    return tuple((isinstance(p, str), p if isinstance(p, str) else "", p if isinstance(p, int) else 0) for p in k)
+
+
+def _strip_source(msg: str, path: str) -> str:
+    prefix = f"{path}: "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg
+
+
+class _Quarantine:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, path: Any, sketch_id: int | None, participant_id: int | None, reason: str, kind: str) -> None:
+        self.rows.append({"path": str(path), "sketch_id": sketch_id, "participant_id": participant_id,
+                          "reason": reason, "kind": kind})
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows, columns=QUARANTINE_COLUMNS)
+        df["path"] = df["path"].astype(str)
+        df["reason"] = df["reason"].astype(str)
+        df["kind"] = df["kind"].astype(str)
+        for col in ("sketch_id", "participant_id"):
+            df[col] = pd.array([None if r[col] is None else int(r[col]) for r in self.rows], dtype="Int64")
+        return df.sort_values(["kind", "path", "reason"], kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# per-sketch checks (run in worker processes)
+# --------------------------------------------------------------------------------------------------
+def _read_caption(path: str) -> tuple[str | None, str | None]:
+    """(caption, problem)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        return None, f"caption cannot be read: {exc}"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"caption is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})"
+    text = text.lstrip("\ufeff").strip()
+    if not text:
+        return None, "caption is empty"
+    return text, None
+
+
+def _count_strokes(path: str) -> tuple[int | None, str | None]:
+    """(number of strokes, problem)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # object arrays, bad header, truncated data, not an npy at all
+        return None, f"vector sketch does not parse: {exc}"
+    if not isinstance(arr, np.ndarray):
+        return None, "vector sketch does not parse: not a single array"
+    if arr.size == 0:
+        return None, "vector sketch has no strokes"
+    try:
+        strokes = parse_strokes(arr, source=path)
+    except SketchSegDataError as exc:
+        return None, f"vector sketch does not parse: {_strip_source(str(exc), path)}"
+    if not strokes:
+        return None, "vector sketch has no strokes"
+    return len(strokes), None
+
+
+def _check_sketch(task: tuple[str, str, str]) -> dict[str, Any]:
+    raster, vector, text = task
+    problems: list[tuple[str, str]] = []
+    caption, why = _read_caption(text)
+    if why:
+        problems.append((text, why))
+    n_strokes, why = _count_strokes(vector)
+    if why:
+        problems.append((vector, why))
+    info: dict[str, Any] | None = None
+    try:
+        info = image_info(raster)
+    except SketchSegDataError as exc:
+        problems.append((raster, _strip_source(str(exc), raster)))
+    return {"caption": caption, "n_strokes": n_strokes, "info": info, "problems": problems}
+
+
+def _check_batch(tasks: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    return [_check_sketch(t) for t in tasks]
+
+
+def _run_checks(tasks: list[tuple[str, str, str]], workers: int, progress: bool) -> list[dict[str, Any]]:
+    batches = [tasks[i : i + _BATCH] for i in range(0, len(tasks), _BATCH)]
+    out: list[dict[str, Any]] = []
+    with tqdm(total=len(tasks), desc="ingest FS-COCO", unit="sketch", disable=None if progress else True) as bar:
+        if workers <= 1 or len(tasks) < _INLINE_BELOW:
+            for b in batches:
+                out += _check_batch(b)
+                bar.update(len(b))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as ex:
+                for b, res in zip(batches, ex.map(_check_batch, batches)):
+                    out += res
+                    bar.update(len(b))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# scanning
+# --------------------------------------------------------------------------------------------------
+def _scan_fscoco(root: Path, q: _Quarantine) -> dict[tuple[int | str, int | str], dict[str, Any]]:
+    """Map (participant key, stem key) -> {"raster"/"vector"/"text": path, "pdir": folder name}."""
+    cands: dict[tuple[int | str, int | str], dict[str, Any]] = {}
+    for kind, (folder, suffixes, _) in _KINDS.items():
+        base = root / folder
+        for pentry in sorted(os.scandir(base), key=lambda e: e.name):
+            if not pentry.is_dir():
+                q.add(pentry.path, None, None, f"unexpected file (expected participant folders in {folder}/)", "file")
+                continue
+            pkey = _key(pentry.name)
+            pid = pkey if isinstance(pkey, int) else None
+            for f in sorted(os.scandir(pentry.path), key=lambda e: e.name):
+                stem, suffix = os.path.splitext(f.name)
+                if f.is_dir():
+                    q.add(f.path, None, pid, "unexpected directory", "file")
+                    continue
+                if suffix.lower() not in suffixes:
+                    q.add(f.path, _as_int(stem), pid,
+                          f"unexpected file (expected {'/'.join(suffixes)} in {folder}/)", "file")
+                    continue
+                key = (pkey, _key(stem))
+                entry = cands.setdefault(key, {"pdir": pentry.name, "stem": stem})
+                if kind in entry:
+                    q.add(f.path, _as_int(stem), pid, f"duplicate file for the same sketch as {entry[kind]}", "file")
+                    continue
+                entry[kind] = f.path
+                if kind == "raster":
+                    entry["stem"] = stem  # the raster's stem names the sketch
+    return cands
+
+
+def _reason_key(reason: str) -> str:
+    first = reason.split("; ")[0]
+    first = re.sub(r"\s*\(.*\)", "", first.split(": ")[0])
+    return re.sub(r"\d+", "N", first)
+
+
+def _load_labels(path: Path) -> tuple[list[str] | None, str | None]:
+    try:
+        labels = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"label file does not parse: {exc} in {path}"
+    if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
+        return None, f"label file is not a list of strings in {path}"
+    return labels, None
+
+
+def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: _Quarantine, n_by_id: dict[int, int]) -> None:
+    """Fill annotated_split / labels_path / seg_vector_path / labels_json in place."""
+    pid_of = dict(zip(manifest["sketch_id"].tolist(), manifest["participant_id"].tolist()))
+    row_of = {sid: i for i, sid in enumerate(manifest["sketch_id"].tolist())}
+    ann: dict[str, list[Any]] = {c: [None] * len(manifest) for c in
+                                 ("annotated_split", "labels_path", "seg_vector_path", "labels_json")}
+    n_ok, n_bad, differ = 0, 0, 0
+    for split in _SEG_SPLITS:
+        sd = seg_root / split
+        if not sd.is_dir():
+            logger.warning("FS-COCO-seg split folder %s is missing: no %s annotations", sd, split)
+            continue
+        files: dict[int, dict[str, Path]] = {}
+        for sub, suffix, kind in (("classes", ".json", "labels"), ("vector_sketches", ".npy", "vector")):
+            d = sd / sub
+            if not d.is_dir():
+                logger.warning("FS-COCO-seg folder %s is missing", d)
+                continue
+            for f in sorted(d.iterdir()):
+                sid = _as_int(f.stem)
+                if f.is_dir() or f.suffix.lower() != suffix:
+                    q.add(f, sid, pid_of.get(sid), f"unexpected file (expected {suffix} in {split}/{sub}/)", "file")
+                    continue
+                if sid is None:
+                    q.add(f, None, None, "file stem is not an integer id", "annotation")
+                    continue
+                if kind in files.setdefault(sid, {}):
+                    q.add(f, sid, pid_of.get(sid), f"duplicate file for the same sketch as {files[sid][kind]}", "annotation")
+                    continue
+                files[sid][kind] = f
+        for sid in sorted(files):
+            got = files[sid]
+            any_path = got.get("labels", got.get("vector"))
+            pid = pid_of.get(sid)
+            if sid not in row_of:
+                q.add(any_path, sid, None, f"annotated sketch {sid} ({split}) is not in the FS-COCO manifest", "annotation")
+                n_bad += 1
+                continue
+            if "labels" not in got:
+                q.add(got["vector"], sid, pid, f"missing label file (expected {sd / 'classes' / (got['vector'].stem + '.json')})",
+                      "annotation")
+                n_bad += 1
+                continue
+            if "vector" not in got:
+                q.add(got["labels"], sid, pid,
+                      f"missing vector file (expected {sd / 'vector_sketches' / (got['labels'].stem + '.npy')})", "annotation")
+                n_bad += 1
+                continue
+            labels, why = _load_labels(got["labels"])
+            if why:
+                q.add(got["labels"], sid, pid, why, "annotation")
+                n_bad += 1
+                continue
+            n_strokes, why = _count_strokes(str(got["vector"]))
+            if why:
+                q.add(got["vector"], sid, pid, why, "annotation")
+                n_bad += 1
+                continue
+            if len(labels) != n_strokes:
+                q.add(got["labels"], sid, pid, f"label count {len(labels)} != stroke count {n_strokes} in {got['labels']}",
+                      "annotation")
+                n_bad += 1
+                continue
+            i = row_of[sid]
+            if ann["annotated_split"][i] is not None:
+                q.add(got["labels"], sid, pid,
+                      f"sketch {sid} is annotated in both {ann['annotated_split'][i]} and {split}; "
+                      f"keeping {ann['annotated_split'][i]}", "annotation")
+                n_bad += 1
+                continue
+            ann["annotated_split"][i] = split
+            ann["labels_path"][i] = str(got["labels"])
+            ann["seg_vector_path"][i] = str(got["vector"])
+            ann["labels_json"][i] = json.dumps(labels, ensure_ascii=False)
+            differ += int(n_by_id.get(sid) != n_strokes)
+            n_ok += 1
+    for col, vals in ann.items():
+        manifest[col] = pd.Series(vals, index=manifest.index, dtype=object)
+    if differ:
+        logger.warning("%d annotated sketches have a different stroke count in FS-COCO-seg than in FS-COCO", differ)
+    logger.info("FS-COCO-seg annotations: %d accepted, %d quarantined", n_ok, n_bad)
+
+
+def _empty_manifest() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in MANIFEST_COLUMNS})
+
+
+# --------------------------------------------------------------------------------------------------
+# public entry point
+# --------------------------------------------------------------------------------------------------
+def ingest_fscoco(
+    fscoco_root: str | Path,
+    fscoco_seg_root: str | Path | None,
+    *,
+    max_rejection_rate: float,
+    workers: int | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scan FS-COCO (+ FS-COCO-seg val/test) and return ``(manifest, quarantine)``.
+
+    Every candidate sketch (a (participant, stem) pair seen in raster_sketches/, vector_sketches/ or
+    text/) ends up either in the manifest or as exactly one ``kind == "sketch"`` row of the
+    quarantine, with a precise reason. Unexpected or duplicate files are ``kind == "file"`` rows and
+    problems with FS-COCO-seg annotations ``kind == "annotation"`` rows (the sketch itself stays in
+    the manifest, unannotated).
+
+    Raises
+    ------
+    SketchSegDataError
+        if ``fscoco_root`` (or one of its three folders) is missing, or if more than
+        ``max_rejection_rate`` of the candidate sketches are quarantined.
+    """
+    t0 = time.perf_counter()
+    root = Path(fscoco_root)
+    if not root.is_dir():
+        raise SketchSegDataError(f"FS-COCO not found: expected at {root}; {_HOW_TO_GET}")
+    missing = [f"{folder}/" for folder, _, _ in _KINDS.values() if not (root / folder).is_dir()]
+    if missing:
+        raise SketchSegDataError(
+            f"FS-COCO at {root} is incomplete: {', '.join(missing)} missing (expected at "
+            f"{', '.join(str(root / m) for m in missing)}); {_HOW_TO_GET}"
+        )
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8)
+
+    q = _Quarantine()
+    cands = _scan_fscoco(root, q)
+    n_candidates = len(cands)
+    if n_candidates == 0:
+        raise SketchSegDataError(f"no sketches found under {root} (raster_sketches/<pid>/<stem>.jpg ...); {_HOW_TO_GET}")
+
+    tasks: list[tuple[str, str, str]] = []
+    task_keys: list[tuple[int, int]] = []
+    for key in sorted(cands, key=_sort_key):
+        c = cands[key]
+        pkey, skey = key
+        pid = pkey if isinstance(pkey, int) else None
+        sid = skey if isinstance(skey, int) else None
+        any_path = c.get("raster", c.get("vector", c.get("text")))
+        if pid is None:
+            q.add(any_path, sid, None, f"participant folder name is not an integer ({c['pdir']!r})", "sketch")
+            continue
+        if sid is None:
+            q.add(any_path, None, pid, f"file stem is not an integer id ({c['stem']!r})", "sketch")
+            continue
+        gaps = [what for kind, (_, _, what) in _KINDS.items() if kind not in c]
+        if gaps:
+            q.add(any_path, sid, pid, "; ".join(gaps), "sketch")
+            continue
+        tasks.append((c["raster"], c["vector"], c["text"]))
+        task_keys.append((pid, sid))
+
+    results = _run_checks(tasks, int(workers), progress)
+    rows: list[dict[str, Any]] = []
+    for (pid, sid), task, res in zip(task_keys, tasks, results):
+        if res["problems"]:
+            q.add(res["problems"][0][0], sid, pid, "; ".join(why for _, why in res["problems"]), "sketch")
+            continue
+        info = res["info"]
+        rows.append({
+            "sketch_id": sid, "participant_id": pid, "stem": cands[(pid, sid)]["stem"],
+            "raster_path": task[0], "vector_path": task[1], "caption": res["caption"],
+            "n_strokes": res["n_strokes"], "raster_width": info["width"], "raster_height": info["height"],
+            "raster_mode": info["mode"], "inverted": info["inverted"],
+        })
+
+    # duplicate sketch ids across participants: keep the lowest participant
+    rows.sort(key=lambda r: (r["sketch_id"], r["participant_id"]))
+    kept: list[dict[str, Any]] = []
+    for r in rows:
+        if kept and kept[-1]["sketch_id"] == r["sketch_id"]:
+            q.add(r["raster_path"], r["sketch_id"], r["participant_id"],
+                  f"duplicate sketch_id {r['sketch_id']} also in participant {kept[-1]['participant_id']}", "sketch")
+            continue
+        kept.append(r)
+
+    if kept:
+        manifest = pd.DataFrame(kept)
+        manifest = manifest.sort_values(["participant_id", "sketch_id"], kind="stable").reset_index(drop=True)
+        for col in ("sketch_id", "participant_id", "n_strokes", "raster_width", "raster_height"):
+            manifest[col] = manifest[col].astype(np.int64)
+        manifest["inverted"] = manifest["inverted"].astype(bool)
+        for c in ("annotated_split", "labels_path", "seg_vector_path", "labels_json"):
+            manifest[c] = pd.Series([None] * len(manifest), dtype=object)
+        manifest = manifest[MANIFEST_COLUMNS]
+    else:
+        manifest = _empty_manifest()
+
+    sketch_rows = [r for r in q.rows if r["kind"] == "sketch"]
+    n_rejected = len(sketch_rows)
+    assert len(manifest) + n_rejected == n_candidates, "ingestion lost track of a sketch"
+    rate = n_rejected / n_candidates
+    if rate > max_rejection_rate:
+        top = Counter(_reason_key(r["reason"]) for r in sketch_rows).most_common(5)
+        examples = "; ".join(f"{k} x{n}" for k, n in top)
+        raise SketchSegDataError(
+            f"FS-COCO at {root}: {n_rejected} of {n_candidates} sketches rejected ({rate:.1%}), above "
+            f"max_rejection_rate={max_rejection_rate:.1%}; most common reasons: {examples}"
+        )
+
+    if fscoco_seg_root is None or not Path(fscoco_seg_root).is_dir():
+        logger.warning("FS-COCO-seg not found at %s: no segmentation annotations (download FS-COCO-seg val/test and "
+                       "unpack them there to evaluate on it)", fscoco_seg_root)
+        for c in ("annotated_split", "labels_path", "seg_vector_path", "labels_json"):
+            manifest[c] = pd.Series([None] * len(manifest), index=manifest.index, dtype=object)
+    elif len(manifest):
+        n_by_id = dict(zip(manifest["sketch_id"].tolist(), manifest["n_strokes"].tolist()))
+        _ingest_annotations(Path(fscoco_seg_root), manifest, q, n_by_id)
+
+    quarantine = q.frame()
+    kinds = Counter(r["kind"] for r in q.rows)
+    logger.info(
+        "ingested FS-COCO at %s in %.1fs: %d candidate sketches, %d accepted, %d rejected (%.2f%%), "
+        "%d unexpected/duplicate files, %d annotation problems, %d annotated (val %d, test %d), %d inverted rasters",
+        root, time.perf_counter() - t0, n_candidates, len(manifest), n_rejected, 100 * rate, kinds["file"],
+        kinds["annotation"], int(manifest["annotated_split"].notna().sum()) if len(manifest) else 0,
+        int((manifest["annotated_split"] == "val").sum()) if len(manifest) else 0,
+        int((manifest["annotated_split"] == "test").sum()) if len(manifest) else 0,
+        int(manifest["inverted"].sum()) if len(manifest) else 0,
+    )
+    if n_rejected:
+        for k, n in Counter(_reason_key(r["reason"]) for r in sketch_rows).most_common(5):
+            logger.info("  rejected: %s x%d", k, n)
+    return manifest, quarantine

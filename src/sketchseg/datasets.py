@@ -1,0 +1,60 @@
+"""Custom Kedro datasets."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from kedro.io import AbstractDataset
+from kedro.io.core import get_filepath_str, get_protocol_and_path
+
+
+class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+    """A model checkpoint as a safetensors file: ``{"state": {name: Tensor}, "metadata": {str: str}}``.
+
+    Loading never unpickles anything (safetensors), so a checkpoint from a stranger cannot run
+    code. Saving is atomic: the file is written beside the target and renamed over it.
+    """
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        protocol, path = get_protocol_and_path(filepath)
+        if protocol != "file":
+            raise ValueError(f"SafetensorsCheckpointDataset only supports local files, got {filepath}")
+        self._filepath = PurePosixPath(path)
+        self._protocol = protocol
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+    def load(self) -> dict[str, Any]:
+        from safetensors import safe_open
+
+        path = get_filepath_str(self._filepath, self._protocol)
+        state = {}
+        with safe_open(path, framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            for key in f.keys():
+                state[key] = f.get_tensor(key)
+        return {"state": state, "metadata": meta}
+
+    def save(self, data: dict[str, Any]) -> None:
+        from safetensors.torch import save_file
+
+        path = Path(get_filepath_str(self._filepath, self._protocol))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in data["state"].items()}
+        meta = {str(k): str(v) for k, v in (data.get("metadata") or {}).items()}
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(state, tmp, metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _exists(self) -> bool:
+        return Path(get_filepath_str(self._filepath, self._protocol)).is_file()

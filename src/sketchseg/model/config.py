@@ -1,0 +1,201 @@
+"""Model configuration: one dataclass whose field names follow the paper.
+
+Block indices (``vv_blocks``, ``cross_attention_layers``, ``category_loss_layers``) are
+1-based, as in the paper ("7th, 10th and 12th layers").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from sketchseg.errors import SketchSegConfigError
+
+logger = logging.getLogger(__name__)
+
+THRESHOLDING_MODES = ("learnable", "none")
+UPSAMPLE_MODES = ("bicubic", "bilinear")
+DISTANCES = ("l2", "l1", "cosine")
+FINETUNE_STRATEGIES = ("ln", "prompts", "ln_prompts", "full")
+INFERENCE_NORMALISATIONS = ("none", "minmax")
+
+_LAYER_LIST_FIELDS = ("vv_blocks", "cross_attention_layers", "category_loss_layers")
+_BOOL_FIELDS = ("allow_random_init", "vv_train", "vv_inference", "use_category_level", "cross_attention",
+                "use_global_loss")
+_INT_FIELDS = ("image_size", "num_visual_prompts")
+_FLOAT_FIELDS = ("visual_prompt_init_range", "prompt_dropout", "cross_attention_dropout", "threshold_init",
+                 "threshold_temperature", "margin")
+
+
+@dataclass
+class ModelConfig:
+    """Every knob of the sketch encoder, the two-level training and inference.
+
+    Defaults reproduce the paper (ViT-B/16, 3 prompts, v-v in blocks 7-12, cross-attention
+    and multi-layer category loss at blocks 7/10/12, learnable threshold, margin 0.3).
+    """
+
+    clip_model: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    cache_dir: str | None = None
+    allow_random_init: bool = False
+    # None = automatic: the pretrained tag's own setting; for a local file, True only when
+    # the model name ends in "-quickgelu" or the file path mentions "openai".
+    quick_gelu: bool | None = None
+    image_size: int = 224
+    num_visual_prompts: int = 3
+    visual_prompt_init_range: float = 0.0625
+    prompt_dropout: float = 0.0
+    vv_blocks: list[int] = field(default_factory=lambda: [7, 8, 9, 10, 11, 12])
+    vv_train: bool = True
+    vv_inference: bool = True
+    use_category_level: bool = True
+    cross_attention: bool = True
+    cross_attention_layers: list[int] = field(default_factory=lambda: [7, 10, 12])
+    cross_attention_dropout: float = 0.0
+    category_loss_layers: list[int] = field(default_factory=lambda: [7, 10, 12])
+    thresholding: str = "learnable"
+    threshold_init: float = 0.5
+    threshold_temperature: float = 0.05
+    upsample_mode: str = "bicubic"
+    use_global_loss: bool = True
+    margin: float = 0.3
+    distance: str = "l2"
+    finetune: str = "ln_prompts"
+    inference_normalization: str = "none"
+
+    def __post_init__(self) -> None:
+        for key in _LAYER_LIST_FIELDS:
+            value = getattr(self, key)
+            if value is None:
+                value = []
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise SketchSegConfigError(f"model.{key} must be a list of block indices, got {value!r}")
+            try:
+                setattr(self, key, [int(v) for v in value])
+            except (TypeError, ValueError) as exc:
+                raise SketchSegConfigError(f"model.{key} must be a list of integers, got {value!r}") from exc
+        self._check_values()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> ModelConfig:
+        """Build from a mapping (e.g. Kedro parameters), rejecting unknown keys."""
+        d = dict(d or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise SketchSegConfigError(
+                f"unknown model config key(s) {unknown}; valid keys are: {', '.join(names)}"
+            )
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    # ------------------------------------------------------------------ validation
+    def _check_values(self) -> None:
+        """Checks that do not need the backbone."""
+
+        def choice(name: str, allowed: tuple[str, ...]) -> None:
+            value = getattr(self, name)
+            if value not in allowed:
+                raise SketchSegConfigError(f"model.{name} must be one of {list(allowed)}, got {value!r}")
+
+        def prob(name: str) -> None:
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise SketchSegConfigError(f"model.{name} must be in [0, 1], got {value!r}")
+
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise SketchSegConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.quick_gelu is not None and not isinstance(self.quick_gelu, bool):
+            raise SketchSegConfigError(f"model.quick_gelu must be true, false or null, got {self.quick_gelu!r}")
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SketchSegConfigError(f"model.{name} must be an integer, got {value!r}")
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SketchSegConfigError(f"model.{name} must be a number, got {value!r}")
+        choice("thresholding", THRESHOLDING_MODES)
+        choice("upsample_mode", UPSAMPLE_MODES)
+        choice("distance", DISTANCES)
+        choice("finetune", FINETUNE_STRATEGIES)
+        choice("inference_normalization", INFERENCE_NORMALISATIONS)
+        prob("prompt_dropout")
+        prob("cross_attention_dropout")
+        if not isinstance(self.clip_model, str) or not self.clip_model:
+            raise SketchSegConfigError(f"model.clip_model must be an open_clip model name, got {self.clip_model!r}")
+        if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained.strip()):
+            raise SketchSegConfigError(
+                f"model.pretrained must be an open_clip tag, a weight file path or null, got {self.pretrained!r}"
+            )
+        if self.pretrained is None and not self.allow_random_init:
+            raise SketchSegConfigError(
+                "model.pretrained is null (random CLIP weights) but model.allow_random_init is false; "
+                "set model.pretrained to an open_clip tag (e.g. 'openai') or a local weight file, "
+                "or set model.allow_random_init: true for smoke tests"
+            )
+        if int(self.image_size) <= 0:
+            raise SketchSegConfigError(f"model.image_size must be positive, got {self.image_size!r}")
+        if int(self.num_visual_prompts) < 0:
+            raise SketchSegConfigError(f"model.num_visual_prompts must be >= 0, got {self.num_visual_prompts!r}")
+        if float(self.visual_prompt_init_range) < 0:
+            raise SketchSegConfigError(
+                f"model.visual_prompt_init_range must be >= 0, got {self.visual_prompt_init_range!r}"
+            )
+        if not 0.0 < float(self.threshold_init) < 1.0:
+            raise SketchSegConfigError(f"model.threshold_init must be in (0, 1), got {self.threshold_init!r}")
+        if not float(self.threshold_temperature) > 0.0:
+            raise SketchSegConfigError(
+                f"model.threshold_temperature must be > 0, got {self.threshold_temperature!r}"
+            )
+        if float(self.margin) < 0.0:
+            raise SketchSegConfigError(f"model.margin must be >= 0, got {self.margin!r}")
+        if self.finetune == "ln" and int(self.num_visual_prompts) > 0:
+            raise SketchSegConfigError(
+                "model.finetune='ln' trains LayerNorms only, so visual prompts would stay at their random "
+                f"initialisation; set model.num_visual_prompts: 0 (paper Fig. 6 'LN'), got {self.num_visual_prompts}"
+            )
+        if self.use_category_level and not self.category_loss_layers:
+            raise SketchSegConfigError(
+                "model.category_loss_layers is empty but model.use_category_level is true; "
+                "use e.g. [7, 10, 12] (paper) or [12] (w/o multi-layer loss)"
+            )
+        if (self.vv_train or self.vv_inference) and not self.vv_blocks:
+            raise SketchSegConfigError(
+                "model.vv_blocks is empty but model.vv_train / model.vv_inference is true; "
+                "set the v-v blocks (paper: [7, 8, 9, 10, 11, 12]) or turn vv_train / vv_inference off"
+            )
+        if not self.use_global_loss and not self.use_category_level:
+            raise SketchSegConfigError(
+                "model.use_global_loss and model.use_category_level are both false: there would be no loss"
+            )
+        if self.cross_attention and self.use_category_level and not self.cross_attention_layers:
+            raise SketchSegConfigError(
+                "model.cross_attention is true but model.cross_attention_layers is empty"
+            )
+
+    def validate(self, n_layers: int) -> None:
+        """Full validation, including block indices against the backbone's ``n_layers`` blocks."""
+        self._check_values()
+        for key in _LAYER_LIST_FIELDS:
+            values = list(getattr(self, key))
+            bad = [v for v in values if not 1 <= int(v) <= n_layers]
+            if bad:
+                raise SketchSegConfigError(
+                    f"model.{key} = {values} contains {bad}: block indices are 1-based and "
+                    f"{self.clip_model} has {n_layers} blocks (valid 1..{n_layers})"
+                )
+            if len(set(values)) != len(values):
+                raise SketchSegConfigError(f"model.{key} = {values} contains duplicates")

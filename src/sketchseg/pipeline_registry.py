@@ -1,0 +1,23 @@
+"""Project pipelines."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Pipeline
+
+from sketchseg.pipelines import evaluation, ingestion, make_sample, prompts, training
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """``train`` (the default) runs ingestion -> splits -> prompts -> fit -> select -> evaluate."""
+    data = ingestion.create_pipeline() + prompts.create_pipeline()
+    train = data + training.create_pipeline() + evaluation.create_pipeline()
+    return {
+        "make_sample": make_sample.create_pipeline(),
+        "ingestion": ingestion.create_pipeline(),
+        "prompts": prompts.create_pipeline(),
+        "data": data,
+        "training": training.create_pipeline(),
+        "evaluation": evaluation.create_pipeline(),
+        "train": train,
+        "__default__": train,
+    }

@@ -1,0 +1,74 @@
+"""Test-set evaluation of the chosen checkpoint (paper §4.2, reference protocol)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from sketchseg import tracking
+from sketchseg.engine.data import AnnotatedSketches
+from sketchseg.engine.evaluate import evaluate_model
+from sketchseg.engine.runtime import resolve_device
+from sketchseg.model.checkpoint import load_trainable_state
+from sketchseg.model.config import ModelConfig
+from sketchseg.model.model import build_model
+from sketchseg.pipelines.ingestion.nodes import as_metric_items
+from sketchseg.pipelines.training.nodes import annotated_subset, class_order
+
+logger = logging.getLogger(__name__)
+
+
+def load_model_from_checkpoint(checkpoint: dict[str, Any], model_params: dict[str, Any]):
+    """Build the configured model and load a catalogued checkpoint into it (shapes and keys checked)."""
+    cfg = ModelConfig.from_dict(model_params)
+    model = build_model(cfg)
+    load_trainable_state(model, checkpoint["state"], source=str(checkpoint.get("metadata", {}).get("kind", "checkpoint")))
+    return model, cfg
+
+
+def evaluate_test(
+    checkpoint: dict[str, Any],
+    splits_table: pd.DataFrame,
+    model_params: dict[str, Any],
+    evaluation: dict[str, Any],
+    training: dict[str, Any],
+    data: dict[str, Any],
+) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
+    """Score the chosen checkpoint on the annotated test split."""
+    model, cfg = load_model_from_checkpoint(checkpoint, model_params)
+    device = resolve_device(training.get("device", "auto"))
+    model.to(device)
+    test_set = AnnotatedSketches(
+        annotated_subset(splits_table, "test"),
+        image_size=cfg.image_size,
+        render_size=int(evaluation["render_size"]),
+        thickness=int(evaluation["thickness"]),
+        class_order=class_order(data),
+    )
+    result = evaluate_model(
+        model,
+        test_set,
+        device=device,
+        batch_size=int(evaluation["batch_size"]),
+        num_workers=int(evaluation.get("num_workers", 0)),
+        precision=training.get("precision", "bf16"),
+        desc="test",
+    )
+    metrics = result.prefixed("test")
+    meta = checkpoint.get("metadata", {})
+    report = {
+        **metrics,
+        "n_test_sketches": result.n_sketches,
+        "checkpoint_epoch": int(meta.get("epoch", -1)),
+        "checkpoint_val_miou": float(meta.get("val_miou", "nan")),
+        "variant": meta.get("variant", ""),
+    }
+    logger.info(
+        "test: mIoU %.2f, Acc@P %.2f, Acc@S %.2f, MeanAcc %.2f, FWIoU %.2f on %d sketches (checkpoint of epoch %s)",
+        metrics["test_miou"], metrics["test_pixel_acc"], metrics["test_stroke_acc"], metrics["test_mean_acc"],
+        metrics["test_fwiou"], result.n_sketches, meta.get("epoch", "?"),
+    )
+    tracking.set_tags({"sketchseg.checkpoint_epoch": meta.get("epoch", "?")})
+    return as_metric_items(metrics), report, result.per_sketch, result.per_category

@@ -1,0 +1,71 @@
+"""FS-COCO ingestion and participant splits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from sketchseg.data.fscoco import ingest_fscoco
+from sketchseg.data.splits import (
+    check_splits,
+    make_protocol_splits,
+    split_summary,
+    splits_from_file,
+    splits_from_fscoco_seg,
+)
+from sketchseg.errors import SketchSegConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def as_metric_items(values: dict[str, float], step: int = 0) -> dict[str, dict[str, float]]:
+    """``{name: value}`` -> the ``{name: {"value", "step"}}`` form kedro-mlflow's metric datasets log."""
+    return {k: {"value": float(v), "step": step} for k, v in values.items()}
+
+
+def ingest(data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Read FS-COCO (+ FS-COCO-seg labels) into a manifest and a quarantine table."""
+    manifest, quarantine = ingest_fscoco(
+        data["fscoco_root"],
+        data["fscoco_seg_root"],
+        max_rejection_rate=float(data["max_rejection_rate"]),
+        workers=data.get("workers"),
+    )
+    counts = {
+        "n_sketches": len(manifest),
+        "n_quarantined": len(quarantine),
+        "n_participants": int(manifest["participant_id"].nunique()) if len(manifest) else 0,
+        "n_annotated_val": int((manifest["annotated_split"] == "val").sum()) if len(manifest) else 0,
+        "n_annotated_test": int((manifest["annotated_split"] == "test").sum()) if len(manifest) else 0,
+    }
+    logger.info("ingestion: %s", counts)
+    return manifest, quarantine, as_metric_items(counts)
+
+
+def split(manifest: pd.DataFrame, splits: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Assign every sketch to train / val / test (paper §4.1) and check the invariants."""
+    mode = splits["mode"]
+    test_participants = [int(p) for p in splits.get("test_participants") or []]
+    if mode == "protocol":
+        table = make_protocol_splits(
+            manifest,
+            test_participants=test_participants,
+            val_per_participant=int(splits["val_per_participant"]),
+            seed=int(splits["seed"]),
+        )
+    elif mode == "fscoco_seg":
+        table = splits_from_fscoco_seg(manifest)
+        test_participants = sorted(table.loc[table["split"] == "test", "participant_id"].unique().tolist())
+    elif mode == "file":
+        if not splits.get("split_file"):
+            raise SketchSegConfigError("splits.mode is 'file' but splits.split_file is not set")
+        table = splits_from_file(manifest, splits["split_file"])
+        test_participants = []
+    else:
+        raise SketchSegConfigError(f"splits.mode must be protocol, fscoco_seg or file, got {mode!r}")
+    counts = check_splits(table, test_participants if mode == "protocol" else None)
+    summary = split_summary(table)
+    logger.info("splits (%s): %s", mode, counts)
+    return table, summary, as_metric_items({k: v for k, v in counts.items() if isinstance(v, (int, float))})

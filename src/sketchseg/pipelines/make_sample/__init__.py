@@ -1,0 +1,5 @@
+"""make_sample pipeline."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

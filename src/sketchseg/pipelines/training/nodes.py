@@ -1,0 +1,141 @@
+"""Fit the two-level model and keep the checkpoint with the best validation mIoU (§4.3)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from sketchseg import tracking  # noqa: E402
+from sketchseg.engine.data import AnnotatedSketches, TrainSketches  # noqa: E402
+from sketchseg.engine.train import TrainConfig, fit  # noqa: E402
+from sketchseg.errors import SketchSegDataError  # noqa: E402
+from sketchseg.model.config import ModelConfig  # noqa: E402
+from sketchseg.model.model import build_model  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def class_order(data: dict[str, Any]) -> list[str]:
+    """FS-COCO-seg's global class order (``all_classes.json``, background first), if present."""
+    path = Path(data["fscoco_seg_root"]) / "all_classes.json"
+    if not path.is_file():
+        return []
+    try:
+        classes = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SketchSegDataError(f"{path}: cannot read the class list ({exc})") from exc
+    return [c for c in classes if c != "blank_pixel"]
+
+
+def annotated_subset(splits_table: pd.DataFrame, split: str, limit: int | None = None) -> pd.DataFrame:
+    """The sketches of ``split`` that carry FS-COCO-seg stroke labels (others are counted, not scored)."""
+    part = splits_table[splits_table["split"] == split]
+    labelled = part[part["labels_json"].notna()]
+    if len(labelled) < len(part):
+        logger.warning(
+            "%d of %d %s sketches have no FS-COCO-seg labels and are not scored", len(part) - len(labelled), len(part), split
+        )
+    if limit is not None:
+        labelled = labelled.head(int(limit))
+    return labelled.reset_index(drop=True)
+
+
+def training_table(splits_table: pd.DataFrame, prompts_table: pd.DataFrame) -> pd.DataFrame:
+    train = splits_table[splits_table["split"] == "train"]
+    cols = ["sketch_id", "categories", "prompts", "no_noun"]
+    return train.merge(prompts_table[cols], on="sketch_id", how="left", validate="one_to_one")
+
+
+def checkpoint_metadata(cfg: ModelConfig, *, epoch: int, metric: float, variant: str, kind: str) -> dict[str, str]:
+    return {
+        "format": "sketchseg-trainable-v1",
+        "model_config": json.dumps(cfg.to_dict(), sort_keys=True),
+        "epoch": str(epoch),
+        "val_miou": f"{metric:.6f}",
+        "variant": variant,
+        "kind": kind,
+    }
+
+
+def train_model(
+    splits_table: pd.DataFrame,
+    prompts_table: pd.DataFrame,
+    model_params: dict[str, Any],
+    training: dict[str, Any],
+    evaluation: dict[str, Any],
+    data: dict[str, Any],
+    experiment: dict[str, Any],
+) -> tuple[dict, dict, pd.DataFrame]:
+    """Train, validating on the annotated val split after every epoch."""
+    cfg = ModelConfig.from_dict(model_params)
+    tcfg = TrainConfig.from_dict(training)
+    model = build_model(cfg)
+    counts = model.parameter_counts()
+    logger.info("parameters: %s trainable of %s", f"{counts['trainable']:,}", f"{counts['total']:,}")
+    tracking.log_metrics({"params_trainable": counts["trainable"], "params_total": counts["total"]})
+
+    train_set = TrainSketches(
+        training_table(splits_table, prompts_table),
+        image_size=cfg.image_size,
+        max_categories=tcfg.max_categories_per_sketch,
+        seed=tcfg.seed,
+    )
+    val_set = AnnotatedSketches(
+        annotated_subset(splits_table, "val", tcfg.max_val_sketches),
+        image_size=cfg.image_size,
+        render_size=int(evaluation["render_size"]),
+        thickness=int(evaluation["thickness"]),
+        class_order=class_order(data),
+    )
+    logger.info("training on %d sketches, validating on %d annotated sketches", len(train_set), len(val_set))
+    result = fit(
+        model,
+        train_set,
+        val_set,
+        tcfg,
+        eval_batch_size=int(evaluation["batch_size"]),
+        eval_num_workers=int(evaluation.get("num_workers", 0)),
+        on_epoch_end=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch),
+    )
+    tracking.log_metrics({"best_epoch": result.best_epoch, "best_val_miou": result.best_metric})
+    tracking.set_tags({"sketchseg.best_epoch": result.best_epoch})
+    variant = str(experiment.get("variant", "ours"))
+    best = {"state": result.best_state,
+            "metadata": checkpoint_metadata(cfg, epoch=result.best_epoch, metric=result.best_metric, variant=variant, kind="best")}
+    last_metric = float(result.history.iloc[-1].get(tcfg.selection_metric, float("nan"))) if len(result.history) else float("nan")
+    last = {"state": result.last_state,
+            "metadata": checkpoint_metadata(cfg, epoch=result.last_epoch, metric=last_metric, variant=variant, kind="last")}
+    logger.info("chosen checkpoint: epoch %d (%s %.2f)", result.best_epoch, tcfg.selection_metric, result.best_metric)
+    return best, last, result.history
+
+
+def plot_training_curves(history: pd.DataFrame) -> plt.Figure:
+    """Per-epoch losses, validation metrics and the learnable threshold."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    h = history.sort_values("epoch")
+    for col, label in (("train_loss", "total"), ("train_loss_global", "global (Eq. 1)"), ("train_loss_category", "category")):
+        if col in h and h[col].notna().any():
+            axes[0].plot(h["epoch"], h[col], marker="o", label=label)
+    axes[0].set_title("training loss")
+    for col, label in (("val_miou", "mIoU"), ("val_pixel_acc", "Acc@P"), ("val_stroke_acc", "Acc@S")):
+        if col in h and h[col].notna().any():
+            axes[1].plot(h["epoch"], h[col], marker="o", label=label)
+    axes[1].set_title("validation (%)")
+    if "threshold" in h and h["threshold"].notna().any():
+        axes[2].plot(h["epoch"], h["threshold"], marker="o", color="#C44E52")
+    axes[2].set_title("learnable threshold")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,398 @@
+"""Caption -> object categories -> "A sketch of *" prompts (paper §3.2).
+
+FS-COCO captions are short, mostly lower case and often without punctuation
+("Kid flying kite very high"). Categories are the nouns of the caption, singular and lower case,
+with known noun-noun compounds ("traffic light") kept whole. The NLTK perceptron tagger makes
+predictable mistakes on such captions; they are repaired with WordNet:
+
+* a token tagged as adjective or verb that WordNet knows as a noun but not as an adjective (or
+  not as a verb) is a noun ("kite" tagged JJ in "kid flying kite"), unless, tagged JJ, it
+  modifies the next noun ("stop"/JJ "sign" without the "stop sign" compound);
+* a token tagged as noun whose adjective use dominates in WordNet is not ("tall" in "tall trees");
+* an ``-ing`` verb form tagged as noun right after a noun is a participle ("cow grazing grass");
+* participles ("standing", "flying", "parked") are never promoted to nouns.
+
+The caption is lower-cased before tagging (``lowercase=True``): on sentence-initial capitals the
+tagger otherwise labels adjectives as proper nouns ("Old man" -> Old/NNP) and "Tall" as a
+determiner; lower-cased, the tags are right and nouns stay nouns. Unlike the authors' code, the
+last noun of a caption is never dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections import Counter
+from collections.abc import Collection, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATE = "A sketch of {}."
+NO_NOUN_FALLBACKS = ("caption", "skip", "error")
+
+#: Nouns that name a view, a position, a quantity or the drawing itself, never an object to segment.
+DEFAULT_STOP_WORDS: frozenset[str] = frozenset(
+    {
+        "sketch", "picture", "image", "drawing", "photo", "photograph", "scene", "view",
+        "side", "front", "back", "top", "bottom", "middle", "center", "centre", "corner", "edge",
+        "background", "foreground", "left", "right", "distance", "area", "part", "rest", "end",
+        "lot", "lots", "couple", "group", "pair", "bunch", "number", "kind", "type", "sort",
+        "variety", "piece", "bit", "row", "line", "set", "pile", "herd", "flock",
+        "thing", "something", "anything", "nothing", "way",
+    }
+)  # fmt: skip
+
+#: Noun compounds kept as one category even when the tagger splits them (e.g. "stop"/JJ "sign").
+DEFAULT_COMPOUNDS: tuple[str, ...] = (
+    "traffic light", "fire hydrant", "stop sign", "teddy bear", "tennis racket", "hot dog",
+    "parking meter", "baseball bat", "baseball glove", "cell phone", "mobile phone", "street light",
+    "street lamp", "fire truck", "ice cream", "bus stop", "parking lot", "dining table",
+    "wine glass", "hair drier", "hair dryer", "potted plant", "sports ball", "tennis ball",
+    "tennis court", "traffic sign", "road sign", "light pole", "lamp post", "power line",
+    "tree trunk", "clock tower", "park bench", "water bottle", "coffee table", "living room",
+    "sail boat", "fishing rod", "table tennis", "christmas tree", "palm tree", "ski pole",
+    "double decker bus", "double decker", "tennis player", "baseball player",
+)  # fmt: skip
+
+#: Plural-only nouns that the WordNet lemmatizer would wrongly singularise ("jeans" -> "jean").
+PLURAL_NOUNS: dict[str, str] = {
+    "jeans": "jeans", "pants": "pants", "shorts": "shorts", "trousers": "trousers",
+    "clothes": "clothes", "glasses": "glasses", "sunglasses": "sunglasses", "scissors": "scissors",
+    "binoculars": "binoculars", "headphones": "headphones", "goggles": "goggles",
+    "species": "species", "stairs": "stairs", "people": "people", "data": "data",
+}  # fmt: skip
+
+NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
+ADJ_TAGS = frozenset({"JJ", "JJR", "JJS"})
+VERB_TAGS = frozenset({"VB", "VBD", "VBG", "VBN", "VBP", "VBZ"})
+#: Tags that announce a noun phrase: "a kite", "two kites", "his kite", "the dog's kite".
+DETERMINER_TAGS = frozenset({"DT", "PDT", "PRP$", "WP$", "CD", "POS"})
+
+_WORD_RE = re.compile(r"[a-z][a-z'\-]*[a-z]")
+
+
+# ----------------------------------------------------------------------------------- WordNet
+
+
+@functools.lru_cache(maxsize=1)
+def _wordnet():  # noqa: ANN202 - nltk corpus reader
+    _ensure_ready()
+    from nltk.corpus import wordnet
+
+    wordnet.ensure_loaded()
+    return wordnet
+
+
+@functools.lru_cache(maxsize=1)
+def _lemmatizer():  # noqa: ANN202
+    from nltk.stem import WordNetLemmatizer
+
+    _wordnet()
+    return WordNetLemmatizer()
+
+
+_READY = False
+
+
+def _ensure_ready() -> None:
+    """Check once that the NLTK data is findable; raise a helpful SketchSegDataError otherwise."""
+    global _READY
+    if not _READY:
+        from sketchseg.text.nltk_setup import ensure_nltk_data
+
+        ensure_nltk_data(None, allow_download=False)
+        _READY = True
+
+
+@functools.lru_cache(maxsize=65536)
+def _pos_counts(word: str, pos: str) -> tuple[int, int]:
+    """(number of WordNet synsets, SemCor frequency) of ``word`` for ``pos`` ("n", "v", "a", "r")."""
+    wn = _wordnet()
+    poses = ("a", "s") if pos == "a" else (pos,)
+    n_syn = 0
+    freq = 0
+    for p in poses:
+        base = wn.morphy(word, p)
+        names = {word, base} if base else {word}
+        synsets = wn.synsets(word, p)
+        n_syn += len(synsets)
+        freq += sum(lem.count() for s in synsets for lem in s.lemmas() if lem.name().lower() in names)
+    return n_syn, freq
+
+
+def _has(word: str, pos: str) -> bool:
+    return _pos_counts(word, pos)[0] > 0
+
+
+@functools.lru_cache(maxsize=65536)
+def _verb_base(word: str) -> str | None:
+    """WordNet verb lemma of ``word`` (None when it is no verb form)."""
+    return _wordnet().morphy(word, "v")
+
+
+def _is_verb_form(word: str) -> bool:
+    """True for inflected verb forms such as "standing", "flying", "parked" (not "kite", "leaves")."""
+    base = _verb_base(word)
+    return base is not None and base != word and word.endswith(("ing", "ed"))
+
+
+@functools.lru_cache(maxsize=65536)
+def _is_wordnet_compound(first: str, second: str) -> bool:
+    wn = _wordnet()
+    return bool(wn.synsets(f"{first}_{second}", "n"))
+
+
+@functools.lru_cache(maxsize=65536)
+def lemma(word: str) -> str:
+    """Singular lower-case form of the noun ``word``."""
+    word = word.lower()
+    if word in PLURAL_NOUNS:
+        return PLURAL_NOUNS[word]
+    wn = _wordnet()
+    try:
+        candidates = wn._morphy(word, "n")  # the lemmatizer's own back end
+    except AttributeError:  # pragma: no cover - older/newer NLTK
+        return _lemmatizer().lemmatize(word, "n")
+    # WordNet lists some plurals as lemmas of their own ("men", "teeth", "arms"): prefer the base
+    changed = [c for c in candidates if c != word]
+    return changed[0] if changed else word
+
+
+# ------------------------------------------------------------------------------- tagging
+
+
+def tag_caption(caption: str, *, lowercase: bool = True) -> list[tuple[str, str]]:
+    """Tokenise and POS-tag ``caption``; tokens are returned lower-cased either way."""
+    _ensure_ready()
+    import nltk
+
+    text = caption.lower() if lowercase else caption
+    try:
+        tagged = nltk.pos_tag(nltk.word_tokenize(text))
+    except LookupError as exc:  # data removed after the first check
+        raise SketchSegDataError(f"NLTK data missing while tagging {caption!r}: {exc}") from exc
+    return [(tok.lower(), tag) for tok, tag in tagged]
+
+
+def _noun_flags(tagged: Sequence[tuple[str, str]]) -> list[bool]:
+    """Decide, left to right, which tokens are nouns (tagger output repaired with WordNet)."""
+    flags: list[bool] = []
+    for i, (word, tag) in enumerate(tagged):
+        prev_tag = tagged[i - 1][1] if i > 0 else None
+        prev_noun = flags[i - 1] if i > 0 else False
+        next_word, next_tag = tagged[i + 1] if i + 1 < len(tagged) else (None, None)
+        flags.append(_is_noun(word, tag, prev_tag, prev_noun, next_tag, next_word))
+    return flags
+
+
+def _is_noun(
+    word: str,
+    tag: str,
+    prev_tag: str | None,
+    prev_noun: bool,
+    next_tag: str | None,
+    next_word: str | None = None,
+) -> bool:
+    if not _WORD_RE.fullmatch(word):
+        return False
+    n_noun, f_noun = _pos_counts(word, "n")
+    if tag in NOUN_TAGS:
+        if word.endswith("ing") and _verb_base(word) not in (None, word):
+            # "cow grazing grass" (participle) vs "a tall building" (noun)
+            if prev_noun:
+                return False
+            if prev_tag in DETERMINER_TAGS or prev_tag in ADJ_TAGS:
+                return True
+            return f_noun > 0
+        n_adj, f_adj = _pos_counts(word, "a")
+        if n_adj and f_adj > f_noun:  # "tall"/NN in "tall trees", "red"/NN in "a man in red"
+            return False
+        if not n_noun and (n_adj or _verb_base(word) is not None):
+            return False  # WordNet knows it, but not as a noun: "snowy"/NN, "parked"/NN
+        return True
+    if not n_noun or _is_verb_form(word) or tag == "VBG":
+        return False
+    if tag in ADJ_TAGS and not _has(word, "a"):  # "kite"/JJ, "elephant"/JJ, "sheep"/JJ
+        # ... unless it modifies the next noun ("toy"/JJ "car"); a gerund mis-tagged as noun
+        # does not count as one ("elephant"/JJ "walking"/NN)
+        return not (next_tag in NOUN_TAGS and not (next_word or "").endswith("ing"))
+    if tag in VERB_TAGS and not _has(word, "v"):  # noun-only word tagged as a verb
+        return True
+    if (tag in ADJ_TAGS or tag in VERB_TAGS) and prev_tag in DETERMINER_TAGS and next_tag not in NOUN_TAGS:
+        # head of a noun phrase: "a kite" with "kite"/VBP; only when the noun use dominates
+        return f_noun >= max(_pos_counts(word, "v")[1], _pos_counts(word, "a")[1])
+    return False
+
+
+# ------------------------------------------------------------------------------- public API
+
+
+def extract_categories(
+    caption: str,
+    *,
+    stop_words: Collection[str] = DEFAULT_STOP_WORDS,
+    compounds: Collection[str] = DEFAULT_COMPOUNDS,
+    lowercase: bool = True,
+) -> list[str]:
+    """Object categories named in ``caption``, in caption order, without duplicates.
+
+    Parameters
+    ----------
+    caption
+        Free-text sketch caption.
+    stop_words
+        Category names to drop (compared after singularisation, lower case).
+    compounds
+        Multi-word categories (2 or 3 words, last word singular) kept whole when their words are
+        adjacent, whatever their tags; any two adjacent nouns that WordNet knows as one lemma
+        ("bus_stop") are joined too.
+    lowercase
+        Lower-case the caption before tagging (tags short captions better).
+
+    Returns
+    -------
+    list[str]
+        Singular lower-case categories, compounds joined by one space.
+    """
+    if not isinstance(caption, str) or not caption.strip():
+        return []
+    stop = {s.lower() for s in stop_words}
+    known = {" ".join(c.lower().split()) for c in compounds}
+    max_len = max((len(c.split()) for c in known), default=1)
+    tagged = tag_caption(caption, lowercase=lowercase)
+    flags = _noun_flags(tagged)
+    words = [w for w, _ in tagged]
+
+    found: list[str] = []
+    i = 0
+    while i < len(words):
+        category, width = _match_at(words, flags, i, known, max_len)
+        if category is not None and category not in stop and category not in found:
+            found.append(category)
+        i += width
+    return found
+
+
+def _match_at(
+    words: Sequence[str], flags: Sequence[bool], i: int, known: set[str], max_len: int
+) -> tuple[str | None, int]:
+    """Category starting at token ``i`` (or None) and the number of tokens it spans."""
+    for width in range(min(max_len, len(words) - i), 1, -1):
+        span = words[i : i + width]
+        if all(_WORD_RE.fullmatch(w) for w in span):
+            key = " ".join([*span[:-1], lemma(span[-1])])
+            if key in known:
+                return key, width
+    if not flags[i]:
+        return None, 1
+    word = words[i]
+    if "-" in word and " ".join(word.split("-")[:-1] + [lemma(word.split("-")[-1])]) in known:
+        return " ".join(word.split("-")[:-1] + [lemma(word.split("-")[-1])]), 1
+    if i + 1 < len(words) and flags[i + 1]:
+        head = lemma(words[i + 1])
+        for first in dict.fromkeys((word, lemma(word))):
+            if _is_wordnet_compound(first, head):
+                return f"{first} {head}", 2
+    return lemma(word), 1
+
+
+def make_prompt(category: str, template: str = DEFAULT_TEMPLATE) -> str:
+    """Fill the prompt ``template`` (one ``{}``) with ``category``: "A sketch of tree."."""
+    if template.count("{}") != 1:
+        raise SketchSegConfigError(
+            f"prompt template {template!r} must contain exactly one '{{}}' placeholder "
+            "(prompts.template in conf/base/parameters.yml)"
+        )
+    try:
+        return template.format(category)
+    except (IndexError, KeyError, ValueError) as exc:
+        raise SketchSegConfigError(f"prompt template {template!r} cannot be filled: {exc}") from exc
+
+
+def extract_table(
+    captions: pd.DataFrame,
+    *,
+    template: str = DEFAULT_TEMPLATE,
+    stop_words: Collection[str] = DEFAULT_STOP_WORDS,
+    compounds: Collection[str] = DEFAULT_COMPOUNDS,
+    no_noun_fallback: str = "caption",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Categories and prompts for every caption, and the category vocabulary.
+
+    Parameters
+    ----------
+    captions
+        Columns ``sketch_id`` and ``caption``.
+    no_noun_fallback
+        For a caption without any category: ``"caption"`` uses the whole caption as the single
+        category and prompt, ``"skip"`` keeps the row with empty lists, ``"error"`` raises.
+        Such rows have ``no_noun=True`` and do not count in the vocabulary. An empty caption
+        cannot serve as a prompt, so under ``"caption"`` it is handled as ``"skip"``.
+
+    Returns
+    -------
+    (table, vocabulary)
+        ``table``: sketch_id, categories (list[str]), prompts (list[str]), n_categories, no_noun.
+        ``vocabulary``: category, count (number of sketches), sorted by count desc then name.
+    """
+    if no_noun_fallback not in NO_NOUN_FALLBACKS:
+        raise SketchSegConfigError(
+            f"prompts.no_noun_fallback must be one of {NO_NOUN_FALLBACKS}, got {no_noun_fallback!r}"
+        )
+    make_prompt("x", template)  # validate the template once
+    missing = {"sketch_id", "caption"} - set(captions.columns)
+    if missing:
+        raise SketchSegDataError(f"caption table lacks column(s) {sorted(missing)}; has {list(captions.columns)}")
+    dup = captions["sketch_id"][captions["sketch_id"].duplicated()]
+    if len(dup):
+        raise SketchSegDataError(f"caption table repeats sketch_id(s) {sorted(dup.unique().tolist())[:10]}")
+
+    rows = []
+    counts: Counter[str] = Counter()
+    n_fallback = 0
+    for sketch_id, caption in tqdm(
+        zip(captions["sketch_id"].tolist(), captions["caption"].tolist(), strict=True),
+        total=len(captions),
+        desc="captions",
+        disable=None,
+    ):
+        text = caption.strip() if isinstance(caption, str) else ""
+        cats = extract_categories(text, stop_words=stop_words, compounds=compounds)
+        no_noun = not cats
+        if no_noun:
+            n_fallback += 1
+            if no_noun_fallback == "error":
+                raise SketchSegDataError(f"sketch {sketch_id}: no object category found in caption {text!r}")
+            if no_noun_fallback == "caption" and text:
+                rows.append((sketch_id, [text], [text], 1, True))
+            else:
+                if no_noun_fallback == "caption":
+                    logger.warning("sketch %s has an empty caption; no prompt for its category level", sketch_id)
+                rows.append((sketch_id, [], [], 0, True))
+            continue
+        counts.update(cats)
+        rows.append((sketch_id, cats, [make_prompt(c, template) for c in cats], len(cats), False))
+
+    table = pd.DataFrame(rows, columns=["sketch_id", "categories", "prompts", "n_categories", "no_noun"])
+    table = table.astype({"n_categories": "int64", "no_noun": bool})
+    if len(captions):
+        table["sketch_id"] = table["sketch_id"].astype(captions["sketch_id"].dtype)
+    if n_fallback:
+        logger.warning(
+            "%d of %d captions had no noun (no_noun_fallback=%r)", n_fallback, len(captions), no_noun_fallback
+        )
+    vocab = pd.DataFrame(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])), columns=["category", "count"])
+    vocab = vocab.astype({"category": object, "count": "int64"})
+    logger.info(
+        "%d captions -> %d categories (%.2f per sketch)",
+        len(table),
+        len(vocab),
+        float(table["n_categories"].mean()) if len(table) else 0.0,
+    )
+    return table, vocab

@@ -1,0 +1,71 @@
+"""Thin MLflow helpers that do nothing when no run is active (unit tests, plain Python use)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _active_run():
+    try:
+        import mlflow
+    except ImportError:  # pragma: no cover - mlflow is a dependency
+        return None, None
+    return mlflow, mlflow.active_run()
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log finite numeric metrics to the active MLflow run (no-op without one)."""
+    mlflow, run = _active_run()
+    if run is None:
+        return
+    clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+    if clean:
+        mlflow.log_metrics(clean, step=step)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    mlflow, run = _active_run()
+    if run is None:
+        return
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    mlflow, run = _active_run()
+    if run is None:
+        return
+    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def tag_run_with_experiment(params: Mapping[str, Any], pipeline_name: Any = None) -> None:
+    """Name the active run after ``experiment.variant`` and tag it with the switches that define it."""
+    mlflow, run = _active_run()
+    if run is None:
+        return
+    exp = dict(params.get("experiment") or {})
+    variant = str(exp.get("variant") or "ours")
+    env_name = exp.get("env")
+    name = variant if not pipeline_name else f"{variant}"
+    tags = {
+        "mlflow.runName": name,
+        "sketchseg.variant": variant,
+        "sketchseg.pipeline": ",".join(pipeline_name) if isinstance(pipeline_name, (list, tuple)) else str(pipeline_name),
+    }
+    if env_name:
+        tags["sketchseg.env"] = env_name
+    if exp.get("description"):
+        tags["mlflow.note.content"] = str(exp["description"])
+    model = params.get("model") or {}
+    for key in ("clip_model", "finetune", "num_visual_prompts", "vv_train", "vv_inference",
+                "use_category_level", "cross_attention", "thresholding", "use_global_loss",
+                "upsample_mode", "distance", "margin"):
+        if key in model:
+            tags[f"sketchseg.model.{key}"] = model[key]
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+    logger.info("MLflow run %s tagged as variant '%s'", run.info.run_id, variant)

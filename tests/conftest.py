@@ -1,0 +1,46 @@
+"""Shared test set-up: offline hub, NLTK data from ../shared, Kedro project copies in tmp dirs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+if not os.environ.get("NLTK_DATA"):
+    _shared = REPO.parent / "shared" / "nltk_data"
+    if _shared.is_dir():
+        os.environ["NLTK_DATA"] = str(_shared)
+
+
+@pytest.fixture(scope="session")
+def nltk_data_path() -> str:
+    path = os.environ.get("NLTK_DATA")
+    if not path:
+        pytest.fail("NLTK data not found: set NLTK_DATA or put shared/nltk_data beside the repository")
+    return path
+
+
+def copy_project(dest: Path) -> Path:
+    """A runnable copy of the Kedro project (conf + pyproject) whose relative paths land in ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
+    shutil.copy(REPO / ".telemetry", dest / ".telemetry")
+    shutil.copytree(REPO / "conf", dest / "conf", ignore=shutil.ignore_patterns("local"))
+    (dest / "conf" / "local").mkdir(exist_ok=True)
+    (dest / "src").mkdir(exist_ok=True)  # the package itself is installed (editable)
+    for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "06_models", "07_model_output", "08_reporting"):
+        (dest / "data" / layer).mkdir(parents=True, exist_ok=True)
+    return dest
+
+
+@pytest.fixture()
+def kedro_project(tmp_path, monkeypatch) -> Path:
+    project = copy_project(tmp_path / "project")
+    monkeypatch.chdir(project)
+    return project

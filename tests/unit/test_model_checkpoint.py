@@ -1,0 +1,106 @@
+"""Checkpoints: safetensors round trip, metadata, mismatch errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sketchseg.errors import CheckpointMismatchError
+from sketchseg.model.checkpoint import (
+    load_checkpoint,
+    load_trainable_state,
+    read_checkpoint_metadata,
+    save_checkpoint,
+    trainable_state_dict,
+)
+from sketchseg.model.clip_loader import load_clip
+from sketchseg.model.config import ModelConfig
+from sketchseg.model.model import SketchSegModel
+
+
+def tiny_cfg(**kw) -> ModelConfig:
+    base = dict(
+        clip_model="sketchseg-tiny", pretrained=None, allow_random_init=True, image_size=64,
+        vv_blocks=[3, 4, 5, 6], cross_attention_layers=[3, 5, 6], category_loss_layers=[3, 5, 6],
+    )
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    torch.manual_seed(0)
+    return load_clip(tiny_cfg())
+
+
+def make(backbone, seed: int, **kw) -> SketchSegModel:
+    clip, tok, ms = backbone
+    torch.manual_seed(seed)
+    return SketchSegModel(clip, tok, tiny_cfg(**kw), ms)
+
+
+def test_trainable_state_dict_holds_trainable_and_added_parameters(backbone):
+    model = make(backbone, 0)
+    state = trainable_state_dict(model)
+    assert "threshold.logit" in state and "encoder.prompts.tokens" in state
+    assert any(k.startswith("encoder.cross_attention.") for k in state)
+    assert "encoder.visual.ln_pre.weight" in state
+    assert not any(k.startswith("text.") for k in state)
+    assert "encoder.visual.conv1.weight" not in state
+    assert all(v.device.type == "cpu" for v in state.values())
+
+
+def test_round_trip(backbone, tmp_path):
+    src = make(backbone, 0)
+    with torch.no_grad():
+        src.threshold.logit.fill_(0.7)
+        src.encoder.prompts.tokens.add_(1.0)
+        src.encoder.visual.ln_post.weight.mul_(1.5)
+    path = save_checkpoint(tmp_path / "ckpt" / "best.safetensors", src, {"epoch": 3, "val_miou": 0.5, "note": "x"})
+    assert path.is_file() and [p.name for p in path.parent.iterdir()] == ["best.safetensors"]  # no tmp left
+    saved = trainable_state_dict(src)
+    with torch.no_grad():  # src shares the backbone with dst: reset the shared LN first
+        src.encoder.visual.ln_post.weight.div_(1.5)
+    dst = make(backbone, 1)
+    assert not torch.equal(dst.encoder.prompts.tokens, saved["encoder.prompts.tokens"])
+    meta = load_checkpoint(path, dst)
+    for key, value in saved.items():
+        torch.testing.assert_close(dict(dst.named_parameters())[key].detach(), value)
+    assert meta["epoch"] == "3" and meta["note"] == "x" and meta["format"] == "sketchseg-checkpoint-v1"
+    assert json.loads(meta["model_config"]) == tiny_cfg().to_dict()
+    assert meta["clip_fingerprint"] == dst.clip_fingerprint
+    assert read_checkpoint_metadata(path)["val_miou"] == "0.5"
+
+
+def test_checkpoint_from_another_model_config_is_refused(backbone, tmp_path):
+    src = make(backbone, 0, cross_attention=False, num_visual_prompts=2)
+    path = save_checkpoint(tmp_path / "a.safetensors", src, {})
+    dst = make(backbone, 0)
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_checkpoint(path, dst)
+    msg = str(info.value)
+    assert "missing keys" in msg and "cross_attention" in msg
+    assert "shape mismatches" in msg and "encoder.prompts.tokens" in msg
+    # the reverse direction reports unexpected keys
+    path2 = save_checkpoint(tmp_path / "b.safetensors", dst, {})
+    other = make(backbone, 0, cross_attention=False)
+    with pytest.raises(CheckpointMismatchError, match="unexpected keys"):
+        load_checkpoint(path2, other)
+    load_checkpoint(path2, other, strict=False)  # non-strict: loads what fits
+
+
+def test_in_memory_state_and_reserved_metadata(backbone, tmp_path):
+    src = make(backbone, 0)
+    dst = make(backbone, 2)
+    load_trainable_state(dst, trainable_state_dict(src), source="best")
+    torch.testing.assert_close(dst.encoder.prompts.tokens, src.encoder.prompts.tokens)
+    bad = trainable_state_dict(src)
+    bad.pop("threshold.logit")
+    with pytest.raises(CheckpointMismatchError, match="threshold.logit"):
+        load_trainable_state(dst, bad, source="best")
+    with pytest.raises(ValueError, match="reserved"):
+        save_checkpoint(tmp_path / "c.safetensors", src, {"model_config": "{}"})
+    with pytest.raises(CheckpointMismatchError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.safetensors", dst)

@@ -1,0 +1,214 @@
+"""SketchSegModel: trainable sets, two-level losses, gradients, segmentation, text cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sketchseg.errors import SketchSegConfigError
+from sketchseg.model.clip_loader import load_clip
+from sketchseg.model.config import ModelConfig
+from sketchseg.model.model import SketchSegModel, build_model
+from sketchseg.model.text_tower import TextTower
+
+
+def tiny_cfg(**kw) -> ModelConfig:
+    base = dict(
+        clip_model="sketchseg-tiny", pretrained=None, allow_random_init=True, image_size=64,
+        vv_blocks=[3, 4, 5, 6], cross_attention_layers=[3, 5, 6], category_loss_layers=[3, 5, 6],
+    )
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    torch.manual_seed(0)
+    return load_clip(tiny_cfg())
+
+
+def make(backbone, **kw) -> SketchSegModel:
+    clip, tok, ms = backbone
+    torch.manual_seed(1)
+    return SketchSegModel(clip, tok, tiny_cfg(**kw), ms)
+
+
+def sketches(n: int = 2, size: int = 64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    img = torch.ones(n, 3, size, size)
+    for i in range(n):
+        for _ in range(6):
+            r, c = torch.randint(4, size - 12, (2,), generator=g).tolist()
+            if torch.rand((), generator=g) > 0.5:
+                img[i, :, r, c : c + 10] = 0.0
+            else:
+                img[i, :, r : r + 10, c] = 0.0
+    return img
+
+
+CAPTIONS = ["a tree next to a car", "a dog on the grass"]
+CATEGORIES = [["tree", "car"], ["dog", "grass"]]
+
+
+def test_text_tower_reproduces_open_clip(backbone):
+    clip, tok, _ = backbone
+    tokens = tok(["a sketch of a tree.", "a dog"])
+    with torch.no_grad():
+        torch.testing.assert_close(TextTower(clip)(tokens), clip.encode_text(tokens))
+
+
+def test_finetune_strategies_give_the_right_trainable_sets(backbone):
+    sets = {}
+    for strategy, extra in (("ln", {"num_visual_prompts": 0}), ("prompts", {}), ("ln_prompts", {}), ("full", {})):
+        model = make(backbone, finetune=strategy, **extra)
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        sets[strategy] = (names, model.parameter_counts())
+        assert not any(n.startswith("text.") for n in names), strategy  # text tower + logit_scale frozen
+        assert "encoder.visual.conv1.weight" not in names or strategy == "full"
+        assert any(n.startswith("encoder.cross_attention.") for n in names)
+        assert "threshold.logit" in names
+    ln, _ = sets["ln"]
+    assert "encoder.visual.ln_pre.weight" in ln and "encoder.visual.transformer.resblocks.0.ln_2.bias" in ln
+    assert "encoder.visual.ln_post.weight" in ln and "encoder.prompts.tokens" not in ln
+    assert "encoder.visual.transformer.resblocks.0.attn.in_proj_weight" not in ln
+    prompts, _ = sets["prompts"]
+    assert "encoder.prompts.tokens" in prompts and "encoder.visual.ln_pre.weight" not in prompts
+    lnp, lnp_counts = sets["ln_prompts"]
+    assert "encoder.prompts.tokens" in lnp and "encoder.visual.ln_1.weight" not in lnp
+    assert "encoder.visual.transformer.resblocks.5.ln_1.weight" in lnp
+    full, full_counts = sets["full"]
+    assert "encoder.visual.conv1.weight" in full and "encoder.visual.proj" in full
+    assert lnp_counts["trainable"] < full_counts["trainable"] < full_counts["total"]
+    assert lnp_counts["total"] == full_counts["total"]
+
+
+def test_training_losses_keys_and_threshold_gradient(backbone):
+    model = make(backbone)
+    model.train()
+    out = model.training_losses(sketches(), CAPTIONS, CATEGORIES)
+    assert set(out) == {"loss", "loss_global", "loss_category", "threshold", "n_category_pairs"}
+    assert out["n_category_pairs"] == 4
+    assert not out["threshold"].requires_grad and out["threshold"].item() == pytest.approx(0.5)
+    torch.testing.assert_close(out["loss"], out["loss_global"] + out["loss_category"])
+    out["loss"].backward()
+    grad = model.threshold.logit.grad
+    assert grad is not None and grad.abs().item() > 0
+    assert model.encoder.prompts.tokens.grad.abs().sum() > 0
+    ca = model.encoder.cross_attention.projections["3"].text_proj.weight.grad
+    assert ca is not None and ca.abs().sum() > 0
+    assert all(p.grad is None for p in model.text.parameters())
+
+
+def test_category_loss_reaches_first_level_features(backbone):
+    model = make(backbone, use_global_loss=False)
+    out = model.training_losses(sketches(), CAPTIONS, CATEGORIES)
+    assert out["loss_global"].item() == 0.0
+    out["loss"].backward()
+    # the v-v path's only route to the loss is the similarity map -> mask -> category image
+    ln = model.encoder.visual.transformer.resblocks[3].ln_1.weight.grad
+    assert ln is not None and ln.abs().sum() > 0
+
+
+def test_without_thresholding_pixels_are_weighted(backbone):
+    model = make(backbone, thresholding="none")
+    assert model.threshold is None
+    out = model.training_losses(sketches(), CAPTIONS, CATEGORIES)
+    assert torch.isnan(out["threshold"])
+    out["loss"].backward()
+    assert model.encoder.visual.transformer.resblocks[3].ln_1.weight.grad.abs().sum() > 0
+
+
+def test_without_category_level_the_branch_is_never_built_or_run(backbone, monkeypatch):
+    model = make(backbone, use_category_level=False)
+    assert model.encoder.cross_attention is None and model.threshold is None
+    assert not any("cross_attention" in n for n, _ in model.named_parameters())
+    calls = []
+    original = model.encoder.forward
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model.encoder, "forward", spy)
+    out = model.training_losses(sketches(), CAPTIONS, CATEGORIES)
+    assert len(calls) == 1 and calls[0].get("category_text") is None
+    assert out["loss_category"].item() == 0.0 and out["n_category_pairs"] == 0
+    assert out["loss"].item() == pytest.approx(out["loss_global"].item())
+
+
+def test_category_images_are_encoded_in_one_batched_pass_with_their_text(backbone, monkeypatch):
+    model = make(backbone)
+    calls = []
+    original = model.encoder.forward
+
+    def spy(x, **kwargs):
+        calls.append((x.shape, kwargs))
+        return original(x, **kwargs)
+
+    monkeypatch.setattr(model.encoder, "forward", spy)
+    model.training_losses(sketches(), CAPTIONS, [["tree", "car", "tree"], ["dog"]])
+    assert len(calls) == 2
+    shape, kwargs = calls[1]
+    assert shape[0] == 3  # duplicate "tree" kept once: 2 + 1 pairs
+    assert kwargs["category_text"].shape == (3, 64)
+    assert list(kwargs["return_layers"]) == [3, 5, 6]
+    assert calls[0][1]["vv"] is True
+
+
+def test_cross_attention_off_builds_no_modules(backbone):
+    model = make(backbone, cross_attention=False)
+    assert model.encoder.cross_attention is None
+    out = model.training_losses(sketches(), CAPTIONS, CATEGORIES)
+    assert out["loss_category"].item() >= 0.0
+
+
+def test_segment_shapes_and_normalisation(backbone):
+    model = make(backbone).eval()
+    images = sketches(3, size=96)  # resized to cfg.image_size inside
+    maps = model.segment(images, [["tree", "car"], ["dog"], []], size=128)
+    assert [tuple(m.shape) for m in maps] == [(2, 128, 128), (1, 128, 128), (0, 128, 128)]
+    assert maps[0].min() >= -1.0 and maps[0].max() <= 1.0
+    norm = model.segment_normalised(images, [["tree", "car"], ["dog"], []], size=(32, 48))
+    assert tuple(norm[0].shape) == (2, 32, 48)
+    assert norm[0].min() >= 0.0 and norm[0].max() <= 1.0
+    assert norm[0].flatten(1).amax(1).min() > 0.9
+
+
+def test_encode_text_is_normalised_cached_and_frozen(backbone):
+    model = make(backbone)
+    emb = model.encode_text(["A sketch of tree.", "A sketch of car.", "A sketch of tree."])
+    assert emb.shape == (3, 64) and not emb.requires_grad
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(emb[0], emb[2])
+    assert set(model._text_cache) == {"A sketch of tree.", "A sketch of car."}
+    model.to(torch.float32)
+    assert model._text_cache == {}
+
+
+def test_training_under_bf16_autocast(backbone):
+    model = make(backbone)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = model.training_losses(sketches(), CAPTIONS, CATEGORIES)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert model.threshold.logit.grad is not None
+
+
+def test_input_checks(backbone):
+    model = make(backbone)
+    with pytest.raises(ValueError, match="captions"):
+        model.training_losses(sketches(), ["only one"], CATEGORIES)
+    with pytest.raises(ValueError, match="list of category names"):
+        model.training_losses(sketches(), CAPTIONS, ["tree", "dog"])
+    with pytest.raises(SketchSegConfigError, match="1-based"):
+        build_model(tiny_cfg(vv_blocks=[7, 8]))
+
+
+def test_similarity_maps_helper(backbone):
+    model = make(backbone).eval()
+    out = model.encode_sketch(sketches())
+    text = model.encode_text(["A sketch of tree.", "A sketch of car."]).unsqueeze(0).expand(2, -1, -1)
+    maps = model.similarity_maps(out.patches, text, 32)
+    assert maps.shape == (2, 2, 32, 32) and maps.min() >= 0 and maps.max() <= 1
+    with pytest.raises(ValueError, match="square"):
+        model.similarity_maps(out.patches[:, :10], text, 32)
