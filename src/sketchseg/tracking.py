@@ -51,11 +51,14 @@ def tag_run_with_experiment(params: Mapping[str, Any], pipeline_name: Any = None
     exp = dict(params.get("experiment") or {})
     variant = str(exp.get("variant") or "ours")
     env_name = exp.get("env")
-    name = variant if not pipeline_name else f"{variant}"
+    names = list(pipeline_name) if isinstance(pipeline_name, (list, tuple)) else [pipeline_name or "__default__"]
+    model_pipelines = {"__default__", "train", "training", "evaluation", "report", "segment"}
+    # runs that train or score a model are named after the variant; data-only runs after the pipeline
+    name = variant if model_pipelines & set(names) else "+".join(str(n) for n in names)
     tags = {
         "mlflow.runName": name,
         "sketchseg.variant": variant,
-        "sketchseg.pipeline": ",".join(pipeline_name) if isinstance(pipeline_name, (list, tuple)) else str(pipeline_name),
+        "sketchseg.pipeline": ",".join(str(n) for n in names),
     }
     if env_name:
         tags["sketchseg.env"] = env_name

@@ -214,7 +214,7 @@ def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor],
             "results are meaningless beyond smoke tests", name,
         )
         clip_model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick)
-    elif looks_like_path(pretrained):
+    elif looks_like_path(pretrained) or Path(pretrained).expanduser().is_file():
         path = Path(pretrained).expanduser()
         if not path.is_file():
             raise SketchSegConfigError(

@@ -14,7 +14,6 @@ from sketchseg.engine.runtime import resolve_device
 from sketchseg.model.checkpoint import load_trainable_state
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import build_model
-from sketchseg.pipelines.ingestion.nodes import as_metric_items
 from sketchseg.pipelines.training.nodes import annotated_subset, class_order
 
 logger = logging.getLogger(__name__)
@@ -35,8 +34,8 @@ def evaluate_test(
     evaluation: dict[str, Any],
     training: dict[str, Any],
     data: dict[str, Any],
-) -> tuple[dict, dict, pd.DataFrame, pd.DataFrame]:
-    """Score the chosen checkpoint on the annotated test split."""
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Score the chosen checkpoint on the annotated test split (metrics logged as ``test_*``)."""
     model, cfg = load_model_from_checkpoint(checkpoint, model_params)
     device = resolve_device(training.get("device", "auto"))
     model.to(device)
@@ -70,5 +69,6 @@ def evaluate_test(
         metrics["test_miou"], metrics["test_pixel_acc"], metrics["test_stroke_acc"], metrics["test_mean_acc"],
         metrics["test_fwiou"], result.n_sketches, meta.get("epoch", "?"),
     )
+    tracking.log_metrics(metrics)
     tracking.set_tags({"sketchseg.checkpoint_epoch": meta.get("epoch", "?")})
-    return as_metric_items(metrics), report, result.per_sketch, result.per_category
+    return report, result.per_sketch, result.per_category

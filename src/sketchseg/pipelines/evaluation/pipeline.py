@@ -16,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:training",
                     "params:data",
                 ],
-                outputs=["test_metrics", "test_report", "test_per_sketch", "test_per_category"],
+                outputs=["test_metrics", "test_per_sketch", "test_per_category"],
                 name="evaluate_test_set",
             )
         ]
