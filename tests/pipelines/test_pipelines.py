@@ -74,3 +74,19 @@ def test_train_pipeline_end_to_end(kedro_project):
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert "checkpoints" in artifacts
     assert {a.path for a in client.list_artifacts(r.info.run_id, "checkpoints")} == {"checkpoints/best.safetensors"}
+
+
+def test_quarantine_is_catalogued_and_counted_in_mlflow(kedro_project):
+    run(kedro_project, "make_sample")
+    caption = sorted((kedro_project / "data/01_raw/sample/fscoco/text/3").glob("*.txt"))[0]
+    caption.write_bytes(b"")
+    run(kedro_project, "ingestion", params={"data.max_rejection_rate": 0.1})
+    quarantine = pd.read_parquet(kedro_project / "data/02_intermediate/ingestion_quarantine.parquet")
+    assert quarantine[["path", "reason"]].values.tolist() == [[str(caption.relative_to(kedro_project)), "caption is empty"]]
+    client, runs = _mlflow_runs(kedro_project)
+    metrics = [r.data.metrics for r in runs if "ingestion.n_sketches" in r.data.metrics][0]
+    assert metrics["ingestion.n_sketches"] == 29
+    assert metrics["ingestion.reason.caption_is_empty"] == 1
+    # over the limit, the run stops and says why
+    with pytest.raises(Exception, match="caption is empty"):
+        run(kedro_project, "ingestion", params={"data.max_rejection_rate": 0.01})

@@ -28,7 +28,7 @@ from sketchseg.errors import SketchSegDataError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["generate_sample", "make_scene", "CATEGORIES", "PLURALS"]
+__all__ = ["generate_sample", "make_scene", "make_caption", "draw_object", "CATEGORIES", "PLURALS", "MAX_COUNTS"]
 
 CANVAS = 256.0
 _HI = CANVAS - 1e-3
@@ -444,6 +444,7 @@ _CATS: tuple[_Category, ...] = (
 _BY_NAME = {c.name: c for c in _CATS}
 CATEGORIES: tuple[str, ...] = tuple(c.name for c in _CATS)
 PLURALS: dict[str, str] = {c.name: c.plural for c in _CATS}
+MAX_COUNTS: dict[str, int] = {c.name: c.max_count for c in _CATS}  # most instances in a scene
 _UNCOUNTABLE = {"grass"}
 _UNIQUE = {"sun", "road"}  # "the sun", "the road"
 
@@ -550,6 +551,25 @@ def make_caption(rng: np.random.Generator, objects: list[tuple[str, int]]) -> st
     if rng.random() < 0.4:
         text += "."
     return text
+
+
+def draw_object(rng: np.random.Generator, category: str, count: int = 1) -> list[list[np.ndarray]]:
+    """Strokes of ``count`` instances of ``category``, placed and sized as :func:`make_scene` places
+    them (used by the tiny-CLIP pre-training); one list of float32 strokes (256 frame) per instance."""
+    if category not in _BY_NAME:
+        raise ValueError(f"unknown sample category {category!r}; known: {list(CATEGORIES)}")
+    n = int(count)
+    if n < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    c = _BY_NAME[category]
+    lo, hi = c.x
+    xs = lo + (np.arange(n) + rng.uniform(0.15, 0.85, n)) * (hi - lo) / n
+    out = []
+    for k in range(n):
+        sz = _u(rng, *c.size) * (0.85 if n > 1 else 1.0)
+        obj = c.draw(rng, float(xs[k]), _u(rng, *c.y), sz, bool(rng.random() < 0.5))
+        out.append([np.clip(s, 0.0, _HI).astype(np.float32) for s in obj if len(s)])
+    return out
 
 
 def make_scene(rng: np.random.Generator) -> Scene:

@@ -186,6 +186,10 @@ def load_clip_from_file(
     logger.info("loaded CLIP weights for %s from %s (%d tensors)", model_name, path, len(state))
 
 
+RANDOM_INIT_SEED = 0
+"""Seed of random CLIP weights (``model.pretrained: null``)."""
+
+
 def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor], MeanStd]:
     """Create the open_clip model named by ``cfg``.
 
@@ -213,7 +217,12 @@ def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor],
             "model.pretrained is null: %s is RANDOMLY initialised (allow_random_init=true); "
             "results are meaningless beyond smoke tests", name,
         )
-        clip_model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick)
+        # Random weights come from a fixed seed, without touching the global RNG: every process
+        # that builds this config (training, evaluation, a resumed run) gets the same frozen weights,
+        # so a checkpoint that stores only the trainable parameters restores the same model.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            clip_model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick)
     elif looks_like_path(pretrained) or Path(pretrained).expanduser().is_file():
         path = Path(pretrained).expanduser()
         if not path.is_file():

@@ -47,7 +47,7 @@ from sketchseg.model.text_tower import TextTower
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROMPT_TEMPLATE = "A sketch of {}."
-_TEXT_BATCH = 256
+_TEXT_BATCH = 64
 _TEXT_CACHE_MAX = 200_000
 
 
@@ -217,8 +217,12 @@ class SketchSegModel(nn.Module):
             with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
                 for start in range(0, len(missing), _TEXT_BATCH):
                     chunk = missing[start : start + _TEXT_BATCH]
-                    tokens = self.tokenizer(chunk).to(device)
-                    emb = F.normalize(self.text(tokens).float(), dim=-1)
+                    # Always a full, fixed-shape batch (padded with empty strings): a text's
+                    # embedding is then bit-identical whatever it is encoded with, so a resumed
+                    # run (empty cache) reproduces an uninterrupted one exactly.
+                    padded = chunk + [""] * (_TEXT_BATCH - len(chunk))
+                    tokens = self.tokenizer(padded).to(device)
+                    emb = F.normalize(self.text(tokens).float(), dim=-1)[: len(chunk)]
                     for t, e in zip(chunk, emb):
                         self._text_cache[t] = e
             self.text.train(was_training)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections import Counter
 from typing import Any
 
 import pandas as pd
@@ -25,6 +27,18 @@ def as_metric_items(values: dict[str, float], step: int = 0) -> dict[str, dict[s
     return {k: {"value": float(v), "step": step} for k, v in values.items()}
 
 
+def quarantine_counts(quarantine: pd.DataFrame) -> dict[str, int]:
+    """Counts per quarantine kind and per reason class (the text before any ':' or file detail)."""
+    counts: Counter[str] = Counter()
+    for kind, reason in zip(quarantine.get("kind", ["sketch"] * len(quarantine)), quarantine["reason"]):
+        counts[f"quarantine_{kind}"] += 1
+        for part in str(reason).split("; "):
+            head = re.sub(r"[^a-z0-9]+", "_", part.split(":")[0].split(" in ")[0].lower()).strip("_")
+            head = re.sub(r"_\d+(_\d+)*", "", head)  # "label count 12 != 13" -> "label_count"
+            counts[f"reason.{head}"] += 1
+    return dict(counts)
+
+
 def ingest(data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Read FS-COCO (+ FS-COCO-seg labels) into a manifest and a quarantine table."""
     manifest, quarantine = ingest_fscoco(
@@ -40,7 +54,13 @@ def ingest(data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         "n_annotated_val": int((manifest["annotated_split"] == "val").sum()) if len(manifest) else 0,
         "n_annotated_test": int((manifest["annotated_split"] == "test").sum()) if len(manifest) else 0,
     }
+    counts.update(quarantine_counts(quarantine))
     logger.info("ingestion: %s", counts)
+    if len(quarantine):
+        logger.warning(
+            "%d quarantined entries (see the ingestion_quarantine table): %s",
+            len(quarantine), {k: v for k, v in counts.items() if k.startswith("reason.")},
+        )
     return manifest, quarantine, as_metric_items(counts)
 
 

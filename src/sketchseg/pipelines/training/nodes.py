@@ -15,7 +15,8 @@ import pandas as pd  # noqa: E402
 
 from sketchseg import tracking  # noqa: E402
 from sketchseg.engine.data import AnnotatedSketches, TrainSketches  # noqa: E402
-from sketchseg.engine.train import TrainConfig, fit  # noqa: E402
+from sketchseg.engine.runtime import seed_everything  # noqa: E402
+from sketchseg.engine.train import TrainConfig, fit, load_training_state  # noqa: E402
 from sketchseg.errors import SketchSegDataError  # noqa: E402
 from sketchseg.model.config import ModelConfig  # noqa: E402
 from sketchseg.model.model import build_model  # noqa: E402
@@ -77,6 +78,7 @@ def train_model(
     """Train, validating on the annotated val split after every epoch."""
     cfg = ModelConfig.from_dict(model_params)
     tcfg = TrainConfig.from_dict(training)
+    seed_everything(tcfg.seed)  # the added modules (prompts, cross-attention) initialise from it
     model = build_model(cfg)
     counts = model.parameter_counts()
     logger.info("parameters: %s trainable of %s", f"{counts['trainable']:,}", f"{counts['total']:,}")
@@ -96,6 +98,12 @@ def train_model(
         class_order=class_order(data),
     )
     logger.info("training on %d sketches, validating on %d annotated sketches", len(train_set), len(val_set))
+    if tcfg.resume and tcfg.state_path and Path(tcfg.state_path).is_file():
+        # a resumed run is a new MLflow run: give it the curves of the epochs it continues from
+        for row in load_training_state(tcfg.state_path)["history"]:
+            row = dict(row)
+            tracking.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        tracking.set_tags({"sketchseg.resumed_from": tcfg.state_path})
     result = fit(
         model,
         train_set,

@@ -1,0 +1,342 @@
+"""Segment new sketches from Python: load a checkpoint, then ``segment(image, categories)``.
+
+>>> from sketchseg.api import load_model, overlay
+>>> seg = load_model("data/06_models/best.safetensors")            # doctest: +SKIP
+>>> result = seg.segment("my_sketch.png", ["tree", "house", "dog"])  # doctest: +SKIP
+>>> result.label_map.shape == result.image_size[::-1]               # doctest: +SKIP
+>>> overlay(result, "my_sketch.png").save("my_sketch_overlay.png")  # doctest: +SKIP
+
+Images may be any size and mode (a file path, a PIL image or a numpy array; RGBA composited on
+white; light-on-dark sketches are inverted). The model sees the sketch padded with white to a
+centred square and resized to its input size; the similarity maps are upsampled back to the
+padded square and cropped, so every output has the image's original size. Pixels whose grey value
+(0 = black ink, 1 = white paper) is above ``paper_threshold`` are paper and get label -1.
+Categories are free text (open vocabulary); each becomes the prompt "A sketch of {category}.".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from sketchseg.data.strokes import _border_median, _open_grey, _to_grey
+from sketchseg.engine.runtime import resolve_device
+from sketchseg.errors import CheckpointMismatchError, SketchSegConfigError, SketchSegDataError
+from sketchseg.model.checkpoint import FORMAT, load_trainable_state, read_checkpoint_metadata
+from sketchseg.model.config import ModelConfig
+from sketchseg.model.model import SketchSegModel, build_model
+from sketchseg.reporting.overlays import PAPER_RGB, category_colors, colorize_labels
+
+logger = logging.getLogger(__name__)
+
+ImageInput = Union[str, Path, Image.Image, np.ndarray]
+
+DEFAULT_ISOLATION_THRESHOLD = 0.71  # §3.4: best on the paper's test set
+DEFAULT_PAPER_THRESHOLD = 0.5
+# formats written by sketchseg.model.checkpoint.save_checkpoint and by the training pipeline
+KNOWN_FORMATS = (FORMAT, "sketchseg-trainable-v1")
+
+
+@dataclass
+class SegmentationResult:
+    """Segmentation of one sketch at its original size.
+
+    ``label_map`` (H, W) int64: index into ``categories`` of the most similar category for every
+    ink pixel, -1 on the paper. ``similarity`` (C, H, W) float32: the model's per-category maps
+    (as used for the argmax). ``isolated`` (H, W) bool: ink pixels whose min-max normalised map of
+    ``isolated_category`` is above ``threshold`` (None without isolation).
+    """
+
+    label_map: np.ndarray
+    categories: list[str]
+    similarity: np.ndarray
+    ink: np.ndarray = field(repr=False)          # (H, W) bool, True on ink pixels
+    grey: np.ndarray = field(repr=False)         # (H, W) float32, 0 = ink, 1 = paper (after inversion)
+    isolated: np.ndarray | None = None
+    isolated_category: str | None = None
+    threshold: float | None = None
+    inverted: bool = False
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) as PIL reports it."""
+        return int(self.label_map.shape[1]), int(self.label_map.shape[0])
+
+    def pixel_counts(self) -> dict[str, int]:
+        """Ink pixels assigned to each category."""
+        counts = np.bincount(self.label_map[self.label_map >= 0].ravel(), minlength=len(self.categories))
+        return {c: int(n) for c, n in zip(self.categories, counts)}
+
+
+def _clean_categories(categories: Sequence[str]) -> list[str]:
+    if isinstance(categories, (str, bytes)):
+        raise SketchSegConfigError(f"categories must be a list of names, got the string {categories!r}")
+    out: list[str] = []
+    for c in categories:
+        if not isinstance(c, str):
+            raise SketchSegConfigError(f"category names must be strings, got {c!r}")
+        name = " ".join(c.split())
+        if name and name not in out:
+            out.append(name)
+    if not out:
+        raise SketchSegConfigError("no category given: segment(image, categories) needs at least one category name")
+    return out
+
+
+def image_to_grey(image: ImageInput, *, source: str | None = None) -> tuple[np.ndarray, bool]:
+    """Any sketch image -> (grey (H, W) float32 in [0, 1], 1 = paper; whether it was inverted).
+
+    Files are fully decoded (truncated or non-image files raise ``SketchSegDataError`` naming the
+    file); alpha is composited on white; light ink on a dark background is inverted.
+    """
+    if isinstance(image, (str, Path)):
+        grey, _ = _open_grey(image)
+        name = str(image)
+    elif isinstance(image, Image.Image):
+        grey = _to_grey(image)
+        name = source or "<PIL image>"
+    elif isinstance(image, np.ndarray):
+        grey = _array_to_grey(image, source or "<array>")
+        name = source or "<array>"
+    else:
+        raise SketchSegDataError(f"{source or 'image'}: expected a path, a PIL image or a numpy array, got {type(image).__name__}")
+    grey = np.clip(np.asarray(grey, dtype=np.float32), 0.0, 1.0)
+    if grey.ndim != 2 or grey.size == 0:
+        raise SketchSegDataError(f"{name}: empty or malformed image of shape {grey.shape}")
+    inverted = _border_median(grey) < 0.5
+    if inverted:
+        logger.warning("%s looks inverted (light ink on a dark background); inverting it", name)
+        grey = 1.0 - grey
+    return grey, bool(inverted)
+
+
+def _array_to_grey(arr: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        raise SketchSegDataError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
+    if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
+        top = 1.0 if a.dtype == bool else (65535.0 if a.max(initial=0) > 255 else 255.0)
+        a = a.astype(np.float32) / top
+    else:
+        a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise SketchSegDataError(f"{name}: the array holds NaN or infinite values")
+        if a.max(initial=0.0) > 1.0:
+            a = a / 255.0
+    if a.ndim == 2:
+        return a
+    rgb = a[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's "L"
+    if a.shape[-1] == 4:
+        alpha = np.clip(a[..., 3], 0.0, 1.0)
+        rgb = rgb * alpha + (1.0 - alpha)
+    return rgb
+
+
+def _square_input(grey: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int], int]:
+    """Pad with white to a centred square (side = max(H, W)) and resize to ``size`` (Lanczos, as
+    the training loader). Returns (input (size, size), (y0, x0) offset, side)."""
+    h, w = grey.shape
+    side = max(h, w)
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    sq = np.ones((side, side), dtype=np.float32)
+    sq[y0 : y0 + h, x0 : x0 + w] = grey
+    if side != size:
+        sq = np.asarray(Image.fromarray(sq).resize((int(size), int(size)), Image.Resampling.LANCZOS), dtype=np.float32)
+    return np.clip(sq, 0.0, 1.0), (y0, x0), side
+
+
+class Segmenter:
+    """A loaded model ready to segment sketches (see :func:`load_model`)."""
+
+    def __init__(self, model: SketchSegModel, *, device: torch.device, paper_threshold: float = DEFAULT_PAPER_THRESHOLD,
+                 metadata: Mapping[str, str] | None = None) -> None:
+        if not 0.0 < float(paper_threshold) < 1.0:
+            raise SketchSegConfigError(f"paper_threshold must be in (0, 1), got {paper_threshold!r}")
+        self.model = model.to(device).eval()
+        self.device = device
+        self.paper_threshold = float(paper_threshold)
+        self.metadata = dict(metadata or {})
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.cfg
+
+    @torch.no_grad()
+    def segment(
+        self,
+        image: ImageInput,
+        categories: Sequence[str],
+        *,
+        isolate: str | None = None,
+        threshold: float = DEFAULT_ISOLATION_THRESHOLD,
+        source: str | None = None,
+    ) -> SegmentationResult:
+        """Label every ink pixel of ``image`` with one of ``categories`` (argmax of the similarity
+        maps, §3.4); with ``isolate``, also the §3.4 single-category mask (min-max normalised map of
+        that category > ``threshold``, ink pixels only). ``isolate`` need not be in ``categories``.
+        """
+        names = _clean_categories(categories)
+        if isolate is not None:
+            isolate = " ".join(str(isolate).split())
+            if not isolate:
+                raise SketchSegConfigError("isolate must be a category name or None, got an empty string")
+            if not 0.0 <= float(threshold) <= 1.0:
+                raise SketchSegConfigError(f"isolation threshold must be in [0, 1], got {threshold!r}")
+        grey, inverted = image_to_grey(image, source=source)
+        h, w = grey.shape
+        square, (y0, x0), side = _square_input(grey, int(self.model.cfg.image_size))
+        pixels = torch.from_numpy(square).to(self.device).expand(1, 3, -1, -1)
+        maps = self.model.segment(pixels, [names], size=side)[0].float()
+        sim = maps[:, y0 : y0 + h, x0 : x0 + w].cpu().numpy().astype(np.float32, copy=False)
+        ink = grey <= self.paper_threshold
+        label_map = np.where(ink, sim.argmax(axis=0), -1).astype(np.int64)
+        isolated = None
+        if isolate is not None:
+            norm = self.model.segment_normalised(pixels, [[isolate]], size=side)[0][0].float()
+            norm = norm[y0 : y0 + h, x0 : x0 + w].cpu().numpy()
+            isolated = (norm > float(threshold)) & ink
+        return SegmentationResult(
+            label_map=label_map, categories=names, similarity=sim, ink=ink, grey=grey, isolated=isolated,
+            isolated_category=isolate, threshold=float(threshold) if isolate is not None else None, inverted=inverted,
+        )
+
+
+def _config_from_checkpoint(meta: Mapping[str, str], path: Path) -> dict[str, Any]:
+    raw = meta.get("model_config")
+    if not raw:
+        raise CheckpointMismatchError(
+            f"{path} has no 'model_config' in its metadata; pass model_params (the model configuration it was trained with)"
+        )
+    try:
+        cfg = json.loads(raw)
+    except ValueError as exc:
+        raise CheckpointMismatchError(f"{path}: its 'model_config' metadata is not valid JSON ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise CheckpointMismatchError(f"{path}: its 'model_config' metadata is not a JSON object")
+    return cfg
+
+
+def load_model(
+    checkpoint_path: str | Path,
+    model_params: Mapping[str, Any] | ModelConfig | None = None,
+    *,
+    device: str | torch.device = "auto",
+    paper_threshold: float = DEFAULT_PAPER_THRESHOLD,
+) -> Segmenter:
+    """Build the model a checkpoint belongs to and load it (safetensors, never unpickled).
+
+    ``model_params``: ``None`` = the checkpoint's own ``model_config`` metadata; a mapping = keys
+    that override it (e.g. ``{"pretrained": "/weights/ViT-B-16.safetensors"}`` offline); a
+    ``ModelConfig`` = used as it is. The checkpoint must fit that model exactly (keys, shapes,
+    backbone), else ``CheckpointMismatchError`` says what differs.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(checkpoint_path)
+    meta = read_checkpoint_metadata(path)  # clear error for a missing / non-safetensors file
+    fmt = meta.get("format")
+    if fmt not in KNOWN_FORMATS:
+        raise CheckpointMismatchError(
+            f"{path} is not a sketchseg checkpoint (metadata format {fmt!r}, expected one of {list(KNOWN_FORMATS)})"
+        )
+    if isinstance(model_params, ModelConfig):
+        cfg = model_params
+    else:
+        # the checkpoint's own configuration, overridden by the given keys
+        merged = _config_from_checkpoint(meta, path) if (model_params is None or meta.get("model_config")) else {}
+        merged.update(dict(model_params or {}))
+        cfg = ModelConfig.from_dict(merged)
+    model = build_model(cfg)
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+        raise CheckpointMismatchError(f"could not read checkpoint {path}: {exc}") from exc
+    load_trainable_state(model, state, source=f"checkpoint {path}", strict=True, metadata={**meta, "format": FORMAT})
+    dev = device if isinstance(device, torch.device) else resolve_device(str(device))
+    logger.info("loaded %s (%s, epoch %s) on %s", path, cfg.clip_model, meta.get("epoch", "?"), dev)
+    return Segmenter(model, device=dev, paper_threshold=paper_threshold, metadata=meta)
+
+
+# --------------------------------------------------------------------------------------------------
+# pictures
+# --------------------------------------------------------------------------------------------------
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def overlay(result: SegmentationResult, image: ImageInput | None = None, *, legend: bool = True) -> Image.Image:
+    """RGB picture of a segmentation: every ink pixel in its category's colour (blended by ink
+    darkness, so soft strokes stay soft), the paper white, and a legend strip on the right with
+    the category names and their ink share. With an isolation mask, the isolated strokes keep their
+    colour and the others turn light grey. ``image`` defaults to the grey sketch kept in ``result``.
+    """
+    grey = result.grey if image is None else image_to_grey(image)[0]
+    if grey.shape != result.label_map.shape:
+        raise SketchSegDataError(f"image of shape {grey.shape} does not match the label map {result.label_map.shape}")
+    colors = list(category_colors(result.categories).values())
+    ink_amount = 1.0 - grey
+    labels = result.label_map
+    if result.isolated is not None:
+        labels = np.where(result.isolated, labels, np.where(labels >= 0, len(colors), -1))
+        colors = [*colors, (200, 200, 200)]
+    picture = Image.fromarray(colorize_labels(labels, colors, ink=ink_amount))
+    if not legend:
+        return picture
+    h, w = result.label_map.shape
+    font_px = int(np.clip(min(h, w) / 22, 11, 40))
+    font = _font(font_px)
+    counts = result.pixel_counts()
+    total = max(sum(counts.values()), 1)
+    lines = [(c, f"{c} ({100.0 * counts[c] / total:.0f}%)") for c in result.categories]
+    if result.isolated is not None:
+        lines.append((None, f"isolated: {result.isolated_category} > {result.threshold:.2f}"))
+    probe = ImageDraw.Draw(picture)
+    text_w = max(int(probe.textlength(t, font=font)) for _, t in lines)
+    pad = max(font_px // 2, 4)
+    row_h = int(font_px * 1.4)
+    strip_w = pad * 3 + font_px + text_w
+    canvas = Image.new("RGB", (w + strip_w, max(h, pad * 2 + row_h * len(lines))), PAPER_RGB)
+    canvas.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.line([(w, 0), (w, canvas.height)], fill=(210, 210, 210), width=1)
+    cmap = category_colors(result.categories)
+    for i, (name, text) in enumerate(lines):
+        y = pad + i * row_h
+        if name is not None:
+            draw.rectangle([w + pad, y, w + pad + font_px, y + font_px], fill=cmap[name])
+        draw.text((w + pad * 2 + font_px, y + font_px // 2), text, fill=(20, 20, 20), font=font, anchor="lm")
+    return canvas
+
+
+def label_map_image(result: SegmentationResult) -> Image.Image:
+    """The label map as a palette PNG: pixel value 0 = paper, k + 1 = ``categories[k]``; the
+    palette shows the same colours as :func:`overlay` (read the values with ``np.asarray``)."""
+    n = len(result.categories)
+    if n > 254:
+        raise SketchSegConfigError(f"a label-map PNG holds at most 254 categories, got {n}")
+    img = Image.fromarray((result.label_map + 1).astype(np.uint8))  # mode "L"; putpalette makes it "P"
+    palette = [*PAPER_RGB]
+    for rgb in category_colors(result.categories).values():
+        palette.extend(rgb)
+    img.putpalette(palette + [0, 0, 0] * (256 - len(palette) // 3))
+    return img
+
+
+def mask_image(result: SegmentationResult) -> Image.Image:
+    """The isolation mask as a greyscale PNG: 255 = isolated ink pixel, 0 = everything else."""
+    if result.isolated is None:
+        raise SketchSegConfigError("this segmentation has no isolation mask (segment(..., isolate=<category>))")
+    return Image.fromarray(np.where(result.isolated, 255, 0).astype(np.uint8))

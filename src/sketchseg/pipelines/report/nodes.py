@@ -1,0 +1,196 @@
+"""Report nodes: thin glue between the catalog and :mod:`sketchseg.reporting`."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from sketchseg import tracking  # noqa: E402
+from sketchseg.engine.data import AnnotatedSketches  # noqa: E402
+from sketchseg.engine.runtime import resolve_device  # noqa: E402
+from sketchseg.errors import SketchSegConfigError  # noqa: E402
+from sketchseg.pipelines.evaluation.nodes import load_model_from_checkpoint  # noqa: E402
+from sketchseg.pipelines.training.nodes import annotated_subset, class_order  # noqa: E402
+from sketchseg.reporting.analysis import (  # noqa: E402
+    accuracy_share_above,
+    best_thresholds,
+    caption_category_counts,
+    category_frequency_table,
+    frequency_correlations,
+    seen_unseen_accuracy,
+    sweep_table,
+    threshold_grid,
+)
+from sketchseg.reporting.figures import (  # noqa: E402
+    accuracy_histogram,
+    category_accuracy_figure,
+    seen_unseen_figure,
+    threshold_sweep_figure,
+    val_curves_figure,
+)
+from sketchseg.reporting.overlays import OverlaySample, overlay_grid  # noqa: E402
+from sketchseg.reporting.predict import choose_indices, predict_samples, sweep_accuracies  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+_REQUIRED = ("n_overlay_sketches", "seed", "thresholds", "min_category_count")
+
+
+def _check_report_params(report: dict[str, Any]) -> None:
+    missing = [k for k in _REQUIRED if k not in report]
+    if missing:
+        raise SketchSegConfigError(f"report parameters lack {missing} (see conf/base/parameters_report.yml)")
+    if int(report["n_overlay_sketches"]) < 0:
+        raise SketchSegConfigError(f"report.n_overlay_sketches must be >= 0, got {report['n_overlay_sketches']!r}")
+
+
+def report_model_passes(
+    checkpoint: dict[str, Any],
+    splits_table: pd.DataFrame,
+    model_params: dict[str, Any],
+    evaluation: dict[str, Any],
+    training: dict[str, Any],
+    data: dict[str, Any],
+    report: dict[str, Any],
+) -> tuple[list[OverlaySample], pd.DataFrame]:
+    """Load the best checkpoint once; segment a seeded sample of test sketches for the overlay
+    grid and run the single-category threshold sweep on the annotated val and test sketches."""
+    _check_report_params(report)
+    thresholds = threshold_grid(report["thresholds"])
+    model, cfg = load_model_from_checkpoint(checkpoint, model_params)
+    device = resolve_device(str(training.get("device", "auto")))
+    model.to(device)
+    precision = str(training.get("precision", "bf16"))
+    batch_size = int(evaluation.get("batch_size", 8))
+    order = class_order(data)
+
+    def annotated(split: str) -> AnnotatedSketches:
+        return AnnotatedSketches(
+            annotated_subset(splits_table, split),
+            image_size=cfg.image_size,
+            render_size=int(evaluation["render_size"]),
+            thickness=int(evaluation["thickness"]),
+            class_order=order,
+        )
+
+    test_set, val_set = annotated("test"), annotated("val")
+    indices = choose_indices(len(test_set), int(report["n_overlay_sketches"]), int(report["seed"]))
+    samples = predict_samples(model, test_set, indices, device=device, batch_size=batch_size, precision=precision)
+    logger.info("overlays: %d of %d test sketches (seed %s)", len(samples), len(test_set), report["seed"])
+
+    max_sketches = report.get("max_sweep_sketches")
+    per_split = {}
+    for split, dataset in (("val", val_set), ("test", test_set)):
+        acc, _ = sweep_accuracies(
+            model, dataset, thresholds, device=device, batch_size=batch_size, precision=precision,
+            max_sketches=None if max_sketches is None else int(max_sketches), desc=f"threshold sweep ({split})",
+        )
+        per_split[split] = acc
+    return samples, sweep_table(per_split, thresholds)
+
+
+def plot_overlays(samples: list[OverlaySample], report: dict[str, Any]) -> plt.Figure:
+    """Fig. S9-like grid of the sampled test sketches."""
+    return overlay_grid(
+        samples,
+        title=f"{len(samples)} test sketches segmented with their ground-truth categories (seed {report.get('seed')})",
+        display_radius=int(report.get("display_radius", 1)),
+    )
+
+
+def plot_accuracy_histogram(per_sketch: pd.DataFrame, report: dict[str, Any]) -> plt.Figure:
+    """Fig. 7: histogram of per-sketch Acc@P on the test set."""
+    values = per_sketch["pixel_acc"] if "pixel_acc" in per_sketch.columns else []
+    return accuracy_histogram(values, bin_width=float(report.get("histogram_bin_width", 5.0)),
+                              cut=float(report.get("strong_accuracy", 80.0)))
+
+
+def build_category_report(
+    per_category: pd.DataFrame, prompts_table: pd.DataFrame, report: dict[str, Any]
+) -> pd.DataFrame:
+    """Per test category: Acc@P, train/test frequency, caption count, seen, shown (Fig. S11)."""
+    return category_frequency_table(
+        per_category,
+        caption_category_counts(prompts_table, ["train"]),
+        caption_counts=caption_category_counts(prompts_table),
+        min_category_count=int(report["min_category_count"]),
+    )
+
+
+def plot_category_accuracy(category_report: pd.DataFrame, report: dict[str, Any]) -> plt.Figure:
+    """Fig. S11 with the Eq. 5 correlations in its title."""
+    return category_accuracy_figure(
+        category_report,
+        correlations=frequency_correlations(category_report),
+        min_category_count=int(report["min_category_count"]),
+    )
+
+
+def plot_seen_unseen(category_report: pd.DataFrame) -> plt.Figure:
+    """Seen vs unseen test categories (S2.2)."""
+    return seen_unseen_figure(seen_unseen_accuracy(category_report))
+
+
+def plot_threshold_sweep(sweep: pd.DataFrame, evaluation: dict[str, Any]) -> plt.Figure:
+    """Fig. S14 with the best threshold per split and the configured isolation threshold."""
+    return threshold_sweep_figure(sweep, best_thresholds(sweep), reference=evaluation.get("isolation_threshold"))
+
+
+def plot_val_curves(history: pd.DataFrame, training: dict[str, Any]) -> plt.Figure:
+    """Per-epoch validation curves with the selected epoch."""
+    return val_curves_figure(history, selection_metric=str(training.get("selection_metric", "val_miou")))
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def summarise_report(
+    per_sketch: pd.DataFrame,
+    category_report: pd.DataFrame,
+    sweep: pd.DataFrame,
+    report: dict[str, Any],
+) -> dict[str, Any]:
+    """The report's numbers in one JSON (NaN -> null), also logged as ``report_*`` MLflow metrics."""
+    cut = float(report.get("strong_accuracy", 80.0))
+    values = per_sketch["pixel_acc"] if "pixel_acc" in per_sketch.columns else pd.Series(dtype=float)
+    corr = frequency_correlations(category_report)
+    groups = seen_unseen_accuracy(category_report).set_index("group")
+    best = best_thresholds(sweep)
+    summary: dict[str, Any] = {
+        "n_test_sketches": int(values.notna().sum()),
+        "mean_pixel_acc": float(values.mean()) if values.notna().any() else float("nan"),
+        "strong_accuracy_cut": cut,
+        "share_sketches_above_cut": accuracy_share_above(values, cut),
+        "corr_train_frequency": corr["corr_train"],
+        "corr_test_frequency": corr["corr_test"],
+        "corr_train_frequency_shown": corr["corr_train_shown"],
+        "corr_test_frequency_shown": corr["corr_test_shown"],
+        "n_test_categories": int(corr["n_categories"]),
+        "n_categories_shown": int(corr["n_categories_shown"]),
+        "min_category_count": int(report["min_category_count"]),
+    }
+    for group in ("seen", "unseen"):
+        summary[f"n_{group}_categories"] = int(groups.loc[group, "n_categories"])
+        summary[f"{group}_pixel_acc"] = float(groups.loc[group, "pixel_acc"])
+        summary[f"{group}_mean_category_acc"] = float(groups.loc[group, "mean_category_acc"])
+    for split in ("val", "test"):
+        b = best.get(split, {"threshold": float("nan"), "pixel_acc": float("nan")})
+        summary[f"best_threshold_{split}"] = b["threshold"]
+        summary[f"best_threshold_{split}_pixel_acc"] = b["pixel_acc"]
+    tracking.log_metrics({f"report_{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
+    logger.info(
+        "report: Eq. 5 corr (train %.3f, test %.3f); seen %.2f%% / unseen %.2f%%; best threshold val %s, test %s",
+        summary["corr_train_frequency"], summary["corr_test_frequency"], summary["seen_pixel_acc"],
+        summary["unseen_pixel_acc"], summary["best_threshold_val"], summary["best_threshold_test"],
+    )
+    return {k: _finite_or_none(v) for k, v in summary.items()}

@@ -1,0 +1,99 @@
+"""The model passes behind the report (torch, no Kedro): predictions for the overlay grid and the
+single-category threshold sweep (S4.3) over annotated sketches.
+
+Both take an :class:`sketchseg.engine.data.AnnotatedSketches` data set, so the sketches are
+rendered, labelled and given their class lists exactly as in the evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sketchseg.engine.data import AnnotatedSketches
+from sketchseg.engine.runtime import autocast
+from sketchseg.reporting.analysis import sketch_threshold_sweep
+from sketchseg.reporting.overlays import OverlaySample, pixel_accuracy
+
+logger = logging.getLogger(__name__)
+
+
+def choose_indices(n_items: int, n_choose: int, seed: int) -> list[int]:
+    """``n_choose`` distinct indices of ``range(n_items)`` drawn with ``seed``, sorted."""
+    if n_choose < 0:
+        raise ValueError(f"cannot choose {n_choose} items")
+    k = min(int(n_choose), int(n_items))
+    rng = np.random.default_rng(int(seed))
+    return sorted(int(i) for i in rng.choice(int(n_items), size=k, replace=False)) if k else []
+
+
+def _batches(indices: Sequence[int], size: int) -> list[list[int]]:
+    size = max(int(size), 1)
+    return [list(indices[i : i + size]) for i in range(0, len(indices), size)]
+
+
+@torch.no_grad()
+def predict_samples(
+    model: torch.nn.Module,
+    dataset: AnnotatedSketches,
+    indices: Sequence[int],
+    *,
+    device: torch.device,
+    batch_size: int = 8,
+    precision: str = "bf16",
+) -> list[OverlaySample]:
+    """Segment the sketches ``indices`` of ``dataset`` with their ground-truth class lists
+    (argmax of ``model.segment``, as the evaluation) for the overlay grid."""
+    was_training = model.training
+    model.eval()
+    out: list[OverlaySample] = []
+    for chunk in tqdm(_batches(list(indices), batch_size), desc="report overlays", leave=False, disable=None):
+        items = [dataset[i] for i in chunk]
+        images = torch.stack([s.image for s in items]).to(device)
+        with autocast(device, precision):
+            maps = model.segment(images, [s.classes for s in items], size=dataset.render_size)
+        for s, m in zip(items, maps):
+            pred = m.float().argmax(dim=0).cpu().numpy().astype(np.int64)
+            out.append(OverlaySample(s.sketch_id, list(s.classes), s.gt.astype(np.int64), pred, pixel_accuracy(pred, s.gt)))
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def sweep_accuracies(
+    model: torch.nn.Module,
+    dataset: AnnotatedSketches,
+    thresholds: np.ndarray,
+    *,
+    device: torch.device,
+    batch_size: int = 8,
+    precision: str = "bf16",
+    max_sketches: int | None = None,
+    desc: str = "threshold sweep",
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Single category vs rest Acc@P of every (sketch, ground-truth category) pair at every
+    threshold: prediction = min-max normalised map > t (``model.segment_normalised``), scored on
+    stroke pixels. Returns ((P, T) fractions, [(sketch_id, category)] per row)."""
+    was_training = model.training
+    model.eval()
+    n = len(dataset) if max_sketches is None else min(len(dataset), int(max_sketches))
+    rows: list[np.ndarray] = []
+    pairs: list[tuple[int, str]] = []
+    for chunk in tqdm(_batches(list(range(n)), batch_size), desc=desc, leave=False, disable=None):
+        items = [dataset[i] for i in chunk]
+        images = torch.stack([s.image for s in items]).to(device)
+        with autocast(device, precision):
+            maps = model.segment_normalised(images, [s.classes for s in items], size=dataset.render_size)
+        for s, m in zip(items, maps):
+            present, acc = sketch_threshold_sweep(m.float().cpu().numpy(), s.gt, thresholds)
+            rows.append(acc)
+            pairs.extend((s.sketch_id, s.classes[c]) for c in present)
+    model.train(was_training)
+    t = np.asarray(thresholds).reshape(-1)
+    acc_all = np.concatenate(rows, axis=0) if rows else np.zeros((0, t.size))
+    logger.info("%s: %d sketch-category pairs over %d sketches", desc, acc_all.shape[0], n)
+    return acc_all, pairs

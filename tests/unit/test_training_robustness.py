@@ -1,0 +1,129 @@
+"""Training robustness: exact resume, determinism, non-finite losses (engine level, tiny model, CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sketchseg.data.fscoco import ingest_fscoco
+from sketchseg.data.sample import generate_sample
+from sketchseg.data.splits import make_protocol_splits
+from sketchseg.engine.data import AnnotatedSketches, TrainSketches
+from sketchseg.engine.runtime import seed_everything
+from sketchseg.engine.train import NonFiniteLossError, TrainConfig, fit, load_training_state
+from sketchseg.errors import SketchSegConfigError
+from sketchseg.model.config import ModelConfig
+from sketchseg.model.model import build_model
+from sketchseg.text.nltk_setup import ensure_nltk_data
+from sketchseg.text.nouns import extract_table
+
+MODEL = dict(clip_model="sketchseg-tiny", pretrained=None, allow_random_init=True, image_size=64,
+             vv_blocks=[4, 5, 6], cross_attention_layers=[4, 5, 6], category_loss_layers=[4, 5, 6], finetune="full")
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory, nltk_data_path):
+    root = tmp_path_factory.mktemp("sample")
+    generate_sample(root / "fscoco", root / "seg", n_participants=4, sketches_per_participant=6, seed=5,
+                    test_participants=(1,), val_per_participant=2, write_photos=False, progress=False)
+    manifest, _ = ingest_fscoco(root / "fscoco", root / "seg", max_rejection_rate=0.0, progress=False)
+    splits = make_protocol_splits(manifest, test_participants=[1], val_per_participant=2, seed=5)
+    ensure_nltk_data(nltk_data_path, allow_download=False)
+    prompts, _ = extract_table(splits[["sketch_id", "caption"]])
+    train = splits[splits["split"] == "train"].merge(prompts, on="sketch_id")
+    val = splits[splits["split"] == "val"].reset_index(drop=True)
+    return train, val
+
+
+def _run(tables, tmp_path: Path, *, epochs=2, **overrides):
+    train, val = tables
+    cfg = TrainConfig(epochs=epochs, batch_size=6, learning_rate=1e-3, seed=7, device="cpu", num_workers=0,
+                      state_path=str(tmp_path / "state.pt"), **{k: v for k, v in overrides.items() if k != "stop"})
+    seed_everything(cfg.seed)
+    model = build_model(ModelConfig.from_dict(MODEL))
+    train_set = TrainSketches(train, image_size=64, max_categories=2, seed=cfg.seed)
+    val_set = AnnotatedSketches(val, image_size=64, render_size=96)
+    return fit(model, train_set, val_set, cfg, stop_after_epoch=overrides.get("stop"))
+
+
+def _same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_resume_after_interruption_ends_exactly_like_an_uninterrupted_run(tables, tmp_path):
+    full = _run(tables, tmp_path / "full")
+    # "killed" after epoch 1: only the state file written at the end of that epoch survives
+    part = _run(tables, tmp_path / "part", stop=1)
+    assert part.last_epoch == 1
+    state = load_training_state(tmp_path / "part" / "state.pt")
+    assert state["epoch"] == 1 and {"model", "optimizer", "rng", "best_state", "history"} <= set(state)
+    resumed = _run(tables, tmp_path / "part", resume=True)
+    pd.testing.assert_frame_equal(
+        resumed.history.drop(columns="epoch_seconds"), full.history.drop(columns="epoch_seconds"), check_exact=True
+    )
+    assert resumed.best_epoch == full.best_epoch
+    _same_state(resumed.last_state, full.last_state)
+    _same_state(resumed.best_state, full.best_state)
+
+
+def test_same_seed_same_metrics(tables, tmp_path):
+    a = _run(tables, tmp_path / "a", epochs=1)
+    b = _run(tables, tmp_path / "b", epochs=1)
+    cols = [c for c in a.history.columns if c != "epoch_seconds"]
+    pd.testing.assert_frame_equal(a.history[cols], b.history[cols], check_exact=True)
+    _same_state(a.last_state, b.last_state)
+
+
+def test_state_file_is_replaced_atomically(tables, tmp_path):
+    _run(tables, tmp_path, epochs=2, validate_before_training=False)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "state.pt"]
+    assert leftovers == [], leftovers
+    assert load_training_state(tmp_path / "state.pt")["epoch"] == 2
+
+
+def test_resume_without_state_is_a_clear_error(tables, tmp_path):
+    with pytest.raises(SketchSegConfigError, match="no training state was found"):
+        _run(tables, tmp_path, resume=True)
+
+
+def _poison(model, bad_batches: set[int]):
+    """Make the chosen training batches (0-based call index) produce a NaN loss."""
+    original, calls = model.training_losses, [0]
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        if calls[0] in bad_batches:
+            out = dict(out, loss=out["loss"] * float("nan"))
+        calls[0] += 1
+        return out
+
+    model.training_losses = poisoned
+    return model
+
+
+def _poisoned_fit(tables, tmp_path, policy):
+    train, val = tables
+    seed_everything(0)
+    model = _poison(build_model(ModelConfig.from_dict(MODEL)), bad_batches={1})
+    cfg = TrainConfig(epochs=1, batch_size=4, learning_rate=1e-3, device="cpu", num_workers=0, nan_policy=policy,
+                      validate_before_training=False, state_path=str(tmp_path / "s.pt"))
+    return fit(model, TrainSketches(train, image_size=64, max_categories=2, seed=0),
+               AnnotatedSketches(val, image_size=64, render_size=96), cfg)
+
+
+def test_nan_loss_stops_with_a_clear_message(tables, tmp_path):
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss.*nan_policy=skip"):
+        _poisoned_fit(tables, tmp_path, "stop")
+
+
+def test_nan_loss_skipped_and_counted_when_configured(tables, tmp_path):
+    result = _poisoned_fit(tables, tmp_path, "skip")
+    assert result.history.iloc[-1]["skipped_batches"] == 1
+    assert result.extra["skipped_batches"] == 1
+    assert all(np.isfinite(v).all() for v in (t.numpy() for t in result.last_state.values()))
