@@ -1,0 +1,27 @@
+"""`kedro viz build` renders every registered pipeline with its layers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sketchseg.pipeline_registry import register_pipelines
+
+
+@pytest.mark.slow
+def test_kedro_viz_build_shows_all_pipelines(kedro_project):
+    kedro = Path(sys.executable).with_name("kedro")
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"}
+    proc = subprocess.run([str(kedro), "viz", "build"], cwd=kedro_project, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    main = json.loads((kedro_project / "build" / "api" / "main").read_text())
+    assert {p["id"] for p in main["pipelines"]} == set(register_pipelines())
+    assert {"intermediate", "primary", "feature", "models", "reporting"} <= set(main["layers"])
+    names = {n["name"] for n in main["nodes"]}
+    assert {"fscoco_manifest", "best_checkpoint", "training_curves"} <= names
