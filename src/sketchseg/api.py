@@ -41,6 +41,7 @@ ImageInput = Union[str, Path, Image.Image, np.ndarray]
 
 DEFAULT_ISOLATION_THRESHOLD = 0.71  # §3.4: best on the paper's test set
 DEFAULT_PAPER_THRESHOLD = 0.5
+_NOT_ISOLATED_RGB = (200, 200, 200)
 # formats written by sketchseg.model.checkpoint.save_checkpoint and by the training pipeline
 KNOWN_FORMATS = (FORMAT, "sketchseg-trainable-v1")
 
@@ -277,21 +278,26 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def overlay(result: SegmentationResult, image: ImageInput | None = None, *, legend: bool = True) -> Image.Image:
+def overlay(
+    result: SegmentationResult, image: ImageInput | None = None, *, legend: bool = True, isolated: bool = False
+) -> Image.Image:
     """RGB picture of a segmentation: every ink pixel in its category's colour (blended by ink
     darkness, so soft strokes stay soft), the paper white, and a legend strip on the right with
-    the category names and their ink share. With an isolation mask, the isolated strokes keep their
-    colour and the others turn light grey. ``image`` defaults to the grey sketch kept in ``result``.
+    the category names and their share of the ink. ``isolated=True`` (needs an isolation mask)
+    keeps only the isolated strokes in colour and turns the others light grey. ``image`` defaults
+    to the grey sketch kept in ``result``.
     """
+    if isolated and result.isolated is None:
+        raise SketchSegConfigError("overlay(..., isolated=True) needs a result of segment(..., isolate=<category>)")
     grey = result.grey if image is None else image_to_grey(image)[0]
     if grey.shape != result.label_map.shape:
         raise SketchSegDataError(f"image of shape {grey.shape} does not match the label map {result.label_map.shape}")
     colors = list(category_colors(result.categories).values())
     ink_amount = 1.0 - grey
     labels = result.label_map
-    if result.isolated is not None:
+    if isolated:
         labels = np.where(result.isolated, labels, np.where(labels >= 0, len(colors), -1))
-        colors = [*colors, (200, 200, 200)]
+        colors = [*colors, _NOT_ISOLATED_RGB]
     picture = Image.fromarray(colorize_labels(labels, colors, ink=ink_amount))
     if not legend:
         return picture
@@ -300,9 +306,11 @@ def overlay(result: SegmentationResult, image: ImageInput | None = None, *, lege
     font = _font(font_px)
     counts = result.pixel_counts()
     total = max(sum(counts.values()), 1)
+    cmap: dict[str | None, tuple[int, int, int]] = dict(category_colors(result.categories))
     lines = [(c, f"{c} ({100.0 * counts[c] / total:.0f}%)") for c in result.categories]
-    if result.isolated is not None:
-        lines.append((None, f"isolated: {result.isolated_category} > {result.threshold:.2f}"))
+    if isolated:
+        cmap[None] = _NOT_ISOLATED_RGB
+        lines.append((None, f"not {result.isolated_category} (map <= {result.threshold:.2f})"))
     probe = ImageDraw.Draw(picture)
     text_w = max(int(probe.textlength(t, font=font)) for _, t in lines)
     pad = max(font_px // 2, 4)
@@ -312,11 +320,9 @@ def overlay(result: SegmentationResult, image: ImageInput | None = None, *, lege
     canvas.paste(picture, (0, 0))
     draw = ImageDraw.Draw(canvas)
     draw.line([(w, 0), (w, canvas.height)], fill=(210, 210, 210), width=1)
-    cmap = category_colors(result.categories)
     for i, (name, text) in enumerate(lines):
         y = pad + i * row_h
-        if name is not None:
-            draw.rectangle([w + pad, y, w + pad + font_px, y + font_px], fill=cmap[name])
+        draw.rectangle([w + pad, y, w + pad + font_px, y + font_px], fill=cmap[name])
         draw.text((w + pad * 2 + font_px, y + font_px // 2), text, fill=(20, 20, 20), font=font, anchor="lm")
     return canvas
 

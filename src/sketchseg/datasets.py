@@ -58,3 +58,27 @@ class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any
 
     def _exists(self) -> bool:
         return Path(get_filepath_str(self._filepath, self._protocol)).is_file()
+
+
+def _jsonable_cell(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value)
+    return value
+
+
+try:  # kedro-datasets is a dependency; the guard only keeps this module importable without it
+    from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
+except ImportError:  # pragma: no cover
+    _ParquetDataset = None  # type: ignore[assignment,misc]
+
+if _ParquetDataset is not None:
+
+    class ParquetDataset(_ParquetDataset):
+        """pandas ParquetDataset whose kedro-viz preview shows list columns as "a; b; c" text."""
+
+        def preview(self, nrows: int = 5):  # type: ignore[override]
+            preview = super().preview(nrows)
+            preview["data"] = [[_jsonable_cell(v) for v in row] for row in preview["data"]]
+            return preview

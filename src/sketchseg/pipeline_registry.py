@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from sketchseg.pipelines import evaluation, ingestion, make_sample, prompts, training
+from sketchseg.pipelines import evaluation, ingestion, make_sample, prompts, report, segment, training
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -19,5 +19,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "training": training.create_pipeline(),
         "evaluation": evaluation.create_pipeline(),
         "train": train,
+        "report": report.create_pipeline(),  # after train: figures and tables of the chosen checkpoint
+        "segment": segment.create_pipeline(),  # your own sketches, any categories
         "__default__": train,
     }

@@ -17,6 +17,13 @@ TINY = {
     "splits.val_per_participant": 2,
     "training.epochs": 1,
     "training.batch_size": 8,
+    # the sample's tiny-CLIP pre-training, cut to a smoke run
+    "pretrain.steps": 2,
+    "pretrain.batch_size": 16,
+    "pretrain.pool_size": 64,
+    "pretrain.warmup_steps": 1,
+    "pretrain.eval_per_category": 1,
+    "pretrain.eval_scenes": 4,
 }
 
 

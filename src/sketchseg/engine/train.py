@@ -1,7 +1,30 @@
-"""Training loop: AdamW, per-epoch validation, checkpoint chosen on validation mIoU, exact resume."""
+"""Training loop: AdamW, per-epoch validation, checkpoint chosen on validation mIoU, exact resume.
+
+Speed (docs/benchmarks.md): the inner loop never waits for the device. The non-finite-loss check
+runs on the device: with the fused AdamW (``training.fused_optimizer``) a batch whose loss is NaN /
+inf is skipped INSIDE the optimiser step (``found_inf``, the mechanism of ``torch.amp.GradScaler``:
+parameters, moments and step count stay as they were), and the host looks at the device-side flags
+only every ``training.sync_every`` steps and at the end of the epoch. ``nan_policy: skip`` thus
+skips exactly the bad batches' updates; ``nan_policy: stop`` raises ``NonFiniteLossError`` (naming
+the epoch, the batch and its sketch ids) at the next check, at most ``sync_every - 1`` steps later,
+the parameters untouched by the bad batch. Without the fused optimiser the loss is checked on the
+host every step (the previous behaviour). Text embeddings of every caption / prompt are computed
+once before the first epoch (``training.precompute_text``), the validation sketches are rendered
+once (``training.cache_val_set``), loader workers are persistent and prefetch.
+
+Data parallel (``torchrun --nproc-per-node=N -m sketchseg.distributed``, see
+``engine/distributed.py``): when a process group is initialised, ``fit`` wraps the model in
+DistributedDataParallel, gives each process ``batch_size / N`` sketches of every global batch,
+computes the loss of the global batch (negatives mined across processes), validates on shards
+and merges the scores; only rank 0 writes the training state. The result equals one process
+with the same global batch up to float rounding (tests/unit/test_ddp.py).
+"""
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import functools
 import logging
 import math
 import os
@@ -15,12 +38,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from sketchseg.engine.data import AnnotatedSketches, TrainSketches, collate_train
-from sketchseg.engine.evaluate import evaluate_model
-from sketchseg.engine.runtime import autocast, resolve_device, rng_state, seed_everything, set_rng_state
+from sketchseg.engine import distributed
+from sketchseg.engine.data import AnnotatedSketches, TrainSketches, collate_annotated, collate_train
+from sketchseg.engine.evaluate import METRIC_NAMES, evaluate_model
+from sketchseg.engine.runtime import autocast, rng_state, seed_everything, set_rng_state
 from sketchseg.errors import SketchSegConfigError, SketchSegError
 from sketchseg.model.checkpoint import trainable_state_dict
 
@@ -49,6 +73,17 @@ class TrainConfig:
     nan_policy: str = "stop"          # stop | skip (skip the batch, count it, log it)
     resume: bool = False
     state_path: str | None = None     # full training state, rewritten atomically every epoch
+    # speed (docs/benchmarks.md); none of these changes the result
+    sync_every: int = 50              # steps between host checks of the device-side NaN flags
+    fused_optimizer: bool = True      # fused AdamW: NaN batches skipped on the device, no per-step sync
+    precompute_text: bool = True      # encode every caption / prompt once before the first epoch
+    cache_val_set: bool = True        # render the validation sketches once, keep them in memory
+    pin_memory: bool = True           # page-locked batches, asynchronous copies (CUDA only)
+    persistent_workers: bool = True   # keep loader workers between epochs (num_workers > 0)
+    prefetch_factor: int = 4          # batches each loader worker prepares ahead
+    compile: bool = False             # torch.compile the sketch encoder (opt-in)
+    # data parallel (torchrun); ignored by a single process
+    ddp_find_unused_parameters: bool = True  # a process whose sketches have no category skips that pass
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -61,6 +96,8 @@ class TrainConfig:
             raise SketchSegConfigError(f"training.nan_policy must be 'stop' or 'skip', got {cfg.nan_policy!r}")
         if cfg.epochs < 0 or cfg.batch_size < 1:
             raise SketchSegConfigError("training.epochs must be >= 0 and training.batch_size >= 1")
+        if cfg.sync_every < 1 or cfg.prefetch_factor < 1:
+            raise SketchSegConfigError("training.sync_every and training.prefetch_factor must be >= 1")
         return cfg
 
 
@@ -119,6 +156,154 @@ def load_training_state(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+_LOSS_KEYS = ("loss", "loss_global", "loss_category")
+
+
+def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> tuple[torch.optim.Optimizer, bool]:
+    """AdamW over ``params``; returns ``(optimizer, skips_on_device)``: True for the fused AdamW,
+    whose step can skip a non-finite batch without the host looking at it."""
+    if cfg.fused_optimizer:
+        try:
+            return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True), True
+        except (RuntimeError, ValueError) as exc:  # a device / dtype without a fused kernel
+            logger.warning("fused AdamW unavailable (%s); the loss is checked on the host every step", exc)
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay), False
+
+
+def train_step(
+    forward: Callable[..., dict],
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, Any],
+    *,
+    device: torch.device,
+    precision: str,
+    skips_on_device: bool,
+) -> tuple[dict, torch.Tensor]:
+    """One optimisation step: forward (autocast), backward, AdamW; returns ``(losses, finite)``.
+
+    ``finite`` is a device bool tensor (the same in every process under DDP). A non-finite loss
+    leaves parameters and optimiser state untouched: inside the fused step (``skips_on_device``,
+    no host sync) or by skipping the step after a host check. Backward always runs, so that DDP
+    sees every iteration complete.
+    """
+    images = batch["images"].to(device, non_blocking=True)
+    with autocast(device, precision):
+        out = forward(images, batch["captions"], batch["categories"], batch["prompts"])
+    loss = out["loss"]
+    finite = torch.isfinite(loss.detach())
+    if distributed.current().enabled:
+        finite = distributed.all_reduce_(finite.to(torch.int32), "min").bool()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if skips_on_device:
+        optimizer.grad_scale = None  # read by the fused AdamW step (as torch.amp.GradScaler sets it)
+        optimizer.found_inf = (~finite).to(torch.float32)
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.grad_scale, optimizer.found_inf
+    elif bool(finite):
+        optimizer.step()
+    else:
+        optimizer.zero_grad(set_to_none=True)
+    return out, finite
+
+
+class _EpochStats:
+    """Loss sums, finite-batch count and the first bad batch of an epoch, kept on the device."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.sums: dict[str, torch.Tensor] = {}
+        self.ok = torch.zeros((), dtype=torch.long, device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.steps = 0
+        self.recent_ids: collections.deque[tuple[int, list]] = collections.deque()
+        self.last: dict = {}
+
+    def add(self, out: dict, finite: torch.Tensor, sketch_ids: list, keep: int) -> None:
+        for k in _LOSS_KEYS:
+            if k in out:
+                v = out[k].detach().float()
+                v = torch.where(finite, v, torch.zeros_like(v))
+                self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.ok += finite.to(torch.long)
+        step = torch.full((), self.steps, dtype=torch.long, device=self.device)
+        self.first_bad = torch.where(~finite & (self.first_bad < 0), step, self.first_bad)
+        self.recent_ids.append((self.steps, list(sketch_ids)))
+        while len(self.recent_ids) > keep:
+            self.recent_ids.popleft()
+        self.steps += 1
+        self.last = out
+
+    def raise_if_bad(self, epoch: int) -> None:
+        bad = int(self.first_bad.item())  # host sync: every sync_every steps and at the epoch end
+        if bad < 0:
+            return
+        ids = next((ids for step, ids in self.recent_ids if step == bad), None)
+        where = f"sketch ids {ids[:8]}..." if ids is not None else "sketch ids no longer known"
+        raise NonFiniteLossError(
+            f"non-finite training loss (NaN or inf) at epoch {epoch}, batch {bad} ({where}); the batch's update "
+            "was not applied; lower training.learning_rate, check the data, or set training.nan_policy=skip "
+            "to skip such batches"
+        )
+
+
+def _train_texts(train_set: Any) -> list[str]:
+    """Every caption and prompt of a ``TrainSketches`` table (empty for other datasets)."""
+    rows = getattr(train_set, "rows", None)
+    if not isinstance(rows, pd.DataFrame) or "caption" not in rows:
+        return []
+    texts = [str(c) for c in rows["caption"]]
+    if "prompts" in rows:
+        for prompts in rows["prompts"]:
+            if prompts is not None and not isinstance(prompts, (float, str)):
+                texts.extend(str(p) for p in prompts)
+    return texts
+
+
+class _InMemory(Dataset):
+    """Materialised items of a dataset; other attributes (``render_size``) read from the source."""
+
+    def __init__(self, source: Any, items: list) -> None:
+        self.source = source
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.items[i]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("source", "items"):
+            raise AttributeError(name)
+        return getattr(self.source, name)
+
+
+def _compact(item: Any) -> Any:
+    """An annotated sketch with a shared grey channel and small label dtypes (same values)."""
+    if not dataclasses.is_dataclass(item):
+        return item
+    changes: dict[str, Any] = {}
+    image = getattr(item, "image", None)
+    if torch.is_tensor(image) and image.ndim == 3 and image.shape[0] == 3 and torch.equal(image[0], image[1]) \
+            and torch.equal(image[0], image[2]):
+        changes["image"] = image[:1].clone().expand(3, -1, -1)
+    gt = getattr(item, "gt", None)
+    if isinstance(gt, np.ndarray) and gt.size and -1 <= gt.min() and gt.max() < np.iinfo(np.int16).max:
+        changes["gt"] = gt.astype(np.int16)
+    return dataclasses.replace(item, **changes) if changes else item
+
+
+def cache_dataset(dataset: Any, num_workers: int = 0, batch_size: int = 16) -> _InMemory:
+    """Load (render) every item of ``dataset`` once, with ``num_workers`` loader processes."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_annotated)
+    items = [_compact(it) for batch in loader for it in batch]
+    return _InMemory(dataset, items)
+
+
 def fit(
     model: torch.nn.Module,
     train_set: TrainSketches,
@@ -138,37 +323,56 @@ def fit(
     ``cfg.state_path`` the full state (model, optimiser, threshold, RNG states, epoch, best so far,
     history) is written atomically after every epoch, and ``cfg.resume`` continues from it.
     ``stop_after_epoch`` ends the loop early, as an interrupted run would (used by tests).
+    Under an initialised process group the loop is data parallel (see the module docstring);
+    every process returns the same history and states.
     """
-    device = resolve_device(cfg.device)
+    info = distributed.current()
+    device = distributed.resolve_device(cfg.device, info)
     seed_everything(cfg.seed)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.train_mode and cfg.epochs > 0 and not params:
         raise SketchSegConfigError("no trainable parameters: check model.finetune")
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay) if params else None
-    generator = torch.Generator().manual_seed(cfg.seed)
+    optimizer, skips_on_device = make_optimizer(params, cfg) if params else (None, False)
+    generator = torch.Generator().manual_seed(cfg.seed)  # the loader workers' base seed
+    sampler = distributed.ShardedBatchSampler(len(train_set), cfg.batch_size, seed=cfg.seed, rank=info.rank,
+                                              world_size=info.world_size)
+    workers = int(cfg.num_workers)
     loader = DataLoader(
-        train_set,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        num_workers=cfg.num_workers,
+        distributed.EpochItems(train_set),
+        batch_sampler=sampler,
+        num_workers=workers,
         collate_fn=collate_train,
         generator=generator,
-        pin_memory=device.type == "cuda",
-        drop_last=False,
-        persistent_workers=False,
+        pin_memory=cfg.pin_memory and device.type == "cuda",
+        persistent_workers=cfg.persistent_workers and workers > 0,
+        prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
     )
     history: list[dict[str, float]] = []
     best_metric, best_epoch, best_state = -math.inf, 0, _clone_state(model)
     start_epoch = 1
     skipped_total = 0
+    val_data: dict[str, Any] = {}
+
+    def val_dataset() -> Any:
+        if "set" not in val_data:
+            data: Any = distributed.Shard(val_set, info.rank, info.world_size) if info.enabled else val_set
+            if cfg.cache_val_set:
+                t = time.perf_counter()
+                data = cache_dataset(data, num_workers=eval_num_workers, batch_size=eval_batch_size)
+                logger.info("validation set cached: %d sketches rendered in %.1fs", len(data), time.perf_counter() - t)
+            val_data["set"] = data
+        return val_data["set"]
 
     def validate(epoch: int) -> dict[str, float]:
         if val_set is None or len(val_set) == 0:
             return {}
-        res = evaluate_model(model, val_set, device=device, batch_size=eval_batch_size,
+        res = evaluate_model(model, val_dataset(), device=device, batch_size=eval_batch_size,
                              num_workers=eval_num_workers, precision=cfg.precision, desc=f"val epoch {epoch}")
-        return res.prefixed("val")
+        if not info.enabled:
+            return res.prefixed("val")
+        parts = distributed.all_gather_objects(res.per_sketch)
+        return {f"val_{k}": v for k, v in distributed.merge_eval_rows(parts, METRIC_NAMES).items()}
 
     def emit(epoch: int, metrics: dict[str, float]) -> None:
         history.append({"epoch": epoch, **metrics})
@@ -190,7 +394,8 @@ def fit(
         best_metric, best_epoch = float(state["best_metric"]), int(state["best_epoch"])
         best_state = dict(state["best_state"])
         start_epoch = int(state["epoch"]) + 1
-        generator.set_state(state["loader_generator"])
+        if "loader_generator" in state:
+            generator.set_state(state["loader_generator"])
         _restore_portable_rng_state(state["rng"])
         skipped_total = int(state.get("skipped_batches", 0))
         logger.info("resumed from %s at epoch %d (best %s=%.3f at epoch %d)",
@@ -201,37 +406,49 @@ def fit(
         best_metric = m0.get(cfg.selection_metric, -math.inf)
 
     n_epochs = cfg.epochs if cfg.train_mode else 0
+    forward: Callable[..., dict] = model.training_losses
+    if start_epoch <= n_epochs:
+        if cfg.precompute_text and hasattr(model, "precompute_text"):
+            model.precompute_text(_train_texts(train_set))
+        if cfg.compile and hasattr(model, "compile_encoder"):
+            model.compile_encoder()
+        if info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            local_batch = cfg.batch_size // info.world_size
+            ddp = DistributedDataParallel(
+                model,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=cfg.ddp_find_unused_parameters,
+                forward_sync_buffers=False,  # constant buffers (pixel mean/std, text mask)
+            )
+            gather = distributed.LossGather(info.world_size, max_captions=local_batch,
+                                            max_pairs=local_batch * max(1, cfg.max_categories_per_sketch))
+            forward = functools.partial(ddp, gather=gather)
+            logger.info("data parallel: %d processes x %d sketches per step", info.world_size, local_batch)
+
     for epoch in range(start_epoch, n_epochs + 1):
         train_set.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         model.train()
         t0 = time.perf_counter()
-        sums: dict[str, torch.Tensor] = {}
-        n_batches, skipped = 0, 0
+        stats = _EpochStats(device)
         bar = tqdm(loader, desc=f"epoch {epoch}/{n_epochs}", leave=False, disable=None)
         for batch in bar:
-            images = batch["images"].to(device, non_blocking=True)
-            with autocast(device, cfg.precision):
-                out = model.training_losses(images, batch["captions"], batch["categories"], batch["prompts"])
-            loss = out["loss"]
-            if not torch.isfinite(loss.detach()).item():
-                if cfg.nan_policy == "stop":
-                    raise NonFiniteLossError(
-                        f"non-finite training loss ({loss.item()}) at epoch {epoch}, batch {n_batches + skipped}"
-                        f" (sketch ids {batch['sketch_id'][:8]}...); lower training.learning_rate, check the"
-                        " data, or set training.nan_policy=skip to skip such batches"
-                    )
-                skipped += 1
-                optimizer.zero_grad(set_to_none=True)
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            n_batches += 1
-            for k in ("loss", "loss_global", "loss_category"):
-                if k in out:
-                    sums[k] = sums.get(k, 0.0) + out[k].detach().float()
+            out, finite = train_step(forward, optimizer, batch, device=device, precision=cfg.precision,
+                                     skips_on_device=skips_on_device)
+            stats.add(out, finite, batch["sketch_id"], keep=cfg.sync_every)
+            if cfg.nan_policy == "stop" and (not skips_on_device or stats.steps % cfg.sync_every == 0):
+                stats.raise_if_bad(epoch)
+        if cfg.nan_policy == "stop":
+            stats.raise_if_bad(epoch)
+        n_batches = int(stats.ok.item())
+        skipped = stats.steps - n_batches
+        sums = stats.sums
+        if info.enabled:  # each process's losses are its share x world size: average them
+            sums = {k: distributed.all_reduce_(v.clone(), "sum") / info.world_size for k, v in sums.items()}
         metrics = {f"train_{k}": float(v) / max(n_batches, 1) for k, v in sums.items()}
-        thr = out.get("threshold") if n_batches else None
+        thr = stats.last.get("threshold") if n_batches else None
         if thr is not None:
             metrics["threshold"] = float(thr)
         metrics["epoch_seconds"] = time.perf_counter() - t0
@@ -249,7 +466,7 @@ def fit(
             epoch, metrics.get("train_loss", float("nan")), cfg.selection_metric,
             metrics.get(cfg.selection_metric, float("nan")), best_metric, best_epoch, metrics["epoch_seconds"],
         )
-        if cfg.state_path:
+        if cfg.state_path and info.is_main:
             _save_state_atomic(cfg.state_path, {
                 "model": _clone_state(model),
                 "optimizer": optimizer.state_dict() if optimizer is not None else {},
@@ -274,5 +491,5 @@ def fit(
         last_state=_clone_state(model),
         last_epoch=last_epoch,
         history=pd.DataFrame(history),
-        extra={"skipped_batches": skipped_total, "config": asdict(cfg)},
+        extra={"skipped_batches": skipped_total, "config": asdict(cfg), "world_size": info.world_size},
     )

@@ -21,6 +21,13 @@ UPSAMPLE_MODES = ("bicubic", "bilinear")
 DISTANCES = ("l2", "l1", "cosine")
 FINETUNE_STRATEGIES = ("ln", "prompts", "ln_prompts", "full")
 INFERENCE_NORMALISATIONS = ("none", "minmax")
+# "fast": scaled_dot_product_attention for both paths, one shared q/k/v projection per block, all
+# category images of a batch re-encoded in one pass, cached prompt/caption embeddings, loss masks
+# built on the device without host syncs. "reference": the straightforward implementation of the
+# same model (explicit matmul-softmax attention, separate projection for the v-v path, one encoder
+# pass per category slot, text re-encoded every call); same losses and maps up to float rounding,
+# kept for benchmarks and equivalence tests (benchmarks/bench_model.py, docs/benchmarks.md).
+IMPLEMENTATIONS = ("fast", "reference")
 
 _LAYER_LIST_FIELDS = ("vv_blocks", "cross_attention_layers", "category_loss_layers")
 _BOOL_FIELDS = ("allow_random_init", "vv_train", "vv_inference", "use_category_level", "cross_attention",
@@ -66,6 +73,7 @@ class ModelConfig:
     distance: str = "l2"
     finetune: str = "ln_prompts"
     inference_normalization: str = "none"
+    implementation: str = "fast"
 
     def __post_init__(self) -> None:
         for key in _LAYER_LIST_FIELDS:
@@ -132,6 +140,7 @@ class ModelConfig:
         choice("distance", DISTANCES)
         choice("finetune", FINETUNE_STRATEGIES)
         choice("inference_normalization", INFERENCE_NORMALISATIONS)
+        choice("implementation", IMPLEMENTATIONS)
         prob("prompt_dropout")
         prob("cross_attention_dropout")
         if not isinstance(self.clip_model, str) or not self.clip_model:

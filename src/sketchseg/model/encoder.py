@@ -18,7 +18,7 @@ from torch import nn
 
 from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.cross_attention import CrossAttention
-from sketchseg.model.two_path_attention import check_block, run_two_path
+from sketchseg.model.two_path_attention import ATTENTION_IMPLEMENTATIONS, check_block, run_two_path
 from sketchseg.model.visual_prompts import VisualPrompts
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,11 @@ class SketchEncoder(nn.Module):
         1-based blocks carrying the v-v path (used when ``forward(vv=True)``).
     cross_attention_layers, embed_dim, cross_attention_dropout
         blocks whose VCT query comes from the category text (empty = no cross-attention modules).
+    attention, shared_qkv
+        implementation switches of the transformer (``two_path_attention``): "sdpa" / "manual"
+        attention and whether the v-v path reuses the block's q/k/v projection. Plain attributes
+        (``attention_impl``, ``shared_qkv``) that may be changed at any time; no effect on results
+        beyond float rounding.
     """
 
     def __init__(
@@ -81,8 +86,14 @@ class SketchEncoder(nn.Module):
         cross_attention_layers: Sequence[int] = (),
         embed_dim: int | None = None,
         cross_attention_dropout: float = 0.0,
+        attention: str = "sdpa",
+        shared_qkv: bool = True,
     ) -> None:
         super().__init__()
+        if attention not in ATTENTION_IMPLEMENTATIONS:
+            raise SketchSegConfigError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
+        self.attention_impl = attention
+        self.shared_qkv = bool(shared_qkv)
         for attr in ("conv1", "class_embedding", "positional_embedding", "ln_pre", "transformer", "ln_post"):
             if not hasattr(visual, attr):
                 raise SketchSegConfigError(
@@ -181,6 +192,8 @@ class SketchEncoder(nn.Module):
             vv_blocks=self.vv_blocks if vv else (),
             query_hooks=hooks,
             return_layers=return_layers,
+            attention=self.attention_impl,
+            shared_qkv=self.shared_qkv,
         )
         vst = self.project(x[:, 0])
         source = y if (vv and y is not None) else x

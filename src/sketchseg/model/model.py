@@ -18,13 +18,26 @@ Differences from the authors' code (see shared/reference/official-code-notes.md)
 receives a gradient (straight-through estimator), the cross-attention depends on the text,
 similarity maps are upsampled bicubically, features are normalised over the feature axis, and the
 v-v path exists from construction on (so the optimiser sees every parameter).
+
+Speed (``cfg.implementation``, see ``Levers``): the "fast" implementation and the "reference"
+(straightforward) one compute the same losses and maps up to float rounding
+(tests/unit/test_fast_vs_reference.py); benchmarks/bench_model.py measures both.
+
+Data-parallel training: ``training_losses(..., gather=...)`` computes the loss of the GLOBAL batch
+spread over several processes (see ``LossGather``): hardest negatives are mined among the caption
+and category-prompt embeddings of every process (text embeddings are frozen, so only they are
+gathered, no image features), and each process's share is scaled so that the gradients averaged by
+DistributedDataParallel equal those of one process holding the whole batch.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-from typing import Callable, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
+from typing import Callable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +47,7 @@ from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.clip_loader import MeanStd, load_clip
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.encoder import EncoderOutput, SketchEncoder
-from sketchseg.model.losses import category_loss, holistic_loss
+from sketchseg.model.losses import category_loss, holistic_loss, pairwise_distance, rowwise_distance
 from sketchseg.model.similarity import (
     LearnableThreshold,
     minmax_normalise,
@@ -60,6 +73,89 @@ def architecture_fingerprint(clip_model: nn.Module, model_name: str) -> str:
     act = [type(m).__name__ for m in clip_model.modules() if type(m).__name__ in ("GELU", "QuickGELU")]
     h.update(("|".join(sorted(set(act)))).encode())
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Levers:
+    """Implementation switches of ``SketchSegModel``; none changes a result beyond float rounding.
+
+    sdpa
+        ``F.scaled_dot_product_attention`` for the q-k and v-v paths (else explicit matmul-softmax).
+    shared_qkv
+        the v-v path reuses the block's q/k/v projection (else it projects its values itself).
+    batched_categories
+        all category images of a batch re-encoded in one pass (else one pass per category slot:
+        the first category of every sketch, then the second, ...).
+    text_cache
+        caption / prompt embeddings cached by string (the text tower is frozen); else every call
+        runs the text tower on exactly the strings it is given.
+    device_losses
+        "same string" masks and pair indices built once on the host and copied asynchronously
+        (pinned memory), loss reductions without host syncs; else the losses of ``losses.py``.
+    """
+
+    sdpa: bool = True
+    shared_qkv: bool = True
+    batched_categories: bool = True
+    text_cache: bool = True
+    device_losses: bool = True
+
+    @classmethod
+    def for_implementation(cls, implementation: str) -> Levers:
+        if implementation == "fast":
+            return cls()
+        if implementation == "reference":
+            return cls(**{f.name: False for f in fields(cls)})
+        raise SketchSegConfigError(f"model.implementation must be 'fast' or 'reference', got {implementation!r}")
+
+
+class LossGather(Protocol):
+    """What ``training_losses`` needs from a data-parallel process group (engine/distributed.py).
+
+    ``gather_rows(emb (n, D), ids (n,), pad_to)`` pads the local rows to ``pad_to``, gathers them
+    from every process in rank order and returns ``(emb (W*pad_to, D), ids (W*pad_to,), valid
+    (W*pad_to,) bool)``; ``all_reduce_sum`` sums a tensor over the processes (no gradient).
+    ``max_captions`` / ``max_pairs`` bound one process's captions / category pairs per batch.
+    """
+
+    world_size: int
+    max_captions: int
+    max_pairs: int
+
+    def gather_rows(self, emb: torch.Tensor, ids: torch.Tensor,
+                    pad_to: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor: ...
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _string_id(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+
+
+def string_ids(texts: Sequence[str]) -> torch.Tensor:
+    """Stable signed 64-bit ids of strings (blake2b; equal in every process), as a CPU LongTensor."""
+    return torch.tensor([_string_id(t) for t in texts], dtype=torch.long)
+
+
+def triplet_sum_count(
+    anchors: torch.Tensor,
+    positives: torch.Tensor,
+    candidates: torch.Tensor,
+    excluded: torch.Tensor,
+    margin: float,
+    distance: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``losses.triplet_hardest_negative`` split into (sum over anchors, number of anchors with a
+    valid negative), so that the mean can be taken over several processes. ``excluded`` (N, M)."""
+    d_pos = rowwise_distance(anchors, positives, distance)
+    d_all = pairwise_distance(anchors, candidates, distance)
+    d_neg = torch.where(excluded, torch.full_like(d_all, float("inf")), d_all)
+    hardest = d_neg.amin(dim=1) if candidates.shape[0] > 0 else torch.full_like(d_pos, float("inf"))
+    valid = torch.isfinite(hardest)
+    per_anchor = torch.clamp(d_pos - torch.where(valid, hardest, d_pos) + margin, min=0.0)
+    per_anchor = torch.where(valid, per_anchor, torch.zeros_like(per_anchor))
+    return per_anchor.sum(), valid.sum()
 
 
 def weights_fingerprint(clip_model: nn.Module) -> str:
@@ -110,6 +206,7 @@ class SketchSegModel(nn.Module):
         use_ca = cfg.use_category_level and cfg.cross_attention
         embed_dim = int(visual.proj.shape[-1])
         self.embed_dim = embed_dim
+        self.levers = Levers.for_implementation(cfg.implementation)
         self.encoder = SketchEncoder(
             visual,
             num_prompts=cfg.num_visual_prompts,
@@ -119,6 +216,8 @@ class SketchSegModel(nn.Module):
             cross_attention_layers=cfg.cross_attention_layers if use_ca else (),
             embed_dim=embed_dim,
             cross_attention_dropout=cfg.cross_attention_dropout,
+            attention="sdpa" if self.levers.sdpa else "manual",
+            shared_qkv=self.levers.shared_qkv,
         )
         self.text = TextTower(clip_model)
         self.threshold: LearnableThreshold | None = (
@@ -201,34 +300,95 @@ class SketchSegModel(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
+    # ------------------------------------------------------------------ implementation
+    def set_levers(self, **changes: bool) -> Levers:
+        """Switch implementation levers (see ``Levers``) on this model; returns the new set."""
+        known = [f.name for f in fields(Levers)]
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise ValueError(f"unknown levers {unknown}; known: {known}")
+        self.levers = replace(self.levers, **changes)
+        self.encoder.attention_impl = "sdpa" if self.levers.sdpa else "manual"
+        self.encoder.shared_qkv = self.levers.shared_qkv
+        return self.levers
+
+    def compile_encoder(self, **compile_kwargs) -> None:  # noqa: ANN003 - torch.compile's options
+        """Run the sketch encoder through ``torch.compile`` from now on (opt-in; shapes are dynamic
+        because the number of category images changes from batch to batch). The compiled wrapper is
+        not a submodule: state dicts and checkpoints are unchanged."""
+        compile_kwargs.setdefault("dynamic", True)
+        self.__dict__["_compiled_encoder"] = torch.compile(self.encoder, **compile_kwargs)
+        logger.info("sketch encoder compiled with torch.compile(%s)", compile_kwargs)
+
+    def _encode(self, pixels_normalised: torch.Tensor, **kwargs) -> EncoderOutput:  # noqa: ANN003
+        compiled = self.__dict__.get("_compiled_encoder")
+        encoder = self.encoder if compiled is None else compiled
+        return encoder(pixels_normalised, **kwargs)
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """Host tensor -> model device; on CUDA through pinned memory without blocking the host."""
+        device = self.device
+        if device.type == "cuda" and self.levers.device_losses:
+            return t.pin_memory().to(device, non_blocking=True)
+        return t.to(device)
+
+    def _index(self, values: Sequence[int]) -> torch.Tensor:
+        return self._to_device(torch.tensor(list(values), dtype=torch.long))
+
     # ------------------------------------------------------------------ text
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """L2-normalised text embeddings (N, D), fp32, no gradient, cached by string."""
+    def _text_batches(self, texts: list[str], *, padded: bool) -> Iterator[torch.Tensor]:
+        """Normalised fp32 embeddings of ``texts`` in chunks of ``_TEXT_BATCH``; ``padded``: every
+        chunk is a full, fixed-shape batch (padded with empty strings), so that a text's embedding
+        is bit-identical whatever it is encoded with (a resumed run, with an empty cache, then
+        reproduces an uninterrupted one exactly)."""
+        device = self.device
+        was_training = self.text.training
+        self.text.eval()
+        try:
+            with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
+                for start in range(0, len(texts), _TEXT_BATCH):
+                    chunk = texts[start : start + _TEXT_BATCH]
+                    batch = chunk + [""] * (_TEXT_BATCH - len(chunk)) if padded else chunk
+                    tokens = self.tokenizer(batch).to(device)
+                    yield F.normalize(self.text(tokens).float(), dim=-1)[: len(chunk)]
+        finally:
+            self.text.train(was_training)
+
+    def _fill_text_cache(self, missing: list[str]) -> None:
+        if len(self._text_cache) + len(missing) > _TEXT_CACHE_MAX:
+            self._text_cache = {}
+        start = 0
+        for emb in self._text_batches(missing, padded=True):
+            for t, e in zip(missing[start : start + emb.shape[0]], emb):
+                self._text_cache[t] = e
+            start += emb.shape[0]
+
+    def encode_text(self, texts: Sequence[str], *, cache: bool | None = None) -> torch.Tensor:
+        """L2-normalised text embeddings (N, D), fp32, no gradient; cached by string unless
+        ``cache`` (default: ``levers.text_cache``) is false (then the text tower runs on exactly
+        these strings, unpadded: the reference path)."""
         if isinstance(texts, str):
             raise ValueError("encode_text expects a list of strings, got a single string")
         texts = list(texts)
         device = self.device
-        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
-        if missing:
-            if len(self._text_cache) + len(missing) > _TEXT_CACHE_MAX:
-                self._text_cache = {}
-            was_training = self.text.training
-            self.text.eval()
-            with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
-                for start in range(0, len(missing), _TEXT_BATCH):
-                    chunk = missing[start : start + _TEXT_BATCH]
-                    # Always a full, fixed-shape batch (padded with empty strings): a text's
-                    # embedding is then bit-identical whatever it is encoded with, so a resumed
-                    # run (empty cache) reproduces an uninterrupted one exactly.
-                    padded = chunk + [""] * (_TEXT_BATCH - len(chunk))
-                    tokens = self.tokenizer(padded).to(device)
-                    emb = F.normalize(self.text(tokens).float(), dim=-1)[: len(chunk)]
-                    for t, e in zip(chunk, emb):
-                        self._text_cache[t] = e
-            self.text.train(was_training)
         if not texts:
             return torch.empty(0, self.embed_dim, device=device)
+        if not (self.levers.text_cache if cache is None else cache):
+            return torch.cat(list(self._text_batches(texts, padded=False)))
+        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        if missing:
+            self._fill_text_cache(missing)
         return torch.stack([self._text_cache[t] for t in texts])
+
+    def precompute_text(self, texts: Sequence[str]) -> int:
+        """Fill the text cache with ``texts`` (e.g. every caption and prompt of the training set,
+        before the first step, so that no step runs the text tower); returns how many strings
+        were encoded."""
+        missing = [t for t in dict.fromkeys(str(t) for t in texts) if t not in self._text_cache]
+        if missing:
+            self._fill_text_cache(missing)
+            logger.info("text cache: %d embeddings precomputed (%d cached)", len(missing), len(self._text_cache))
+        return len(missing)
 
     # ------------------------------------------------------------------ images
     def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -252,7 +412,7 @@ class SketchSegModel(nn.Module):
                       return_layers: Sequence[int] = ()) -> EncoderOutput:
         """Encode pixel images; ``vv`` defaults to ``cfg.vv_inference``."""
         x = self.prepare_images(images)
-        return self.encoder(self.normalise(x), vv=self.cfg.vv_inference if vv is None else vv,
+        return self._encode(self.normalise(x), vv=self.cfg.vv_inference if vv is None else vv,
                             return_layers=return_layers)
 
     def similarity_maps(self, patches: torch.Tensor, text_emb: torch.Tensor, size: int | tuple[int, int],
@@ -308,32 +468,43 @@ class SketchSegModel(nn.Module):
         captions: Sequence[str],
         categories: Sequence[Sequence[str]],
         prompts: Sequence[Sequence[str]] | None = None,
+        *,
+        gather: LossGather | None = None,
     ) -> dict[str, torch.Tensor | int]:
         """Eq. 4 loss of one batch.
 
         Returns ``{"loss", "loss_global", "loss_category", "threshold" (detached; NaN without a
-        learnable threshold), "n_category_pairs" (int)}``.
+        learnable threshold), "n_category_pairs" (int)}``. With ``gather`` (data-parallel
+        training) this process holds a part of the global batch: negatives are mined among the
+        whole batch's captions / prompts and the returned losses are this process's share of the
+        global loss times the number of processes (so their mean over processes is the global
+        loss, and DDP's gradient average is the global gradient).
         """
         cfg = self.cfg
         batch = images.shape[0]
         if len(captions) != batch:
             raise ValueError(f"{len(captions)} captions for {batch} images")
         x = self.prepare_images(images)
-        b_list, names, texts, _ = self._pairs(categories, prompts, batch)
+        b_list, names, texts, counts = self._pairs(categories, prompts, batch)
         category_level = cfg.use_category_level and len(b_list) > 0
+        device_losses = self.levers.device_losses or gather is not None
 
-        out = self.encoder(self.normalise(x), vv=cfg.vv_train and category_level)
+        out = self._encode(self.normalise(x), vv=cfg.vv_train and category_level)
         zero = out.vst.float().sum() * 0.0
         if cfg.use_global_loss:
             caption_emb = self.encode_text(list(captions))
-            loss_global = holistic_loss(out.vst, caption_emb, list(captions), margin=cfg.margin,
-                                        distance=cfg.distance)
+            if device_losses:
+                loss_global = self._holistic_loss_device(out.vst, caption_emb, list(captions), gather)
+            else:
+                loss_global = holistic_loss(out.vst, caption_emb, list(captions), margin=cfg.margin,
+                                            distance=cfg.distance)
         else:
             loss_global = zero
 
         loss_category = zero
         if category_level:
-            b_idx = torch.tensor(b_list, dtype=torch.long, device=x.device)
+            b_idx = self._index(b_list) if self.levers.device_losses else torch.tensor(
+                b_list, dtype=torch.long, device=x.device)
             cct = self.encode_text(texts)  # (P, D)
             sim = patch_similarity(cct.unsqueeze(1), out.patches[b_idx], out.grid)[:, 0]  # (P, h, w)
             maps = upsample(minmax_normalise(sim), x.shape[-2:], cfg.upsample_mode)  # (P, H, W)
@@ -343,14 +514,14 @@ class SketchSegModel(nn.Module):
                 mask = maps  # "w/o thresholding": weight each pixel by its similarity
             ink = 1.0 - x.mean(dim=1)  # (B, H, W)
             category_images = (1.0 - ink[b_idx] * mask).unsqueeze(1).expand(-1, 3, -1, -1)
-            cat_out = self.encoder(
-                self.normalise(category_images),
-                vv=False,  # VCTs come from the original path, which never reads the v-v path
-                category_text=cct if self.encoder.cross_attention is not None else None,
-                return_layers=cfg.category_loss_layers,
-            )
-            loss_category = category_loss(cat_out.layer_vst, cct, names, margin=cfg.margin,
-                                          distance=cfg.distance)
+            layer_vct = self._encode_categories(category_images, cct, counts)
+            if device_losses:
+                loss_category = self._category_loss_device(layer_vct, cct, names, gather, zero)
+            else:
+                loss_category = category_loss(layer_vct, cct, names, margin=cfg.margin, distance=cfg.distance)
+        elif gather is not None and cfg.use_category_level:
+            # no category here, but other processes may have some: take part in their collectives
+            loss_category = self._category_loss_device({}, self.encode_text([]), [], gather, zero)
 
         threshold = (self.threshold.value.detach() if self.threshold is not None
                      else torch.full((), float("nan"), device=x.device))
@@ -362,10 +533,93 @@ class SketchSegModel(nn.Module):
             "n_category_pairs": len(b_list) if category_level else 0,
         }
 
+    def _encode_categories(self, category_images: torch.Tensor, cct: torch.Tensor,
+                           counts: Sequence[int]) -> dict[int, torch.Tensor]:
+        """VCTs {layer: (P, D)} of the category images (pixels in [0, 1]), in pair order."""
+        kwargs = {
+            "vv": False,  # VCTs come from the original path, which never reads the v-v path
+            "return_layers": self.cfg.category_loss_layers,
+        }
+        with_text = self.encoder.cross_attention is not None
+        if self.levers.batched_categories:
+            out = self._encode(self.normalise(category_images), category_text=cct if with_text else None, **kwargs)
+            return out.layer_vst
+        # reference: one encoder pass per category slot (1st category of every sketch, 2nd, ...)
+        slots = [j for c in counts for j in range(c)]
+        parts: dict[int, list[torch.Tensor]] = {}
+        order: list[int] = []
+        for slot in range(max(slots) + 1):
+            members = [p for p, s in enumerate(slots) if s == slot]
+            idx = torch.tensor(members, dtype=torch.long, device=category_images.device)
+            out = self._encode(self.normalise(category_images[idx]),
+                               category_text=cct[idx] if with_text else None, **kwargs)
+            for layer, vct in out.layer_vst.items():
+                parts.setdefault(layer, []).append(vct)
+            order.extend(members)
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+        inverse = inverse.to(category_images.device)
+        return {layer: torch.cat(vs)[inverse] for layer, vs in parts.items()}
+
+    def _mean_over_anchors(self, sums: list[torch.Tensor], count: torch.Tensor,
+                           gather: LossGather | None) -> torch.Tensor:
+        """Mean over layers of (sum over anchors / number of valid anchors), over the global batch."""
+        if gather is None:
+            denom = count.clamp(min=1).to(sums[0].dtype)
+            return torch.stack([s / denom for s in sums]).mean()
+        total = gather.all_reduce_sum(count.detach())
+        denom = total.clamp(min=1).to(sums[0].dtype)
+        return torch.stack([s / denom for s in sums]).mean() * gather.world_size
+
+    def _holistic_loss_device(self, vst: torch.Tensor, caption_emb: torch.Tensor, captions: list[str],
+                              gather: LossGather | None) -> torch.Tensor:
+        """Eq. 1 as ``losses.holistic_loss`` (identical captions are never negatives), without
+        host syncs, over the global batch when ``gather`` is given."""
+        ids = self._to_device(string_ids(captions))
+        cand, cand_ids = caption_emb, ids
+        excluded_extra = None
+        if gather is not None:
+            cand, cand_ids, ok = gather.gather_rows(caption_emb, ids, gather.max_captions)
+            excluded_extra = ~ok.reshape(1, -1)
+        excluded = ids.reshape(-1, 1) == cand_ids.reshape(1, -1)
+        if excluded_extra is not None:
+            excluded = excluded | excluded_extra
+        s, n = triplet_sum_count(vst, caption_emb, cand, excluded, self.cfg.margin, self.cfg.distance)
+        return self._mean_over_anchors([s], n, gather)
+
+    def _category_loss_device(self, layer_vct: dict[int, torch.Tensor], cct: torch.Tensor, names: list[str],
+                              gather: LossGather | None, zero: torch.Tensor) -> torch.Tensor:
+        """The category loss as ``losses.category_loss`` (negatives: prompts of other category
+        names), without host syncs, over the global batch when ``gather`` is given."""
+        ids = self._to_device(string_ids(names))
+        cand, cand_ids = cct, ids
+        excluded_extra = None
+        if gather is not None:
+            if len(names) > gather.max_pairs:
+                raise ValueError(
+                    f"{len(names)} category pairs in one process's batch, more than the {gather.max_pairs} "
+                    "it was set up for (local batch x training.max_categories_per_sketch)"
+                )
+            cand, cand_ids, ok = gather.gather_rows(cct, ids, gather.max_pairs)
+            excluded_extra = ~ok.reshape(1, -1)
+        excluded = ids.reshape(-1, 1) == cand_ids.reshape(1, -1)
+        if excluded_extra is not None:
+            excluded = excluded | excluded_extra
+        sums: list[torch.Tensor] = []
+        count: torch.Tensor | None = None
+        for _, vct in sorted(layer_vct.items()):
+            s, n = triplet_sum_count(vct, cct, cand, excluded, self.cfg.margin, self.cfg.distance)
+            sums.append(s)
+            count = n if count is None else count  # the same for every layer
+        if count is None:  # no local category pair (data-parallel only)
+            sums, count = [zero], torch.zeros((), dtype=torch.long, device=zero.device)
+        return self._mean_over_anchors(sums, count, gather)
+
     def forward(self, images: torch.Tensor, captions: Sequence[str], categories: Sequence[Sequence[str]],
-                prompts: Sequence[Sequence[str]] | None = None) -> dict[str, torch.Tensor | int]:
+                prompts: Sequence[Sequence[str]] | None = None, *,
+                gather: LossGather | None = None) -> dict[str, torch.Tensor | int]:
         """Alias of ``training_losses`` (so DDP wrappers work)."""
-        return self.training_losses(images, captions, categories, prompts)
+        return self.training_losses(images, captions, categories, prompts, gather=gather)
 
     # ------------------------------------------------------------------ inference
     def _segment(self, images: torch.Tensor, categories: Sequence[Sequence[str]], size: int | tuple[int, int],
@@ -376,7 +630,7 @@ class SketchSegModel(nn.Module):
         out = self.encode_sketch(images, vv=self.cfg.vv_inference)
         if not b_list:
             return [torch.empty(0, *size_hw, device=self.device) for _ in range(batch)]
-        b_idx = torch.tensor(b_list, dtype=torch.long, device=self.device)
+        b_idx = self._index(b_list)
         cct = self.encode_text(texts)
         sim = patch_similarity(cct.unsqueeze(1), out.patches[b_idx], out.grid)[:, 0]
         if minmax:

@@ -57,12 +57,17 @@ __all__ = [
     "WEIGHTS_FORMAT",
     "build_pool",
     "contrastive_loss",
+    "contrastive_loss_from_logits",
+    "token_similarity",
+    "ink_patch_loss",
+    "patch_ink",
     "create_tiny_clip",
     "evaluate_alignment",
     "make_pair",
     "pretrain_clip",
     "read_cached_weights",
     "save_weights",
+    "weights_metadata",
     "single_object_text",
 ]
 
@@ -71,6 +76,7 @@ STREAM_TRAIN, STREAM_EVAL, STREAM_TEXT = 0, 1, 2
 WEIGHTS_FORMAT = "open_clip-state-dict"
 PRETRAIN_VERSION = "1"  # bump when the data or the loop change in a way the config does not show
 EVAL_PROMPT = "A sketch of {}."  # the prompt the sketch model uses for a category (model.DEFAULT_PROMPT_TEMPLATE)
+PATCH_LOSSES = ("none", "ink", "filip")
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
 
 
@@ -84,11 +90,16 @@ class PretrainConfig:
     batch_size: int = 128
     pool_size: int = 6000           # generated training pairs, visited in shuffled passes
     single_fraction: float = 0.5    # share of single-object pairs in the pool (the rest: scenes)
+    max_zoom: float = 1.0           # single objects scaled by a log-uniform factor in [1, max_zoom] (fits the canvas)
     learning_rate: float = 2.0e-3
     weight_decay: float = 0.1       # not on biases, LayerNorms, embeddings' 1-d params, logit scale
     warmup_steps: int = 40          # linear warm-up, then cosine decay to 0
     logit_scale_init: float = 1.0 / 0.07   # CLIP's initial temperature
     logit_scale_max: float = 100.0         # CLIP's clamp
+    patch_loss: str = "ink"         # none (plain CLIP) | ink (inked patches of single objects) | filip
+    patch_loss_weight: float = 1.0
+    patch_pool_temperature: float = 0.1    # filip: soft maximum over patches of the patch-text cosine
+    min_patch_ink: float = 0.02     # ink: patches with less mean ink are not scored
     render_size: int = 256          # sketches rendered like the sample's raster files
     thickness: int = 3
     eval_per_category: int = 10     # held-out single objects per category (zero-shot accuracy)
@@ -114,10 +125,17 @@ class PretrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SketchSegConfigError(f"pretrain.{name} must be an integer >= {low}, got {value!r}")
-        for name in ("learning_rate", "weight_decay", "logit_scale_init", "logit_scale_max", "single_fraction"):
+        for name in ("learning_rate", "weight_decay", "logit_scale_init", "logit_scale_max", "single_fraction",
+                     "patch_loss_weight", "patch_pool_temperature", "min_patch_ink"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise SketchSegConfigError(f"pretrain.{name} must be a number >= 0, got {value!r}")
+        if self.patch_loss not in PATCH_LOSSES:
+            raise SketchSegConfigError(f"pretrain.patch_loss must be one of {list(PATCH_LOSSES)}, got {self.patch_loss!r}")
+        if not self.patch_pool_temperature > 0:
+            raise SketchSegConfigError(f"pretrain.patch_pool_temperature must be > 0, got {self.patch_pool_temperature!r}")
+        if isinstance(self.max_zoom, bool) or not isinstance(self.max_zoom, (int, float)) or self.max_zoom < 1.0:
+            raise SketchSegConfigError(f"pretrain.max_zoom must be a number >= 1, got {self.max_zoom!r}")
         if not 0.0 <= self.single_fraction <= 1.0:
             raise SketchSegConfigError(f"pretrain.single_fraction must be in [0, 1], got {self.single_fraction!r}")
         if not 0.0 < self.logit_scale_init <= self.logit_scale_max:
@@ -182,26 +200,45 @@ def _render(strokes: Sequence[np.ndarray], image_size: int, render_size: int, th
     return np.clip(np.rint(np.asarray(grey, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def make_pair(seed: int, stream: int, index: int, *, image_size: int, kind: str | None = None,
-              single_fraction: float = 0.5, render_size: int = 256, thickness: int = 3,
+def _zoom(rng: np.random.Generator, strokes: list[np.ndarray], max_zoom: float) -> list[np.ndarray]:
+    """Scale the strokes by a log-uniform factor in [1, max_zoom] (capped so that they fit the 256
+    canvas) about their box centre, then move them to a random place where they fit."""
+    z = float(np.exp(rng.uniform(0.0, np.log(max_zoom)))) if max_zoom > 1.0 else 1.0
+    pts = np.concatenate(strokes)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    size = np.maximum(hi - lo, 1.0)
+    margin = 6.0  # px of the 256 frame kept free at the border
+    z = max(min(z, float((256.0 - 2 * margin) / size.max())), 1.0)
+    half = z * size / 2.0 + margin
+    centre = np.array([rng.uniform(half[0], 256.0 - half[0]) if half[0] < 128.0 else 128.0,
+                       rng.uniform(half[1], 256.0 - half[1]) if half[1] < 128.0 else 128.0])
+    if z <= 1.0:  # natural size: keep where make_scene would draw it
+        return strokes
+    old = (lo + hi) / 2.0
+    return [np.clip((s - old) * z + centre, 0.0, 256.0 - 1e-3).astype(np.float32) for s in strokes]
+
+
+def make_pair(cfg: PretrainConfig, stream: int, index: int, *, image_size: int, kind: str | None = None,
               category: str | None = None) -> Pair:
-    """Pair ``index`` of ``stream``: deterministic in (seed, stream, index), disjoint from the sample's keys.
+    """Pair ``index`` of ``stream`` under ``cfg`` (seed, single_fraction, max_zoom, render_size,
+    thickness): deterministic in (cfg.seed, stream, index), disjoint from the sample's seed keys.
 
     ``kind`` (and for single objects ``category``) can be forced; otherwise they are drawn.
     """
-    rng = np.random.default_rng([SEED_TAG, int(seed), int(stream), int(index)])
-    draw_kind = "single" if rng.random() < single_fraction else "scene"
+    rng = np.random.default_rng([SEED_TAG, int(cfg.seed), int(stream), int(index)])
+    draw_kind = "single" if rng.random() < cfg.single_fraction else "scene"
     kind = kind or draw_kind
     if kind == "scene":
         scene = make_scene(rng)
-        return Pair(_render(scene.strokes, image_size, render_size, thickness), "scene", None, 1, scene.caption)
+        return Pair(_render(scene.strokes, image_size, cfg.render_size, cfg.thickness), "scene", None, 1, scene.caption)
     if kind != "single":
         raise ValueError(f"kind must be 'single' or 'scene', got {kind!r}")
     cat = category if category is not None else CATEGORIES[int(rng.integers(len(CATEGORIES)))]
     max_n = MAX_COUNTS[cat]
     count = 1 if max_n == 1 or rng.random() < 0.6 else int(rng.integers(2, max_n + 1))
     strokes = [s for inst in draw_object(rng, cat, count) for s in inst]
-    return Pair(_render(strokes, image_size, render_size, thickness), "single", cat, count, None)
+    strokes = _zoom(rng, strokes, float(cfg.max_zoom))
+    return Pair(_render(strokes, image_size, cfg.render_size, cfg.thickness), "single", cat, count, None)
 
 
 @dataclass
@@ -218,12 +255,10 @@ class PretrainPool:
         return int(self.images.shape[0])
 
 
-def build_pool(seed: int, stream: int, n: int, *, image_size: int, single_fraction: float = 0.5,
-               render_size: int = 256, thickness: int = 3, progress: bool = True,
+def build_pool(cfg: PretrainConfig, stream: int, n: int, *, image_size: int, progress: bool = True,
                desc: str = "pre-training pairs") -> PretrainPool:
     """Generate pairs ``0..n-1`` of ``stream``."""
-    pairs = [make_pair(seed, stream, i, image_size=image_size, single_fraction=single_fraction,
-                       render_size=render_size, thickness=thickness)
+    pairs = [make_pair(cfg, stream, i, image_size=image_size)
              for i in tqdm(range(int(n)), desc=desc, unit="pair", disable=None if progress else True)]
     return _to_pool(pairs, image_size)
 
@@ -246,19 +281,10 @@ def to_model_input(grey_u8: torch.Tensor, mean: Sequence[float], std: Sequence[f
 # --------------------------------------------------------------------------------------------------
 # loss
 # --------------------------------------------------------------------------------------------------
-def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor | float,
-                     groups: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
-    """Symmetric InfoNCE (CLIP) over a batch of L2-normalised embeddings (B, D).
-
-    ``logits = logit_scale * image_emb @ text_emb.T``; the loss is the mean of the image->text and
-    text->image cross-entropies. With ``groups``, every pair of the same group counts as a positive
-    (target probability spread evenly over them), so two sketches of trees are not pushed apart;
-    without, the positives are the diagonal (standard CLIP).
-    """
-    if image_emb.shape != text_emb.shape or image_emb.ndim != 2:
-        raise ValueError(f"image and text embeddings must both be (B, D), got {tuple(image_emb.shape)} "
-                         f"and {tuple(text_emb.shape)}")
-    logits = logit_scale * image_emb @ text_emb.t()
+def contrastive_loss_from_logits(logits: torch.Tensor, groups: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE on a (B, B) image-by-text logit matrix (see :func:`contrastive_loss`)."""
+    if logits.ndim != 2 or logits.shape[0] != logits.shape[1]:
+        raise ValueError(f"logits must be a square (B, B) matrix, got {tuple(logits.shape)}")
     b = logits.shape[0]
     if groups is None:
         targets = torch.eye(b, device=logits.device, dtype=logits.dtype)
@@ -271,6 +297,67 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scal
     loss_i = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
     loss_t = -(targets.t() * F.log_softmax(logits.t(), dim=1)).sum(dim=1).mean()
     return 0.5 * (loss_i + loss_t)
+
+
+def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor | float,
+                     groups: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE (CLIP) over a batch of L2-normalised embeddings (B, D).
+
+    ``logits = logit_scale * image_emb @ text_emb.T``; the loss is the mean of the image->text and
+    text->image cross-entropies. With ``groups``, every pair of the same group counts as a positive
+    (target probability spread evenly over them), so two sketches of trees are not pushed apart;
+    without, the positives are the diagonal (standard CLIP).
+    """
+    if image_emb.shape != text_emb.shape or image_emb.ndim != 2:
+        raise ValueError(f"image and text embeddings must both be (B, D), got {tuple(image_emb.shape)} "
+                         f"and {tuple(text_emb.shape)}")
+    return contrastive_loss_from_logits(logit_scale * image_emb @ text_emb.t(), groups)
+
+
+def token_similarity(patch_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Image-text similarity from patch tokens (FILIP-style late interaction): for image i and text j,
+    a soft maximum over the patches k of cos(patch_ik, text_j),
+    ``temperature * log(mean_k exp(cos_ijk / temperature))`` (the plain maximum as temperature -> 0,
+    the mean cosine as it grows). Inputs L2-normalised: patches (B, K, D), texts (T, D); out (B, T)."""
+    if patch_emb.ndim != 3 or text_emb.ndim != 2 or patch_emb.shape[-1] != text_emb.shape[-1]:
+        raise ValueError(f"expected patches (B, K, D) and texts (T, D), got {tuple(patch_emb.shape)} "
+                         f"and {tuple(text_emb.shape)}")
+    cos = torch.einsum("bkd,td->btk", patch_emb, text_emb)
+    k = patch_emb.shape[1]
+    return temperature * (torch.logsumexp(cos / temperature, dim=-1) - math.log(k))
+
+
+def ink_patch_loss(patch_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor | float,
+                   patch_ink: torch.Tensor, groups: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """Patch-to-text InfoNCE for the inked patches of single-object sketches.
+
+    In a sketch of one object every inked patch shows that object, so each patch token (B, K, D)
+    is classified among the batch's texts (T = B, L2-normalised) with the image's own text (or,
+    with ``groups``, any text of its group) as the target. ``patch_ink`` (B, K) weights the
+    patches (0 = not scored: empty patches, scene images). Returns the weighted mean cross-entropy
+    (0 when nothing is scored).
+    """
+    b, k, _ = patch_emb.shape
+    if text_emb.shape[0] != b or patch_ink.shape != (b, k):
+        raise ValueError(f"expected texts ({b}, D) and patch_ink ({b}, {k}), got {tuple(text_emb.shape)} "
+                         f"and {tuple(patch_ink.shape)}")
+    logits = logit_scale * torch.einsum("bkd,td->bkt", patch_emb, text_emb)
+    if groups is None:
+        targets = torch.eye(b, device=logits.device, dtype=logits.dtype)
+    else:
+        g = torch.as_tensor(groups, device=logits.device)
+        pos = (g[:, None] == g[None, :]).to(logits.dtype)
+        targets = pos / pos.sum(dim=1, keepdim=True)
+    ce = -(targets[:, None, :] * F.log_softmax(logits, dim=-1)).sum(dim=-1)  # (B, K)
+    w = patch_ink.to(ce.dtype)
+    return (w * ce).sum() / w.sum().clamp_min(1e-6)
+
+
+def patch_ink(grey_u8: torch.Tensor, patch_size: int, min_ink: float) -> torch.Tensor:
+    """Mean ink (1 - grey) of every patch, (B, S, S) uint8 -> (B, K) row-major; below ``min_ink`` -> 0."""
+    ink = 1.0 - grey_u8.float().unsqueeze(1) / 255.0
+    per_patch = F.avg_pool2d(ink, patch_size).flatten(1)
+    return torch.where(per_patch >= min_ink, per_patch, torch.zeros_like(per_patch))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -324,6 +411,19 @@ def _lr_at(step: int, cfg: PretrainConfig) -> float:
     return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def _image_and_patches(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """L2-normalised image embeddings (B, D) (= ``encode_image``) and patch tokens (B, K, D) after
+    ``ln_post`` and ``proj``, the space the sketch model's similarity maps live in."""
+    visual = model.visual
+    previous = visual.output_tokens
+    visual.output_tokens = True
+    try:
+        pooled, tokens = visual(images)
+    finally:
+        visual.output_tokens = previous
+    return F.normalize(pooled, dim=-1), F.normalize(tokens @ visual.proj, dim=-1)
+
+
 @torch.no_grad()
 def _encode(model: nn.Module, tokenizer: Callable[..., torch.Tensor], images: torch.Tensor, texts: Sequence[str],
             mean_std: MeanStd, device: torch.device, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -344,18 +444,18 @@ class EvalSet:
 
 
 def build_eval_set(cfg: PretrainConfig, image_size: int) -> EvalSet:
-    """Held-out pairs (stream ``STREAM_EVAL``): ``eval_per_category`` single instances per category, scenes."""
+    """Held-out pairs (stream ``STREAM_EVAL``): ``eval_per_category`` single objects per category (at
+    their natural size in scenes, whatever ``max_zoom``), and ``eval_scenes`` scenes."""
+    cfg = dataclasses.replace(cfg, max_zoom=1.0)
     singles, labels = [], []
     i = 0
     for c_idx, cat in enumerate(CATEGORIES):
         for _ in range(cfg.eval_per_category):
-            p = make_pair(cfg.seed, STREAM_EVAL, i, image_size=image_size, kind="single", category=cat,
-                          render_size=cfg.render_size, thickness=cfg.thickness)
+            p = make_pair(cfg, STREAM_EVAL, i, image_size=image_size, kind="single", category=cat)
             singles.append(p.image)
             labels.append(c_idx)
             i += 1
-    scenes = [make_pair(cfg.seed, STREAM_EVAL, i + j, image_size=image_size, kind="scene",
-                        render_size=cfg.render_size, thickness=cfg.thickness) for j in range(cfg.eval_scenes)]
+    scenes = [make_pair(cfg, STREAM_EVAL, i + j, image_size=image_size, kind="scene") for j in range(cfg.eval_scenes)]
     empty = torch.empty(0, image_size, image_size, dtype=torch.uint8)
     return EvalSet(
         singles=torch.from_numpy(np.stack(singles)) if singles else empty,
@@ -416,23 +516,31 @@ def _batch_texts(pool: PretrainPool, idx: Sequence[int], rng: np.random.Generato
 
 def pretrain_clip(cfg: PretrainConfig, *, progress: bool = True, log_every: int = 10) -> PretrainResult:
     """Pre-train ``cfg.clip_model`` from a seeded random init; same config -> same weights (same threads)."""
-    from sketchseg.engine.runtime import resolve_device
-
     cfg.check()
-    t_start = time.perf_counter()
+    previous_threads = torch.get_num_threads()
     if cfg.num_threads is not None:
         torch.set_num_threads(int(cfg.num_threads))
+    try:
+        return _pretrain(cfg, progress=progress, log_every=log_every)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> PretrainResult:
+    from sketchseg.engine.runtime import resolve_device
+
+    t_start = time.perf_counter()
     device = resolve_device(cfg.device)
     model, tokenizer, mean_std = create_tiny_clip(cfg.clip_model, cfg.seed)
     model.to(device)
     image_size = _image_size(model)
+    patch_size = int(model.visual.conv1.kernel_size[0])
     with torch.no_grad():
         model.logit_scale.fill_(math.log(cfg.logit_scale_init))
     max_log_scale = math.log(cfg.logit_scale_max)
 
     t0 = time.perf_counter()
-    pool = build_pool(cfg.seed, STREAM_TRAIN, cfg.pool_size if cfg.steps > 0 else 0, image_size=image_size,
-                      single_fraction=cfg.single_fraction, render_size=cfg.render_size, thickness=cfg.thickness,
+    pool = build_pool(cfg, STREAM_TRAIN, cfg.pool_size if cfg.steps > 0 else 0, image_size=image_size,
                       progress=progress)
     eval_set = build_eval_set(cfg, image_size)
     data_seconds = time.perf_counter() - t0
@@ -459,9 +567,21 @@ def pretrain_clip(cfg: PretrainConfig, *, progress: bool = True, log_every: int 
         tokens = tokenizer(texts).to(device)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        img = F.normalize(model.encode_image(images), dim=-1)
+        pooled, patches = _image_and_patches(model, images)
         txt = F.normalize(model.encode_text(tokens), dim=-1)
-        loss = contrastive_loss(img, txt, model.logit_scale.exp(), groups)
+        scale = model.logit_scale.exp()
+        loss_clip = contrastive_loss(pooled, txt, scale, groups)
+        loss = loss_clip
+        loss_patch = None
+        if cfg.patch_loss == "filip":
+            sim = token_similarity(patches, txt, cfg.patch_pool_temperature)
+            loss_patch = contrastive_loss_from_logits(scale * sim, groups)
+        elif cfg.patch_loss == "ink":
+            single = torch.tensor([pool.kinds[i] == "single" for i in idx], dtype=torch.float32, device=device)
+            ink = patch_ink(pool.images[idx], patch_size, cfg.min_patch_ink).to(device) * single[:, None]
+            loss_patch = ink_patch_loss(patches, txt, scale, ink, groups)
+        if loss_patch is not None and cfg.patch_loss_weight > 0:
+            loss = loss + cfg.patch_loss_weight * loss_patch
         if not torch.isfinite(loss.detach()):
             raise FloatingPointError(f"non-finite pre-training loss at step {step}; lower pretrain.learning_rate")
         optimizer.zero_grad(set_to_none=True)
@@ -472,8 +592,9 @@ def pretrain_clip(cfg: PretrainConfig, *, progress: bool = True, log_every: int 
         value = float(loss.detach())
         loss_ema = value if loss_ema is None else 0.9 * loss_ema + 0.1 * value
         if step % log_every == 0 or step == cfg.steps - 1:
-            history.append({"step": step, "loss": value, "loss_ema": loss_ema, "lr": _lr_at(step, cfg),
-                            "logit_scale": float(model.logit_scale.detach().exp())})
+            history.append({"step": step, "loss": value, "loss_ema": loss_ema, "loss_clip": float(loss_clip.detach()),
+                            "loss_patch": float(loss_patch.detach()) if loss_patch is not None else float("nan"),
+                            "lr": _lr_at(step, cfg), "logit_scale": float(model.logit_scale.detach().exp())})
             bar.set_postfix(loss=f"{loss_ema:.3f}")
     train_seconds = time.perf_counter() - t1
 

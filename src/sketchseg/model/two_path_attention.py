@@ -17,6 +17,13 @@ The query/key/value projection of a block is computed once and shared by both pa
 
 A per-block ``query_hook(q) -> q`` may replace the self-attention queries ``(B, N, width)`` of
 the original path (used by the category-level cross-attention, see ``cross_attention.py``).
+
+Two implementations of the same maths (``attention`` argument): ``"sdpa"`` (default) uses
+``F.scaled_dot_product_attention`` (fused flash / memory-efficient kernels on CUDA, also for the
+v-v path, which is attention with q = k = v); ``"manual"`` is the textbook
+``softmax(q kᵀ / sqrt(d)) v`` with explicit matmuls (the benchmark's reference path). With
+``shared_qkv=False`` the v-v path computes its own value projection instead of reusing the
+block's (the reference path: no sharing between the two paths).
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from torch import nn
 from sketchseg.errors import SketchSegConfigError
 
 QueryHook = Callable[[torch.Tensor], torch.Tensor]
+
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "manual")
 
 
 def check_block(block: nn.Module, index: int | None = None) -> None:
@@ -77,45 +86,87 @@ def _dropout_p(block: nn.Module) -> float:
     return float(block.attn.dropout) if block.training else 0.0
 
 
-def qk_attention(block: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _check_attention(impl: str) -> None:
+    if impl not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {impl!r}")
+
+
+def manual_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
+    """Textbook attention ``softmax(q kᵀ / sqrt(d)) v`` on (B, heads, N, d) with explicit matmuls."""
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    weights = torch.softmax(scores, dim=-1)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights.to(v.dtype) @ v
+
+
+def attention_core(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: float = 0.0,
+              impl: str = "sdpa") -> torch.Tensor:
+    """Multi-head attention core on (B, heads, N, d): ``impl`` "sdpa" (fused kernels) or "manual"."""
+    if impl == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    _check_attention(impl)
+    return manual_attention(q, k, v, dropout_p)
+
+
+def qk_attention(block: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                 impl: str = "sdpa") -> torch.Tensor:
     """Standard multi-head attention with the block's out-projection, (B, N, width)."""
     attn: nn.MultiheadAttention = block.attn
     h = attn.num_heads
-    out = F.scaled_dot_product_attention(
-        split_heads(q, h), split_heads(k, h), split_heads(v, h), dropout_p=_dropout_p(block)
-    )
+    out = attention_core(split_heads(q, h), split_heads(k, h), split_heads(v, h), dropout_p=_dropout_p(block),
+                         impl=impl)
     return attn.out_proj(merge_heads(out))
 
 
-def vv_self_attention(v_heads: torch.Tensor) -> torch.Tensor:
+def vv_self_attention(v_heads: torch.Tensor, *, impl: str = "sdpa") -> torch.Tensor:
     """Eq. 2 per head: ``softmax(V Vᵀ / sqrt(d_head)) V`` for ``v_heads`` (B, heads, N, d_head)."""
-    return F.scaled_dot_product_attention(v_heads, v_heads, v_heads)
+    return attention_core(v_heads, v_heads, v_heads, impl=impl)
 
 
-def vv_attention(block: nn.Module, v: torch.Tensor) -> torch.Tensor:
+def vv_attention(block: nn.Module, v: torch.Tensor, *, impl: str = "sdpa") -> torch.Tensor:
     """v-v multi-head attention (q = k = v = the value projection) with the block's out-projection."""
     attn: nn.MultiheadAttention = block.attn
-    return attn.out_proj(merge_heads(vv_self_attention(split_heads(v, attn.num_heads))))
+    return attn.out_proj(merge_heads(vv_self_attention(split_heads(v, attn.num_heads), impl=impl)))
 
 
-def block_forward(block: nn.Module, x: torch.Tensor, query_hook: QueryHook | None = None) -> torch.Tensor:
+def value_projection(block: nn.Module, x_ln: torch.Tensor) -> torch.Tensor:
+    """The block's value projection alone (the reference path's unshared v-v input), (B, N, width)."""
+    attn: nn.MultiheadAttention = block.attn
+    width = attn.embed_dim
+    bias = attn.in_proj_bias[2 * width :] if attn.in_proj_bias is not None else None
+    return F.linear(x_ln, attn.in_proj_weight[2 * width :], bias)
+
+
+def block_forward(block: nn.Module, x: torch.Tensor, query_hook: QueryHook | None = None, *,
+                  attention: str = "sdpa") -> torch.Tensor:
     """The original (q-k) block: ``x + ls_1(MHSA(ln_1 x))`` then ``+ ls_2(FFN(ln_2 x))``."""
     q, k, v = qkv_projection(block, block.ln_1(x))
     if query_hook is not None:
         q = query_hook(q)
-    x = x + block.ls_1(qk_attention(block, q, k, v))
+    x = x + block.ls_1(qk_attention(block, q, k, v, impl=attention))
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
 def two_path_block_forward(
-    block: nn.Module, x: torch.Tensor, y: torch.Tensor, query_hook: QueryHook | None = None
+    block: nn.Module, x: torch.Tensor, y: torch.Tensor, query_hook: QueryHook | None = None, *,
+    attention: str = "sdpa", shared_qkv: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One block of both paths; the v-v update of ``y`` reads the original path's input ``x``."""
-    q, k, v = qkv_projection(block, block.ln_1(x))
-    y = y + block.ls_1(vv_attention(block, v))
+    """One block of both paths; the v-v update of ``y`` reads the original path's input ``x``.
+
+    ``shared_qkv`` (default): one q/k/v projection serves both paths; otherwise the v-v path
+    normalises ``x`` and projects its values itself (same numbers, twice the work).
+    """
+    x_ln = block.ln_1(x)
+    q, k, v = qkv_projection(block, x_ln)
+    if attention == "sdpa" and shared_qkv:
+        y = y + block.ls_1(vv_attention(block, v))
+    else:
+        v_vv = v if shared_qkv else value_projection(block, block.ln_1(x))
+        y = y + block.ls_1(vv_attention(block, v_vv, impl=attention))
     if query_hook is not None:
         q = query_hook(q)
-    x = x + block.ls_1(qk_attention(block, q, k, v))
+    x = x + block.ls_1(qk_attention(block, q, k, v, impl=attention))
     x = x + block.ls_2(block.mlp(block.ln_2(x)))
     return x, y
 
@@ -127,6 +178,8 @@ def run_two_path(
     vv_blocks: Sequence[int] = (),
     query_hooks: Mapping[int, QueryHook] | None = None,
     return_layers: Sequence[int] = (),
+    attention: str = "sdpa",
+    shared_qkv: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None, dict[int, torch.Tensor]]:
     """Run all ``blocks`` on ``x`` (B, N, width).
 
@@ -138,11 +191,14 @@ def run_two_path(
         ``{1-based block index: hook}`` replacing the original path's queries in that block.
     return_layers
         1-based indices whose original-path outputs are returned.
+    attention, shared_qkv
+        implementation switches (see the module docstring); the result is the same up to rounding.
 
     Returns
     -------
     (x_final, y_final or None, {layer: original-path output after that block})
     """
+    _check_attention(attention)
     vv = set(int(i) for i in vv_blocks)
     hooks = dict(query_hooks or {})
     wanted = set(int(i) for i in return_layers)
@@ -154,9 +210,9 @@ def run_two_path(
             y = x  # the original path's output of the block before the first v-v block
         hook = hooks.get(i)
         if i in vv and y is not None:
-            x, y = two_path_block_forward(block, x, y, hook)
+            x, y = two_path_block_forward(block, x, y, hook, attention=attention, shared_qkv=shared_qkv)
         else:
-            x = block_forward(block, x, hook)
+            x = block_forward(block, x, hook, attention=attention)
         if i in wanted:
             layers[i] = x
     return x, y, layers

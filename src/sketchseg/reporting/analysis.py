@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -143,7 +144,7 @@ def category_frequency_table(
     out = pd.DataFrame({"category": pooled["category"]})
     with np.errstate(invalid="ignore", divide="ignore"):
         acc = np.where(pooled["gt_pixels"] > 0, pooled["correct_pixels"] / pooled["gt_pixels"].clip(lower=1), np.nan)
-    out["pixel_acc"] = 100.0 * acc
+    out["pixel_acc"] = 100.0 * np.asarray(acc, dtype=np.float64)
     out["iou"] = 100.0 * pooled["iou"].astype(float) if "iou" in pooled.columns else np.nan
     out["gt_pixels"] = pooled["gt_pixels"].astype("int64")
     out["correct_pixels"] = pooled["correct_pixels"].astype("int64")
@@ -283,7 +284,8 @@ def sweep_table(per_split: Mapping[str, np.ndarray], thresholds: np.ndarray) -> 
     frames = []
     for split, acc in per_split.items():
         a = np.asarray(acc, dtype=np.float64).reshape(-1, t.size)
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():  # a threshold column of NaNs only (no stroke pixel) stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(a, axis=0) * 100.0 if a.shape[0] else np.full(t.size, np.nan)
         frames.append(pd.DataFrame({"split": split, "threshold": t, "pixel_acc": mean,
                                     "n_pairs": np.full(t.size, a.shape[0], dtype=np.int64)}))

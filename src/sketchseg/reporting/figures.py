@@ -2,7 +2,8 @@
 categories (S2.2), Fig. S14 threshold sweep and the per-epoch validation curves.
 
 Every function returns a ``matplotlib.figure.Figure`` (never shows it) and draws a "no data" note
-instead of failing when its table is empty.
+instead of failing when its table is empty. The backend is left to the caller (the Kedro nodes
+use Agg; without a display matplotlib falls back to Agg by itself).
 """
 
 from __future__ import annotations
@@ -11,12 +12,9 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +139,15 @@ def seen_unseen_figure(summary: pd.DataFrame) -> plt.Figure:
     ax.scatter(x, summary["mean_category_acc"].to_numpy(dtype=float), color="#222222", marker="D", s=28, zorder=3,
                label="mean per-category Acc@P")
     for xi, a, n in zip(x, acc, summary["n_categories"]):
-        ax.text(xi, (0 if not math.isfinite(a) else a) + 2, _fmt(a, 1) + ("%" if math.isfinite(a) else ""),
-                ha="center", va="bottom", fontsize=9)
+        text = f"{a:.1f}%" if math.isfinite(a) else "no category"
+        ax.text(xi, a + 2 if math.isfinite(a) else 50.0, text, ha="center", va="bottom", fontsize=9,
+                color="#222222" if math.isfinite(a) else "#777777", style="normal" if math.isfinite(a) else "italic")
     ax.set_xticks(x)
     ax.set_xticklabels([f"{g}\n({n} categories)" for g, n in zip(summary["group"], summary["n_categories"])])
-    ax.set_ylim(0, 110)
+    ax.set_ylim(0, 118)
     ax.set_ylabel("Acc@P (%)")
     ax.set_title("Test categories seen / unseen in training captions", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -171,6 +170,7 @@ def threshold_sweep_figure(
         return _no_data(fig, "no threshold sweep (no annotated val/test sketches)")
     ax = fig.add_subplot(1, 1, 1)
     names = {"val": "validation", "test": "test"}
+    offsets = iter([(0, 9), (0, -16), (0, 22), (0, -29)])  # keep the best-threshold labels apart
     for split, part in sweep.groupby("split", sort=False):
         part = part.sort_values("threshold")
         color = SPLIT_COLORS.get(str(split))
@@ -180,8 +180,12 @@ def threshold_sweep_figure(
         b = (best or {}).get(str(split))
         if b and math.isfinite(b.get("threshold", float("nan"))):
             ax.scatter([b["threshold"]], [b["pixel_acc"]], color=line.get_color(), s=40, zorder=3)
+            span = max(float(sweep["threshold"].max() - sweep["threshold"].min()), 1e-9)
+            rel = (b["threshold"] - float(sweep["threshold"].min())) / span
+            ha = "right" if rel > 0.85 else "left" if rel < 0.15 else "center"
             ax.annotate(f"best {b['threshold']:.2f}: {b['pixel_acc']:.1f}%", (b["threshold"], b["pixel_acc"]),
-                        textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8.5, color=line.get_color())
+                        textcoords="offset points", xytext=next(offsets, (0, 9)), ha=ha, fontsize=8.5,
+                        color=line.get_color(), bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
     if reference is not None:
         ax.axvline(float(reference), color="#555555", linestyle=":", linewidth=1.2,
                    label=f"isolation threshold in use ({float(reference):.2f})")
@@ -193,9 +197,9 @@ def threshold_sweep_figure(
     ax.set_xlim(lo - pad, hi + pad)
     top = float(np.nanmax(sweep["pixel_acc"].to_numpy(dtype=float)))
     bottom = float(np.nanmin(sweep["pixel_acc"].to_numpy(dtype=float)))
-    ax.set_ylim(max(0.0, bottom - 5.0), min(100.0, top + 6.0) if top + 6.0 > bottom else top + 6.0)
+    ax.set_ylim(max(0.0, bottom - 5.0), min(101.0, top + 7.0))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
     fig.tight_layout()
     return fig
 
@@ -234,7 +238,7 @@ def val_curves_figure(history: pd.DataFrame, *, selection_metric: str = "val_mio
     ax.set_title("Validation metrics per epoch", fontsize=10)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, framealpha=0.9)
+    ax.legend(fontsize=8, framealpha=0.9, loc="best")
     if has_thr:
         t = h.dropna(subset=["threshold"])
         axes[1].plot(t["epoch"], t["threshold"], marker="o", markersize=3.5, color="#C44E52")

@@ -12,12 +12,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import matplotlib
+from typing import TYPE_CHECKING
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import numpy as np
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn (sketchseg.api needs no pyplot)
+    import matplotlib.pyplot as plt
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +27,14 @@ INK_RGB: RGB = (0, 0, 0)
 ERROR_RGB: RGB = (222, 29, 29)
 CORRECT_RGB: RGB = (205, 205, 205)
 
-# tab10 without its grey and olive (too close to the correct-pixel grey / unreadable), then Dark2
-# and Set1 colours that are not near-duplicates: 20 saturated colours that read on white paper.
+# tab10 without its red, grey and olive (errors are red, correct pixels grey), then Dark2 and
+# other colours that are not near-duplicates: 20 saturated colours that read on white paper.
+# Pure reds are left out: red marks the errors.
 _BASE_PALETTE: tuple[RGB, ...] = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (214, 39, 40),
-    (140, 86, 75), (227, 119, 194), (23, 190, 207), (27, 158, 119), (117, 112, 179),
-    (230, 171, 2), (102, 166, 30), (166, 118, 29), (231, 41, 138), (0, 90, 50),
-    (80, 40, 140), (255, 200, 0), (0, 70, 140), (170, 0, 60), (120, 200, 120),
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (23, 190, 207),
+    (140, 86, 75), (227, 119, 194), (230, 171, 2), (27, 158, 119), (117, 112, 179),
+    (102, 166, 30), (166, 118, 29), (0, 90, 50), (80, 40, 140), (255, 200, 0),
+    (0, 70, 140), (120, 200, 120), (90, 90, 30), (250, 160, 200), (0, 150, 150),
 )
 
 
@@ -44,6 +45,8 @@ def palette_color(index: int) -> RGB:
     if index < len(_BASE_PALETTE):
         return _BASE_PALETTE[index]
     hue = (0.11 + 0.618033988749895 * index) % 1.0
+    if hue < 0.04 or hue > 0.95:  # keep clear of the error red
+        hue = (hue + 0.1) % 1.0
     sat = 0.75 if index % 2 else 0.9
     val = 0.75 if (index // 2) % 2 else 0.6
     r, g, b = colorsys.hsv_to_rgb(hue, sat, val)
@@ -176,6 +179,9 @@ def overlay_grid(
     Colours are fixed per category name over the whole grid (``colors`` or the palette in order of
     first appearance). ``display_radius`` thickens strokes for display only.
     """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
     n = len(samples)
     if n == 0:
         return _no_data(plt.figure(figsize=(6, 2)), "no annotated test sketch to show")
@@ -186,10 +192,13 @@ def overlay_grid(
         start = len(cmap)
         cmap.update({name: palette_color(start + i) for i, name in enumerate(missing)})
 
-    widths = [1.0, 1.0, 1.0, 1.0, 0.62]
+    widths = [1.0, 1.0, 1.0, 1.0, 0.7]
+    wspace, row_title, top_title = 0.05, 0.32, (0.5 if title else 0.05)
+    fig_w = panel_inches * (sum(widths) + wspace * (len(widths) - 1)) + 0.1
+    fig_h = n * (panel_inches + row_title) + top_title
     fig, axes = plt.subplots(
-        n, 5, figsize=(panel_inches * sum(widths), panel_inches * n + (0.5 if title else 0.1)),
-        gridspec_kw={"width_ratios": widths, "wspace": 0.04, "hspace": 0.16}, squeeze=False,
+        n, 5, figsize=(fig_w, fig_h),
+        gridspec_kw={"width_ratios": widths, "wspace": wspace, "hspace": row_title / panel_inches}, squeeze=False,
     )
     for row, s in enumerate(samples):
         rgb_of = [cmap[c] for c in s.classes]
@@ -220,9 +229,10 @@ def overlay_grid(
             handles.append(Patch(facecolor=np.asarray(cmap[name]) / 255.0, edgecolor="none", label=f"{name}{mark}"))
         lax.legend(handles=handles, loc="center left", frameon=False, fontsize=8.5, handlelength=1.2,
                    borderaxespad=0.0, title="categories", title_fontsize=8.5, alignment="left")
+    fig.subplots_adjust(left=0.05 / fig_w, right=1.0 - 0.05 / fig_w, bottom=0.02 / fig_h,
+                        top=1.0 - (top_title + row_title) / fig_h)
     if title:
-        fig.suptitle(title, fontsize=11)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1.0 - (0.45 if title else 0.25) / fig.get_figheight())
+        fig.suptitle(title, fontsize=11, y=1.0 - 0.12 / fig_h, va="top")
     return fig
 
 

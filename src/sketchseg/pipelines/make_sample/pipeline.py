@@ -1,6 +1,6 @@
 from kedro.pipeline import Pipeline, node, pipeline
 
-from .nodes import make_sample
+from .nodes import make_sample, pretrain_tiny_clip
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -12,6 +12,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="sample_summary",
                 name="make_sample",
                 tags=["sample"],
-            )
+            ),
+            node(
+                pretrain_tiny_clip,
+                inputs=["sample_summary", "params:pretrain", "params:model"],
+                outputs=["tiny_clip_weights", "tiny_clip_pretrain_summary"],
+                name="pretrain_tiny_clip",
+                tags=["sample", "pretrain"],
+            ),
         ]
     )

@@ -18,6 +18,7 @@ from sketchseg.engine.data import AnnotatedSketches, TrainSketches  # noqa: E402
 from sketchseg.engine.runtime import seed_everything  # noqa: E402
 from sketchseg.engine.train import TrainConfig, fit, load_training_state  # noqa: E402
 from sketchseg.errors import SketchSegDataError  # noqa: E402
+from sketchseg.model.checkpoint import FORMAT as CHECKPOINT_FORMAT  # noqa: E402
 from sketchseg.model.config import ModelConfig  # noqa: E402
 from sketchseg.model.model import build_model  # noqa: E402
 
@@ -57,7 +58,7 @@ def training_table(splits_table: pd.DataFrame, prompts_table: pd.DataFrame) -> p
 
 def checkpoint_metadata(cfg: ModelConfig, *, epoch: int, metric: float, variant: str, kind: str) -> dict[str, str]:
     return {
-        "format": "sketchseg-trainable-v1",
+        "format": CHECKPOINT_FORMAT,
         "model_config": json.dumps(cfg.to_dict(), sort_keys=True),
         "epoch": str(epoch),
         "val_miou": f"{metric:.6f}",

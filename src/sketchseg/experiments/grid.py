@@ -1,0 +1,164 @@
+"""Run a grid of experiment variants, one ``kedro run`` subprocess each, sequentially.
+
+Each variant runs as ``kedro run --pipelines=train --env=<env>
+--params=experiment.variant=<name>,experiment.grid=<grid id>[,<extra>]`` in the project folder,
+its output going to ``<log_dir>/<variant>.log``. A failing variant is reported and the grid goes
+on. Every variant is checked first (its effective parameters must build a valid ModelConfig and
+TrainConfig), so a typo fails in seconds, not after hours of the other variants.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from sketchseg.errors import SketchSegConfigError, SketchSegError
+from sketchseg.experiments.compare import load_project_config
+from sketchseg.experiments.variants import apply_variant, flatten_keys
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PIPELINE = "train"
+DEFAULT_LOG_DIR = "data/08_reporting/grid"
+_RESERVED = ("experiment.variant", "experiment.grid")
+
+
+@dataclass
+class VariantRun:
+    """Outcome of one variant of a grid."""
+
+    variant: str
+    returncode: int
+    seconds: float
+    log_path: Path | None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def default_grid_id() -> str:
+    """``grid-YYYYmmdd-HHMMSS`` (local time)."""
+    return datetime.now().strftime("grid-%Y%m%d-%H%M%S")
+
+
+def parse_params(extra: str | None) -> dict[str, Any]:
+    """``"a.b=1,c=x"`` -> ``{"a": {"b": 1}, "c": "x"}``, as ``kedro run --params`` parses it
+    (split on commas, values typed by OmegaConf; lists with commas cannot pass)."""
+    items = [item.strip() for item in (extra or "").split(",") if item.strip()]
+    bad = [item for item in items if "=" not in item or not item.split("=", 1)[0].strip()]
+    if bad:
+        raise SketchSegConfigError(f"--params: {bad[0]!r} is not key=value (items are separated by commas)")
+    items = [f"{k.strip()}={v}" for k, v in (item.split("=", 1) for item in items)]
+    return OmegaConf.to_container(OmegaConf.from_dotlist(items)) if items else {}  # type: ignore[return-value]
+
+
+def kedro_command(env: str, variant: str, grid_id: str, extra_params: str | None = None,
+                  pipeline: str = DEFAULT_PIPELINE) -> list[str]:
+    """The ``kedro run`` command line of one variant."""
+    extra = (extra_params or "").strip().strip(",")
+    clash = [k for k in flatten_keys(parse_params(extra)) if k in _RESERVED]
+    if clash:
+        raise SketchSegConfigError(f"--params must not set {clash}: the grid sets them per variant")
+    params = f"experiment.variant={variant},experiment.grid={grid_id}" + (f",{extra}" if extra else "")
+    kedro = Path(sys.executable).with_name("kedro")
+    exe = [str(kedro)] if kedro.is_file() else [sys.executable, "-m", "kedro"]
+    return [*exe, "run", f"--pipelines={pipeline}", f"--env={env}", f"--params={params}"]
+
+
+def check_variants(project: str | Path, env: str, names: Sequence[str],
+                   extra_params: str | None = None) -> dict[str, str]:
+    """``{variant: error}`` for the variants whose effective parameters are invalid in ``env``."""
+    from sketchseg.engine.train import TrainConfig
+    from sketchseg.model.config import ModelConfig
+
+    runtime = parse_params(extra_params)
+    cfg = load_project_config(project, env, runtime)
+    explicit = flatten_keys(runtime)
+    errors: dict[str, str] = {}
+    for name in names:
+        try:
+            params = apply_variant(cfg.params, cfg.variants, name, explicit)
+            ModelConfig.from_dict(params.get("model"))
+            TrainConfig.from_dict(dict(params.get("training") or {}))
+        except (SketchSegError, TypeError, ValueError) as exc:
+            errors[name] = str(exc)
+    return errors
+
+
+def _subprocess_runner(cmd: list[str], cwd: Path, log_path: Path, timeout: float | None) -> int:
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+    env.setdefault("MPLBACKEND", "Agg")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        try:
+            return subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  timeout=timeout, check=False).returncode
+        except subprocess.TimeoutExpired:
+            log.write(f"\n[grid] timed out after {timeout} s\n")
+            return 124
+
+
+def run_grid(
+    project: str | Path,
+    env: str,
+    variants: Sequence[str],
+    grid_id: str,
+    *,
+    extra_params: str | None = None,
+    pipeline: str = DEFAULT_PIPELINE,
+    log_dir: str | Path | None = None,
+    timeout: float | None = None,
+    runner: Callable[[list[str], Path, Path, float | None], int] | None = None,
+) -> list[VariantRun]:
+    """Run every variant of ``variants`` in turn; never stops at a failing one.
+
+    ``runner(cmd, cwd, log_path, timeout) -> returncode`` defaults to a subprocess whose output
+    goes to ``log_path`` (``<log_dir>/<variant>.log``, default ``data/08_reporting/grid/<grid id>``).
+    """
+    project = Path(project).resolve()
+    logs = Path(log_dir) if log_dir is not None else project / DEFAULT_LOG_DIR / grid_id
+    logs = logs if logs.is_absolute() else project / logs
+    runner = runner or _subprocess_runner
+    invalid = check_variants(project, env, variants, extra_params)
+    results: list[VariantRun] = []
+    logger.info("grid %s: %d variants in env %s (logs in %s)", grid_id, len(variants), env, logs)
+    bar = tqdm(variants, desc=f"grid {grid_id}", unit="variant", disable=None)
+    for i, name in enumerate(bar, start=1):
+        bar.set_postfix_str(name)
+        if name in invalid:
+            logger.error("[%d/%d] %s: invalid configuration, not run: %s", i, len(variants), name, invalid[name])
+            results.append(VariantRun(name, 2, 0.0, None, invalid[name]))
+            continue
+        cmd = kedro_command(env, name, grid_id, extra_params, pipeline)
+        log_path = logs / f"{name}.log"
+        logger.info("[%d/%d] %s: %s", i, len(variants), name, " ".join(cmd[1:]))
+        t0 = time.perf_counter()
+        code = runner(cmd, project, log_path, timeout)
+        seconds = time.perf_counter() - t0
+        error = "" if code == 0 else f"exit code {code}, see {log_path}"
+        results.append(VariantRun(name, code, seconds, log_path, error))
+        if code == 0:
+            logger.info("[%d/%d] %s done in %.0f s", i, len(variants), name, seconds)
+        else:
+            logger.error("[%d/%d] %s FAILED (%s) after %.0f s; going on", i, len(variants), name, error, seconds)
+    failed = [r.variant for r in results if not r.ok]
+    logger.info("grid %s: %d of %d variants succeeded%s", grid_id, len(results) - len(failed), len(results),
+                f"; failed: {', '.join(failed)}" if failed else "")
+    return results

@@ -1,0 +1,227 @@
+"""Segment a folder of user sketches with a chosen checkpoint (open vocabulary).
+
+Every file of ``segment.input_dir`` gets one row of the table: ``ok`` (segmented), ``failed``
+(unreadable image, no category list; the reason says which) or ``skipped`` (not an image file
+extension). Label maps, overlays and isolation masks are PNG partitions named after the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from sketchseg import tracking
+from sketchseg.api import label_map_image, load_model, mask_image, overlay
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+TABLE_COLUMNS = [
+    "file", "status", "reason", "width", "height", "inverted", "categories", "n_categories", "ink_pixels",
+    "category_pixels", "isolate_category", "isolated_pixels", "label_map", "overlay", "mask",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------------------
+def list_input_files(input_dir: str | Path) -> list[Path]:
+    """Every regular file directly in ``input_dir`` (sorted; hidden files left out)."""
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise SketchSegDataError(
+            f"segment.input_dir: folder {folder} does not exist; put the sketches (PNG/JPG, any size) there "
+            "or run with --params segment.input_dir=<folder>"
+        )
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    subdirs = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if subdirs:
+        logger.warning("segment.input_dir %s: sub-folders are not searched (%s)", folder, ", ".join(subdirs[:10]))
+    return files
+
+
+def _split_names(value: Any, source: str) -> list[str]:
+    if isinstance(value, str):
+        names = value.split(";")
+    elif isinstance(value, (list, tuple)):
+        names = list(value)
+    else:
+        raise SketchSegDataError(f"{source}: a category list must be a list of names or a ';'-separated string, got {value!r}")
+    out = [" ".join(str(n).split()) for n in names]
+    return [n for n in out if n]
+
+
+def read_categories_file(path: str | Path) -> dict[str, list[str]]:
+    """``{file name: [categories]}`` from JSON (``{"a.png": ["tree", "house"]}``, values may also
+    be ``"tree;house"``) or CSV (columns ``filename,categories``, categories separated by ';')."""
+    p = Path(path)
+    if not p.is_file():
+        raise SketchSegDataError(f"segment.categories_file: {p} does not exist")
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        try:
+            raw = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SketchSegDataError(f"{p}: not valid JSON ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise SketchSegDataError(f"{p}: expected a JSON object {{\"file name\": [\"category\", ...]}}")
+        return {str(k): _split_names(v, f"{p} [{k!r}]") for k, v in raw.items()}
+    if suffix == ".csv":
+        try:
+            table = pd.read_csv(p, dtype=str, keep_default_na=False)
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            raise SketchSegDataError(f"{p}: not a readable CSV ({exc})") from exc
+        if not {"filename", "categories"} <= set(table.columns):
+            raise SketchSegDataError(
+                f"{p}: expected the columns 'filename,categories' (categories separated by ';'), got {list(table.columns)}"
+            )
+        return {str(r.filename).strip(): _split_names(r.categories, f"{p} [{r.filename!r}]") for r in table.itertuples()}
+    raise SketchSegDataError(f"segment.categories_file {p}: use a .json or .csv file")
+
+
+def category_lists(
+    files: Sequence[Path], categories: Sequence[str] | None, per_file: dict[str, list[str]] | None
+) -> dict[str, list[str] | None]:
+    """Category list of each file: its entry in ``per_file`` (by file name, else by stem), else the
+    shared ``categories``; None when neither gives one."""
+    shared = _split_names(list(categories), "segment.categories") if categories else []
+    per_file = per_file or {}
+    by_stem: dict[str, list[str]] = {}
+    for key, names in per_file.items():
+        by_stem.setdefault(Path(key).stem, names)
+    names_in_folder = {f.name for f in files} | {f.stem for f in files}
+    unknown = sorted(k for k in per_file if k not in names_in_folder and Path(k).stem not in names_in_folder)
+    if unknown:
+        logger.warning("segment.categories_file names %d files that are not in the input folder: %s",
+                       len(unknown), ", ".join(unknown[:10]))
+    out: dict[str, list[str] | None] = {}
+    for f in files:
+        names = per_file.get(f.name, by_stem.get(f.stem))
+        out[f.name] = names if names else (shared or None)
+    return out
+
+
+def partition_names(files: Sequence[Path]) -> dict[str, str]:
+    """Output name of each file: its stem, or ``<stem>_<ext>`` where two files share a stem."""
+    stems: dict[str, int] = {}
+    for f in files:
+        stems[f.stem] = stems.get(f.stem, 0) + 1
+    return {f.name: (f.stem if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}") for f in files}
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------------
+# node
+# --------------------------------------------------------------------------------------------------
+def segment_sketches(
+    segment: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, Image.Image], dict[str, Image.Image], dict[str, Image.Image]]:
+    """Segment every sketch of ``segment.input_dir``; returns (table, label maps, overlays, masks)."""
+    input_dir = Path(str(segment.get("input_dir") or ""))
+    output_dir = Path(str(segment.get("output_dir") or "data/07_model_output/segmentation"))
+    if str(input_dir) in ("", "."):
+        raise SketchSegConfigError("segment.input_dir is not set: the folder of sketches to segment")
+    if _inside(input_dir, output_dir):
+        raise SketchSegConfigError(
+            f"segment.input_dir {input_dir} lies inside segment.output_dir {output_dir}, whose sub-folders are "
+            "replaced on every run; keep the sketches elsewhere"
+        )
+    extensions = tuple(str(e).lower() if str(e).startswith(".") else f".{str(e).lower()}"
+                       for e in (segment.get("extensions") or DEFAULT_EXTENSIONS))
+    isolate = segment.get("isolate_category") or None
+    threshold = float(segment.get("isolation_threshold", 0.71))
+    shared = segment.get("categories") or []
+    if isinstance(shared, str):
+        shared = _split_names(shared, "segment.categories")
+    cat_file = segment.get("categories_file")
+    if not shared and not cat_file:
+        raise SketchSegConfigError(
+            "no category list: set segment.categories (one list for every sketch, e.g. [tree, house, dog]) "
+            "or segment.categories_file (JSON {file: [..]} or CSV filename,categories)"
+        )
+
+    files = list_input_files(input_dir)
+    images = [f for f in files if f.suffix.lower() in extensions]
+    if not images:
+        raise SketchSegDataError(
+            f"segment.input_dir {input_dir} holds no sketch image ({', '.join(extensions)}); found {len(files)} other files"
+        )
+    per_file = None
+    if cat_file:
+        path = Path(str(cat_file))
+        if not path.is_file() and (input_dir / path).is_file():
+            path = input_dir / path
+        per_file = read_categories_file(path)
+    lists = category_lists(images, shared, per_file)
+    names = partition_names(images)
+
+    segmenter = load_model(
+        str(segment.get("checkpoint") or "data/06_models/best.safetensors"),
+        dict(segment.get("model_overrides") or {}) or None,
+        device=str(segment.get("device", "auto")),
+        paper_threshold=float(segment.get("paper_threshold", 0.5)),
+    )
+    rows: list[dict[str, Any]] = []
+    label_maps: dict[str, Image.Image] = {}
+    overlays: dict[str, Image.Image] = {}
+    masks: dict[str, Image.Image] = {}
+    for f in files:
+        if f.suffix.lower() not in extensions:
+            rows.append({"file": f.name, "status": "skipped", "reason": f"not an image extension ({f.suffix or 'none'})"})
+    for f in tqdm(images, desc="segment", disable=None):
+        row: dict[str, Any] = {"file": f.name, "isolate_category": isolate}
+        cats = lists[f.name]
+        if cats is None:
+            row.update(status="failed", reason=f"no category list: {f.name} is not in {cat_file} and segment.categories is empty")
+            logger.error("%s: %s", f, row["reason"])
+            rows.append(row)
+            continue
+        try:
+            result = segmenter.segment(f, cats, isolate=isolate, threshold=threshold)
+        except SketchSegDataError as exc:
+            row.update(status="failed", reason=str(exc), categories=";".join(cats), n_categories=len(cats))
+            logger.error("%s", exc)
+            rows.append(row)
+            continue
+        key = names[f.name]
+        label_maps[key] = label_map_image(result)
+        overlays[key] = overlay(result)
+        row.update(
+            status="ok", reason="", width=result.image_size[0], height=result.image_size[1], inverted=result.inverted,
+            categories=";".join(result.categories), n_categories=len(result.categories),
+            ink_pixels=int(result.ink.sum()), category_pixels=json.dumps(result.pixel_counts()),
+            label_map=f"label_maps/{key}.png", overlay=f"overlays/{key}.png",
+        )
+        if result.isolated is not None:
+            masks[key] = mask_image(result)
+            row.update(isolated_pixels=int(result.isolated.sum()), mask=f"masks/{key}.png")
+        rows.append(row)
+
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS).astype(
+        {"width": "Int64", "height": "Int64", "n_categories": "Int64", "ink_pixels": "Int64",
+         "isolated_pixels": "Int64", "inverted": "boolean"}
+    )
+    table = table.sort_values("file", kind="mergesort").reset_index(drop=True)
+    counts = table["status"].value_counts().to_dict()
+    n_ok, n_failed = int(counts.get("ok", 0)), int(counts.get("failed", 0))
+    tracking.log_metrics({"segment_n_ok": n_ok, "segment_n_failed": n_failed, "segment_n_skipped": counts.get("skipped", 0)})
+    if n_failed:
+        logger.error("%d of %d sketches failed (see the 'reason' column of the segmentation table): %s",
+                     n_failed, len(images), ", ".join(table.loc[table["status"] == "failed", "file"].tolist()[:10]))
+    logger.info("segmented %d of %d sketches from %s into %s", n_ok, len(images), input_dir, output_dir)
+    return table, label_maps, overlays, masks

@@ -1,0 +1,74 @@
+"""Variant presets through Kedro (hooks + kedro-mlflow) and a 2-variant grid, on one tiny sample."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+
+from sketchseg.experiments.compare import compare
+from sketchseg.experiments.grid import run_grid
+from tests.conftest import copy_project
+from tests.pipelines.kedro_utils import TINY, run
+
+FAST = {"training.epochs": 1, "training.validate_before_training": False}
+
+
+def _client(project) -> tuple[mlflow.MlflowClient, str]:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("sketchseg-sample")
+    assert exp is not None, "kedro-mlflow did not create the sample experiment"
+    return client, exp.experiment_id
+
+
+@pytest.fixture(scope="module")
+def sample_project(tmp_path_factory):
+    """One copy of the project with the tiny generated sample, shared by the tests below."""
+    project = copy_project(tmp_path_factory.mktemp("variants") / "project")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        run(project, "make_sample", params={"pretrain.steps": 2})  # the tiny CLIP pre-training: 2 steps
+        yield project
+
+
+@pytest.mark.slow
+def test_variant_preset_reaches_the_nodes_and_mlflow(sample_project):
+    run(sample_project, "train", params={**FAST, "experiment.variant": "wo_category_level", "model.margin": 0.4})
+    client, exp_id = _client(sample_project)
+    runs = client.search_runs([exp_id], filter_string="tags.`sketchseg.variant` = 'wo_category_level'")
+    assert len(runs) == 1
+    r = runs[0]
+    params, tags = r.data.params, r.data.tags
+    assert params["model.use_category_level"] == "False"  # the preset's value, logged by kedro-mlflow
+    assert params["model.margin"] == "0.4"  # the command line wins over the preset and the env
+    assert params["experiment.variant"] == "wo_category_level" and params["experiment.group"] == "Tab. 4"
+    assert params["model.finetune"] == "full"  # untouched keys keep conf/sample's value
+    assert tags["mlflow.runName"] == "wo_category_level" and r.info.run_name == "wo_category_level"
+    assert tags["sketchseg.group"] == "Tab. 4" and tags["sketchseg.description"].startswith("w/o category level")
+    assert tags["sketchseg.preset"] == "yes" and tags["sketchseg.model.use_category_level"] == "False"
+    assert "test_miou" in r.data.metrics
+    history = pd.read_csv(sample_project / "data/07_model_output/training_history.csv")
+    assert history["train_loss_category"].fillna(0).eq(0).all() and history["train_loss_global"].gt(0).all()
+
+
+@pytest.mark.slow
+def test_two_variant_grid_gives_a_two_row_table(sample_project):
+    extra = ",".join(f"{k}={v}".replace(" ", "") for k, v in {**TINY, **FAST}.items())
+    results = run_grid(sample_project, "sample", ["zero_shot_clip", "wo_vv"], "grid-test", extra_params=extra,
+                       timeout=300)
+    logs = {r.variant: r.log_path.read_text(encoding="utf-8")[-3000:] for r in results if r.log_path}
+    assert [r.variant for r in results] == ["zero_shot_clip", "wo_vv"]
+    assert all(r.ok for r in results), logs
+    table = compare(sample_project, "sample", grid="grid-test", out="data/08_reporting/comparison",
+                    selection=["zero_shot_clip", "wo_vv"])
+    assert list(table["variant"]) == ["zero_shot_clip", "wo_vv"] and list(table["status"]) == ["ok", "ok"]
+    assert table["test_miou"].between(0, 100).all() and list(table["paper_miou"]) == [17.33, 43.55]
+    assert list(table["best_epoch"]) == [0, 1]  # zero-shot never trains: its checkpoint is epoch 0
+    out = sample_project / "data/08_reporting/comparison"
+    assert len(pd.read_csv(out / "comparison.csv")) == 2
+    md = (out / "comparison.md").read_text(encoding="utf-8")
+    assert "| zero_shot_clip | Tab. 2 |" in md and "| wo_vv | Tab. 4 |" in md
+    client, exp_id = _client(sample_project)
+    tagged = client.search_runs([exp_id], filter_string="tags.`sketchseg.grid` = 'grid-test'")
+    assert sorted(r.data.params["model.vv_inference"] for r in tagged) == ["False", "False"]
+    assert {r.data.params["training.train_mode"] for r in tagged} == {"False", "True"}

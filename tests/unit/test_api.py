@@ -1,0 +1,216 @@
+"""sketchseg.api: load a checkpoint, segment sketches the test draws itself (any size / mode)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from sketchseg.api import SegmentationResult, label_map_image, load_model, mask_image, overlay
+from sketchseg.datasets import SafetensorsCheckpointDataset
+from sketchseg.errors import CheckpointMismatchError, SketchSegConfigError, SketchSegDataError
+from sketchseg.model.checkpoint import save_checkpoint, trainable_state_dict
+from sketchseg.model.config import ModelConfig
+from sketchseg.model.model import build_model
+
+TINY = dict(
+    clip_model="sketchseg-tiny", pretrained=None, allow_random_init=True, image_size=64,
+    vv_blocks=[4, 5, 6], cross_attention_layers=[4, 5, 6], category_loss_layers=[4, 5, 6],
+)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random-weight model whose prompts / LayerNorms are perturbed, saved with save_checkpoint."""
+    model = build_model(ModelConfig(**TINY))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, model, {"epoch": 3})
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def segmenter(checkpoint):
+    return load_model(checkpoint[0], device="cpu")
+
+
+def draw_rgba(size=(300, 200)) -> Image.Image:
+    """Black strokes on a TRANSPARENT background: a lollipop tree and a house."""
+    im = Image.new("RGBA", size, (0, 0, 0, 0))
+    d = ImageDraw.Draw(im)
+    d.ellipse([20, 20, 120, 120], outline=(0, 0, 0, 255), width=4)
+    d.line([70, 120, 70, 190], fill=(0, 0, 0, 255), width=5)
+    d.rectangle([170, 90, 280, 180], outline=(0, 0, 0, 255), width=4)
+    d.polygon([(160, 90), (225, 30), (290, 90)], outline=(0, 0, 0, 255), width=4)
+    return im
+
+
+def draw_grey(size=(180, 320)) -> Image.Image:
+    """Portrait greyscale sketch: a sun and grass strokes."""
+    im = Image.new("L", size, 255)
+    d = ImageDraw.Draw(im)
+    d.ellipse([50, 20, 130, 100], outline=0, width=5)
+    for x in range(15, 170, 25):
+        d.line([(x, 310), (x + 8, 250)], fill=30, width=4)
+    return im
+
+
+def test_segment_rgba_sketch_at_its_own_size(segmenter):
+    image = draw_rgba()
+    result = segmenter.segment(image, ["tree", "house", "sun"])
+    assert isinstance(result, SegmentationResult)
+    assert result.label_map.shape == (200, 300) and result.image_size == (300, 200)
+    assert result.similarity.shape == (3, 200, 300) and result.similarity.dtype == np.float32
+    alpha = np.asarray(image)[..., 3]
+    paper = alpha == 0
+    assert (result.label_map[paper] == -1).all()          # transparent = white paper
+    ink = alpha == 255
+    assert ink.sum() > 500
+    assert (result.label_map[ink] >= 0).all() and result.label_map.max() < 3
+    assert result.categories == ["tree", "house", "sun"]
+    assert result.isolated is None
+    # the label is the argmax of the returned similarity maps
+    np.testing.assert_array_equal(result.label_map[ink], result.similarity.argmax(axis=0)[ink])
+
+
+def test_greyscale_portrait_and_file_inputs_agree(segmenter, tmp_path):
+    image = draw_grey()
+    path = tmp_path / "sun.png"
+    image.save(path)
+    cats = ["sun", "grass"]
+    from_pil = segmenter.segment(image, cats)
+    from_file = segmenter.segment(path, cats)
+    from_uint8 = segmenter.segment(np.asarray(image), cats)
+    from_float = segmenter.segment(np.asarray(image, dtype=np.float32) / 255.0, cats)
+    assert from_pil.label_map.shape == (320, 180)
+    for other in (from_file, from_uint8, from_float):
+        np.testing.assert_array_equal(other.label_map, from_pil.label_map)
+    grey = np.asarray(image)
+    assert (from_pil.label_map[grey == 255] == -1).all()
+    assert (from_pil.label_map[grey <= 30] >= 0).all()
+
+
+def test_inverted_sketch_is_read_as_ink_on_paper(segmenter):
+    image = draw_grey()
+    inverted = Image.fromarray(255 - np.asarray(image))
+    a = segmenter.segment(image, ["sun", "grass"])
+    b = segmenter.segment(inverted, ["sun", "grass"])
+    assert b.inverted and not a.inverted
+    np.testing.assert_array_equal(a.label_map, b.label_map)
+
+
+def test_paper_threshold_decides_ink(checkpoint):
+    im = Image.new("L", (64, 48), 255)
+    ImageDraw.Draw(im).line([(5, 10), (60, 10)], fill=0, width=3)
+    ImageDraw.Draw(im).line([(5, 30), (60, 30)], fill=170, width=3)  # light pencil, grey 0.67
+    strict = load_model(checkpoint[0], device="cpu", paper_threshold=0.5).segment(im, ["line"])
+    loose = load_model(checkpoint[0], device="cpu", paper_threshold=0.8).segment(im, ["line"])
+    assert (strict.label_map[30] == -1).all() and (loose.label_map[30, 10:50] == 0).all()
+    assert (strict.label_map[10, 10:50] == 0).all()
+
+
+def test_different_categories_give_different_maps(segmenter):
+    image = draw_rgba()
+    a = segmenter.segment(image, ["tree", "house"])
+    b = segmenter.segment(image, ["car", "dog", "boat"])
+    assert a.similarity.shape[0] == 2 and b.similarity.shape[0] == 3
+    assert not np.allclose(a.similarity[0], b.similarity[0])
+    # the map of a category does not depend on the other categories of the list
+    c = segmenter.segment(image, ["house", "tree"])
+    np.testing.assert_allclose(a.similarity[0], c.similarity[1], atol=1e-5)
+
+
+def test_isolation_mask(segmenter):
+    image = draw_rgba()
+    low = segmenter.segment(image, ["tree", "house"], isolate="tree", threshold=0.0)
+    mid = segmenter.segment(image, ["tree", "house"], isolate="tree", threshold=0.5)
+    high = segmenter.segment(image, ["tree", "house"], isolate="tree", threshold=1.0)
+    ink = low.ink
+    for r in (low, mid, high):
+        assert r.isolated.shape == (200, 300) and r.isolated.dtype == bool
+        assert not (r.isolated & ~ink).any()                  # paper is never isolated
+    assert high.isolated.sum() == 0
+    assert low.isolated.sum() >= mid.isolated.sum() > 0
+    assert low.isolated.sum() > 0.9 * ink.sum()
+    # a category outside the list can be isolated too
+    other = segmenter.segment(image, ["house"], isolate="tree", threshold=0.5)
+    np.testing.assert_array_equal(other.isolated, mid.isolated)
+    m = np.asarray(mask_image(mid))
+    assert m.shape == (200, 300) and set(np.unique(m)) <= {0, 255}
+    np.testing.assert_array_equal(m == 255, mid.isolated)
+
+
+def test_loaded_model_matches_the_saved_one(checkpoint, segmenter):
+    _, model = checkpoint
+    loaded = trainable_state_dict(segmenter.model)
+    for key, value in trainable_state_dict(model).items():
+        torch.testing.assert_close(loaded[key], value)
+    fresh = build_model(ModelConfig(**TINY))  # without the checkpoint the weights differ
+    assert not torch.allclose(trainable_state_dict(fresh)["encoder.prompts.tokens"], loaded["encoder.prompts.tokens"])
+
+
+def test_pipeline_checkpoint_format_and_overrides(checkpoint, tmp_path):
+    path, model = checkpoint
+    cfg = ModelConfig(**TINY)
+    ds = SafetensorsCheckpointDataset(str(tmp_path / "best.safetensors"))
+    ds.save({"state": trainable_state_dict(model),
+             "metadata": {"format": "sketchseg-trainable-v1", "model_config": json.dumps(cfg.to_dict()), "epoch": "2"}})
+    seg = load_model(tmp_path / "best.safetensors", {"upsample_mode": "bilinear"}, device="cpu")
+    assert seg.config.upsample_mode == "bilinear" and seg.config.image_size == 64
+    assert seg.segment(draw_grey(), ["sun"]).label_map.shape == (320, 180)
+    with pytest.raises(CheckpointMismatchError, match="num_visual_prompts|missing|shape"):
+        load_model(path, ModelConfig(**{**TINY, "num_visual_prompts": 5}), device="cpu")
+
+
+def test_bad_checkpoints_and_inputs_raise_clear_errors(segmenter, tmp_path):
+    with pytest.raises(CheckpointMismatchError, match="does not exist"):
+        load_model(tmp_path / "nope.safetensors")
+    foreign = tmp_path / "foreign.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(foreign), metadata={"format": "pt"})
+    with pytest.raises(CheckpointMismatchError, match="not a sketchseg checkpoint"):
+        load_model(foreign)
+    with pytest.raises(SketchSegConfigError, match="no category"):
+        segmenter.segment(draw_grey(), [])
+    with pytest.raises(SketchSegConfigError, match="list of names"):
+        segmenter.segment(draw_grey(), "tree")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n-- truncated --")
+    with pytest.raises(SketchSegDataError, match="broken.png"):
+        segmenter.segment(broken, ["tree"])
+    with pytest.raises(SketchSegDataError, match="shape"):
+        segmenter.segment(np.zeros((4, 4, 2)), ["tree"])
+
+
+def test_duplicate_and_padded_category_names_are_merged(segmenter):
+    r = segmenter.segment(draw_grey(), ["sun", " sun ", "grass", "grass"])
+    assert r.categories == ["sun", "grass"] and r.similarity.shape[0] == 2
+
+
+def test_overlay_and_label_map_pictures(segmenter):
+    image = draw_rgba()
+    r = segmenter.segment(image, ["tree", "house"], isolate="tree", threshold=0.5)
+    pic = overlay(r)
+    assert pic.mode == "RGB" and pic.height >= 200 and pic.width > 300  # legend strip on the right
+    rgb = np.asarray(pic)[:200, :300]
+    paper = r.label_map == -1
+    assert (rgb[paper] == 255).all()
+    assert (rgb[r.label_map >= 0].min(axis=1) < 200).all()  # every ink pixel is coloured
+    iso = np.asarray(overlay(r, isolated=True, legend=False))
+    assert iso.shape == (200, 300, 3)
+    grey_px = iso[r.ink & ~r.isolated]
+    assert (grey_px == 200).all()
+    labels = label_map_image(r)
+    assert labels.mode == "P"
+    np.testing.assert_array_equal(np.asarray(labels).astype(np.int64) - 1, r.label_map)
+    plain = segmenter.segment(image, ["tree"])
+    with pytest.raises(SketchSegConfigError):
+        overlay(plain, isolated=True)

@@ -1,0 +1,165 @@
+"""The comparison table from tracked runs (latest finished run per variant, grid filter, order,
+paper columns, missing / failed variants, exact CSV / Markdown content) and the grid runner
+(command line, failure handling) without subprocesses."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sketchseg.errors import SketchSegConfigError
+from sketchseg.experiments.compare import compare, comparison_table, fetch_runs, markdown_table, write_comparison
+from sketchseg.experiments.grid import kedro_command, parse_params, run_grid
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENT = "sketchseg-sample"
+
+VARIANTS = {
+    "ours": {"group": "Ours", "description": "full model", "paper": {"miou": 73.48, "pixel_acc": 85.54,
+                                                                     "stroke_acc": 87.02}},
+    "zero_shot_clip": {"group": "Tab. 2", "description": "zero-shot CLIP",
+                       "paper": {"miou": 17.33, "pixel_acc": 28.82, "stroke_acc": 27.15}},
+    "wo_vv": {"group": "Tab. 4", "description": "w/o v-v", "paper": {"miou": 43.55, "pixel_acc": 58.09,
+                                                                     "stroke_acc": 59.03}},
+    "wo_global_loss": {"group": "Tab. 4", "description": "w/o global loss"},
+}
+
+
+def metrics(miou: float, epoch: int = 3) -> dict[str, float]:
+    return {"test_miou": miou, "test_pixel_acc": miou + 10, "test_stroke_acc": miou + 20, "test_mean_acc": miou - 5,
+            "test_fwiou": miou + 1, "best_val_miou": miou + 2, "best_epoch": float(epoch)}
+
+
+# (variant, grid, start time in ms, status, pipeline, metrics)
+RUNS = [
+    ("ours", "g1", 1000, "FINISHED", "train", metrics(50.0, 2)),
+    ("ours", "g1", 2000, "FINISHED", "train", metrics(52.0, 4)),        # latest of ours in g1
+    ("ours", "g0", 3000, "FINISHED", "train", metrics(99.0, 1)),        # another grid, newest overall
+    ("wo_vv", "g1", 1500, "FINISHED", "train", metrics(40.5, 5)),
+    ("wo_vv", "g1", 2500, "FAILED", "train", {"val_miou": 1.0}),        # newer but failed: not chosen
+    ("zero_shot_clip", "g1", 1200, "FAILED", "train", {}),              # only a failed run
+    ("ours-sample", "g1", 900, "FINISHED", "make_sample", {}),          # a data-only run
+    ("custom", "g0", 2800, "FINISHED", "train", metrics(10.0, 0)),      # not a preset
+]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment(EXPERIMENT)
+    for variant, grid, start, status, pipeline, values in RUNS:
+        tags = {"sketchseg.variant": variant, "sketchseg.grid": grid, "sketchseg.pipeline": pipeline,
+                "sketchseg.group": "tagged group", "sketchseg.description": f"tagged {variant}"}
+        run = client.create_run(exp, start_time=start, tags=tags, run_name=variant)
+        for key, value in values.items():
+            client.log_metric(run.info.run_id, key, value, timestamp=start)
+        client.set_terminated(run.info.run_id, status=status, end_time=start + 10)
+    return uri
+
+
+def test_fetch_runs_filters_by_grid_newest_first(store):
+    runs = fetch_runs(store, EXPERIMENT, grid="g1")
+    assert list(runs["start_time"]) == [2500, 2000, 1500, 1200, 1000, 900]
+    assert set(runs["grid"]) == {"g1"}
+    assert len(fetch_runs(store, EXPERIMENT)) == len(RUNS)
+
+
+def test_table_takes_latest_finished_run_per_variant_in_the_grid(store):
+    runs = fetch_runs(store, EXPERIMENT, grid="g1")
+    table = comparison_table(runs, VARIANTS, selection=["ours", "zero_shot_clip", "wo_vv", "wo_global_loss"])
+    assert list(table["variant"]) == ["ours", "zero_shot_clip", "wo_vv", "wo_global_loss"]
+    assert list(table["status"]) == ["ok", "FAILED", "ok", "missing"]
+    assert table["test_miou"].iloc[0] == 52.0 and table["best_epoch"].iloc[0] == 4
+    assert table["test_miou"].iloc[2] == 40.5 and table["test_fwiou"].iloc[2] == 41.5
+    assert math.isnan(table["test_miou"].iloc[1]) and math.isnan(table["test_miou"].iloc[3])
+    assert table["delta_miou"].iloc[2] == pytest.approx(-11.5)
+    assert table["paper_miou"].iloc[2] == 43.55 and table["paper_delta_miou"].iloc[2] == pytest.approx(-29.93)
+    assert math.isnan(table["paper_miou"].iloc[3])
+    assert table["description"].iloc[0] == "full model"  # from the presets, not the run tags
+
+
+def test_without_grid_or_selection_every_model_run_variant_appears(store):
+    table = comparison_table(fetch_runs(store, EXPERIMENT), VARIANTS)
+    # presets in their order, then other variants alphabetically; data-only runs ignored
+    assert list(table["variant"]) == ["ours", "zero_shot_clip", "wo_vv", "custom"]
+    assert table["test_miou"].iloc[0] == 99.0  # the newest finished run, whatever its grid
+    assert table.loc[3, "description"] == "tagged custom" and table.loc[3, "group"] == "tagged group"
+
+
+def test_markdown_and_csv_content(store, tmp_path):
+    runs = fetch_runs(store, EXPERIMENT, grid="g1")
+    table = comparison_table(runs, VARIANTS, selection=["ours", "wo_vv", "wo_global_loss"])
+    ours_id, wo_id = table["run_id"].iloc[0], table["run_id"].iloc[1]
+    md = markdown_table(table).splitlines()
+    assert md[0] == ("| variant | group | description | mIoU | Acc@P | Acc@S | MeanAcc | FWIoU | best val mIoU | "
+                     "best epoch | paper mIoU | paper Acc@P | paper Acc@S | Δ mIoU vs ours | paper Δ mIoU | status | "
+                     "run id |")
+    assert md[2] == (f"| ours | Ours | full model | 52.00 | 62.00 | 72.00 | 47.00 | 53.00 | 54.00 | 4 | 73.48 | 85.54 | "
+                     f"87.02 | +0.00 | +0.00 | ok | {ours_id[:8]} |")
+    assert md[3] == (f"| wo_vv | Tab. 4 | w/o v-v | 40.50 | 50.50 | 60.50 | 35.50 | 41.50 | 42.50 | 5 | 43.55 | 58.09 | "
+                     f"59.03 | -11.50 | -29.93 | ok | {wo_id[:8]} |")
+    assert md[4] == "| wo_global_loss | Tab. 4 | w/o global loss | – | – | – | – | – | – | – | – | – | – | – | – | missing |  |"
+    csv_path, md_path = write_comparison(table, tmp_path / "out", env="sample", experiment=EXPERIMENT, grid="g1")
+    back = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
+    assert list(back["variant"]) == ["ours", "wo_vv", "wo_global_loss"]
+    assert back["test_miou"].tolist()[:2] == [52.0, 40.5] and back["best_epoch"].tolist()[:2] == [4, 5]
+    assert back["run_id"].tolist()[:2] == [ours_id, wo_id]
+    text = md_path.read_text(encoding="utf-8")
+    assert "grid `g1`" in text and "\n".join(md) in text
+
+
+def test_compare_reads_the_project_presets_and_writes_both_files(store, tmp_path):
+    table = compare(REPO, "sample", grid="g1", out=tmp_path / "cmp", selection=["ours", "wo_vv"],
+                    tracking_uri=store, experiment_name=EXPERIMENT)
+    assert list(table["variant"]) == ["ours", "wo_vv"] and list(table["paper_miou"]) == [73.48, 43.55]
+    assert table["group"].tolist() == ["Ours", "Tab. 4"]
+    assert (tmp_path / "cmp" / "comparison.csv").is_file() and (tmp_path / "cmp" / "comparison.md").is_file()
+
+
+def test_an_experiment_without_runs_gives_missing_rows(store):
+    MlflowClient(tracking_uri=store).create_experiment("empty")
+    table = comparison_table(fetch_runs(store, "empty"), VARIANTS, selection=["ours", "wo_vv"])
+    assert list(table["status"]) == ["missing", "missing"] and table["test_miou"].isna().all()
+    with pytest.raises(SketchSegConfigError, match="no MLflow experiment 'nope'"):
+        fetch_runs(store, "nope")
+
+
+# ---------------------------------------------------------------------- grid (no subprocess)
+def test_kedro_command_and_params_parsing():
+    cmd = kedro_command("sample", "wo_vv", "g1", "training.epochs=2,splits.test_participants=[1]")
+    assert cmd[-4:] == ["run", "--pipelines=train", "--env=sample",
+                        "--params=experiment.variant=wo_vv,experiment.grid=g1,training.epochs=2,"
+                        "splits.test_participants=[1]"]
+    assert parse_params("training.epochs=2, model.vv_train=false") == {"training": {"epochs": 2},
+                                                                       "model": {"vv_train": False}}
+    with pytest.raises(SketchSegConfigError, match="must not set"):
+        kedro_command("sample", "wo_vv", "g1", "experiment.variant=ours")
+    with pytest.raises(SketchSegConfigError, match="not key=value"):
+        parse_params("training.epochs")
+
+
+def test_run_grid_goes_on_after_a_failure_and_skips_invalid_variants(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_runner(cmd, cwd, log_path, timeout):
+        calls.append(cmd[-1])
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("log", encoding="utf-8")
+        return 1 if "variant=wo_vv" in cmd[-1] else 0
+
+    results = run_grid(REPO, "sample", ["wo_vv", "ours"], "g-test", log_dir=tmp_path / "logs", runner=fake_runner)
+    assert [(r.variant, r.ok) for r in results] == [("wo_vv", False), ("ours", True)]
+    assert len(calls) == 2 and "see" in results[0].error and results[1].log_path == tmp_path / "logs" / "ours.log"
+    # an invalid effective configuration is reported without running anything
+    calls.clear()
+    results = run_grid(REPO, "sample", ["ft_ln", "ours"], "g-test", extra_params="model.num_visual_prompts=2",
+                       log_dir=tmp_path / "logs", runner=fake_runner)
+    # the command line wins over the preset: ft_ln gets 2 prompts, which ModelConfig rejects for LN-only
+    assert [(r.variant, r.ok) for r in results] == [("ft_ln", False), ("ours", True)]
+    assert "num_visual_prompts" in results[0].error and results[0].log_path is None
+    assert len(calls) == 1 and "variant=ours" in calls[0]
