@@ -29,7 +29,7 @@ Variants (one model, switched in place, same weights):
 * lever rows (unless ``--no-levers``): ``fast`` with ONE lever switched, to see what each buys.
 
 Printed and returned: training samples/s, ms per step, inference sketches/s, ms per sketch, peak
-memory (CUDA: ``max_memory_allocated``; CPU: growth of the resident set during the timed loop),
+memory (CUDA: ``max_memory_allocated``; CPU: peak resident set during the timed loop, weights included),
 the ratio fast / reference, and an estimate of 20 epochs at FS-COCO scale (9025 training sketches,
 475 validation sketches per epoch; model time only). ``--out`` appends a markdown section.
 """
@@ -152,45 +152,56 @@ def inference_categories(batch: int, seed: int) -> list[list[str]]:
 
 # ---------------------------------------------------------------------------------- measuring
 class PeakMemory:
-    """CUDA: max allocated bytes. CPU: peak growth of the resident set, sampled every 2 ms."""
+    """CUDA: ``max_memory_allocated``. CPU: peak resident set of the process during the block
+    (Linux ``VmHWM`` after resetting it through ``/proc/self/clear_refs``; includes the weights),
+    else the peak sampled every 2 ms."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.peak = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._base = 0
+        self._hwm = False
 
     @staticmethod
-    def _rss() -> int:
+    def _status_kib(field_name: str) -> int:
         try:
-            with open("/proc/self/statm", encoding="ascii") as fh:
-                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError):
-            return 0
+            for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            self._base = self.peak = self._rss()
+            return self
+        try:
+            Path("/proc/self/clear_refs").write_text("5", encoding="ascii")  # reset VmHWM to VmRSS
+            self._hwm = self._status_kib("VmHWM") > 0
+        except OSError:
+            self._hwm = False
+        if not self._hwm:
+            self.peak = self._status_kib("VmRSS") * 1024
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
 
     def _sample(self) -> None:
         while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self._rss())
+            self.peak = max(self.peak, self._status_kib("VmRSS") * 1024)
 
     def __exit__(self, *exc: object) -> None:
         if self.device.type == "cuda":
             self.peak = torch.cuda.max_memory_allocated(self.device)
+        elif self._hwm:
+            self.peak = self._status_kib("VmHWM") * 1024
         else:
             self._stop.set()
             if self._thread is not None:
                 self._thread.join()
-            self.peak = max(self.peak, self._rss()) - self._base
 
     @property
     def mib(self) -> float:

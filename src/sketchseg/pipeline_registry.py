@@ -13,6 +13,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     train = data + training.create_pipeline() + evaluation.create_pipeline()
     return {
         "make_sample": make_sample.create_pipeline(),
+        "pretrain_sample": make_sample.create_pretrain_pipeline(),  # opt-in tiny-CLIP pre-training
         "ingestion": ingestion.create_pipeline(),
         "prompts": prompts.create_pipeline(),
         "data": data,

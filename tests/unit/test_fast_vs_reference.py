@@ -194,10 +194,11 @@ def test_fast_step_never_waits_for_the_device(backbone, monkeypatch):
     def host_sync(*args, **kwargs):
         raise AssertionError("host synchronisation in the training step")
 
+    batch = _batch()
     monkeypatch.setattr(torch.Tensor, "item", host_sync)
     monkeypatch.setattr(torch.Tensor, "__bool__", host_sync)
     monkeypatch.setattr(torch.Tensor, "tolist", host_sync)
-    out, finite = train_step(model.training_losses, optimizer, _batch(), device=torch.device("cpu"),
+    out, finite = train_step(model.training_losses, optimizer, batch, device=torch.device("cpu"),
                              precision="fp32", skips_on_device=True)
     monkeypatch.undo()
     assert finite.item() and torch.isfinite(out["loss"])

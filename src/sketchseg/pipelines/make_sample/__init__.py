@@ -1,5 +1,5 @@
 """make_sample pipeline."""
 
-from .pipeline import create_pipeline
+from .pipeline import create_pipeline, create_pretrain_pipeline
 
-__all__ = ["create_pipeline"]
+__all__ = ["create_pipeline", "create_pretrain_pipeline"]

@@ -4,6 +4,7 @@ from .nodes import make_sample, pretrain_tiny_clip
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    """Write the generated FS-COCO-shaped sample."""
     return pipeline(
         [
             node(
@@ -13,6 +14,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="make_sample",
                 tags=["sample"],
             ),
+        ]
+    )
+
+
+def create_pretrain_pipeline(**kwargs) -> Pipeline:
+    """Opt-in: CLIP-style pre-training of the tiny CLIP on generated sketches (after make_sample)."""
+    return pipeline(
+        [
             node(
                 pretrain_tiny_clip,
                 inputs=["sample_summary", "params:pretrain", "params:model"],
