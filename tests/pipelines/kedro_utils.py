@@ -17,7 +17,11 @@ TINY = {
     "splits.val_per_participant": 2,
     "training.epochs": 1,
     "training.batch_size": 8,
-    # the sample's tiny-CLIP pre-training, cut to a smoke run
+    # random tiny-CLIP weights: no pre-training run needed (test_train_pipeline_end_to_end runs the
+    # sample env as configured: pretrain_sample writes the weights model.pretrained reads)
+    "model.pretrained": None,
+    "model.allow_random_init": True,
+    # the sample's tiny-CLIP pre-training (pretrain_sample), cut to a smoke run
     "pretrain.steps": 2,
     "pretrain.batch_size": 16,
     "pretrain.pool_size": 64,

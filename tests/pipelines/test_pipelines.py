@@ -7,6 +7,7 @@ import json
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 
 from tests.pipelines.kedro_utils import run
 
@@ -51,8 +52,16 @@ def test_data_pipelines_on_generated_sample(kedro_project):
 
 @pytest.mark.slow
 def test_train_pipeline_end_to_end(kedro_project):
+    """The sample env as configured: its tiny CLIP pre-trained by pretrain_sample (a smoke run of
+    TINY's pretrain.* size), then train starting from that file (model.pretrained)."""
+    sample_model = yaml.safe_load((kedro_project / "conf/sample/parameters.yml").read_text())["model"]
+    as_configured = {"model.pretrained": sample_model["pretrained"], "model.allow_random_init": False}
     run(kedro_project, "make_sample")
-    run(kedro_project, "train", params={"training.epochs": 2})
+    with pytest.raises(Exception, match="pretrain_sample"):  # no weights yet: the error says what writes them
+        run(kedro_project, "train", params=as_configured)
+    run(kedro_project, "pretrain_sample")
+    assert (kedro_project / sample_model["pretrained"]).stat().st_size > 0
+    run(kedro_project, "train", params={"training.epochs": 2, **as_configured})
     report = json.loads((kedro_project / "data/08_reporting/test_metrics.json").read_text())
     for key in ("test_miou", "test_pixel_acc", "test_stroke_acc", "test_mean_acc", "test_fwiou"):
         assert 0.0 <= report[key] <= 100.0
@@ -68,6 +77,7 @@ def test_train_pipeline_end_to_end(kedro_project):
     r = train_runs[0]
     assert r.data.tags["sketchseg.variant"] == "ours-sample"
     assert r.data.params["model.margin"] == "0.3"
+    assert r.data.params["model.pretrained"] == sample_model["pretrained"]
     steps = [m.step for m in client.get_metric_history(r.info.run_id, "val_miou")]
     assert steps == [0, 1, 2]
     assert [m.step for m in client.get_metric_history(r.info.run_id, "threshold")] == [1, 2]

@@ -36,7 +36,7 @@ def draw_user_sketches(folder) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.slow
 def test_report_and_segment_after_training(kedro_project):
-    run(kedro_project, "make_sample", params={"pretrain.steps": 2})  # the tiny CLIP's pre-training: 2 steps
+    run(kedro_project, "make_sample")
     run(kedro_project, "train")
 
     # ---------------------------------------------------------------- report

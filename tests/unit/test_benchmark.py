@@ -29,7 +29,8 @@ def test_quick_benchmark_reports_fast_and_reference(bench, tmp_path, capsys):
     names = [r["variant"] for r in result["rows"]]
     assert names == ["reference", "fast", "fast -batched_categories"]
     for row in result["rows"]:
-        for key in ("train_samples_per_s", "train_ms_per_step", "infer_sketches_per_s", "infer_ms_per_sketch"):
+        for key in ("train_samples_per_s", "train_ms_per_step", "infer_sketches_per_s", "infer_ms_per_sketch",
+                    "train_cpu_s_per_step", "infer_cpu_ms_per_sketch"):
             assert math.isfinite(row[key]) and row[key] > 0, (row["variant"], key)
         assert row["train_peak_mib"] >= 0 and row["infer_peak_mib"] >= 0
         assert row["infer_ms_per_sketch"] == pytest.approx(1000.0 / row["infer_sketches_per_s"])
@@ -42,6 +43,7 @@ def test_quick_benchmark_reports_fast_and_reference(bench, tmp_path, capsys):
     assert result["device"] == "cpu" and result["args"]["model"] == "sketchseg-tiny"
     text = out.read_text()
     assert text.startswith("# Model benchmarks") and "| reference |" in text and "Fast / reference" in text
+    assert "train CPU-s/step" in text  # the CPU-time table of CPU runs
     assert json.loads(js.read_text())["rows"][0]["variant"] == "reference"
     assert "bench_model train_speedup=" in capsys.readouterr().out
 

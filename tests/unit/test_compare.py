@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from sketchseg.errors import SketchSegConfigError
 from sketchseg.experiments.compare import compare, comparison_table, fetch_runs, markdown_table, write_comparison
 from sketchseg.experiments.grid import kedro_command, parse_params, run_grid
+from tests.conftest import copy_project
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENT = "sketchseg-sample"
@@ -143,6 +144,30 @@ def test_kedro_command_and_params_parsing():
         parse_params("training.epochs")
 
 
+# the sample env's tiny-CLIP weights need a pretrain_sample run; these tests do without
+RANDOM_WEIGHTS = "model.pretrained=null,model.allow_random_init=true"
+
+
+def test_run_grid_refuses_missing_weight_files_before_running_anything(tmp_path):
+    project = copy_project(tmp_path / "project")
+    calls = []
+
+    def runner(cmd, cwd, log_path, timeout):
+        calls.append(cmd)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("log", encoding="utf-8")
+        return 0
+
+    results = run_grid(project, "sample", ["ours"], "g-test", log_dir=tmp_path / "logs", runner=runner)
+    assert not results[0].ok and calls == []
+    assert "tiny-clip.safetensors" in results[0].error and "pretrain_sample" in results[0].error
+    weights = project / "data/06_models/sample/tiny-clip.safetensors"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"x")  # exists now: the check passes and the variant runs
+    assert run_grid(project, "sample", ["ours"], "g-test", log_dir=tmp_path / "logs", runner=runner)[0].ok
+    assert len(calls) == 1
+
+
 def test_run_grid_goes_on_after_a_failure_and_skips_invalid_variants(tmp_path, monkeypatch):
     calls = []
 
@@ -152,12 +177,14 @@ def test_run_grid_goes_on_after_a_failure_and_skips_invalid_variants(tmp_path, m
         log_path.write_text("log", encoding="utf-8")
         return 1 if "variant=wo_vv" in cmd[-1] else 0
 
-    results = run_grid(REPO, "sample", ["wo_vv", "ours"], "g-test", log_dir=tmp_path / "logs", runner=fake_runner)
+    results = run_grid(REPO, "sample", ["wo_vv", "ours"], "g-test", extra_params=RANDOM_WEIGHTS,
+                       log_dir=tmp_path / "logs", runner=fake_runner)
     assert [(r.variant, r.ok) for r in results] == [("wo_vv", False), ("ours", True)]
     assert len(calls) == 2 and "see" in results[0].error and results[1].log_path == tmp_path / "logs" / "ours.log"
     # an invalid effective configuration is reported without running anything
     calls.clear()
-    results = run_grid(REPO, "sample", ["ft_ln", "ours"], "g-test", extra_params="model.num_visual_prompts=2",
+    results = run_grid(REPO, "sample", ["ft_ln", "ours"], "g-test",
+                       extra_params=f"model.num_visual_prompts=2,{RANDOM_WEIGHTS}",
                        log_dir=tmp_path / "logs", runner=fake_runner)
     # the command line wins over the preset: ft_ln gets 2 prompts, which ModelConfig rejects for LN-only
     assert [(r.variant, r.ok) for r in results] == [("ft_ln", False), ("ours", True)]

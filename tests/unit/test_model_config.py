@@ -48,6 +48,8 @@ def test_random_init_needs_explicit_permission():
         {"finetune": "ln"},  # ln with (frozen, random) prompts
         {"use_global_loss": False, "use_category_level": False},
         {"vv_blocks": "7,8"},
+        {"holistic_token": "cls"},
+        {"holistic_token": "vv", "vv_train": False},  # the v-v token of a path that is not run
     ],
 )
 def test_bad_values_are_rejected(bad):

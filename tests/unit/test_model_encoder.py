@@ -89,6 +89,9 @@ def test_vv_path_gives_different_patches_and_the_same_vst(tiny_clip):
     torch.testing.assert_close(qk.vst, vv.vst)
     torch.testing.assert_close(vv.layer_vst[6], vv.vst)
     assert not torch.allclose(qk.patches, vv.patches, atol=1e-3)
+    # the v-v path's own token 0 (CLIP Surgery**'s holistic embedding) exists only with vv
+    assert qk.vv_vst is None and vv.vv_vst.shape == vv.vst.shape
+    assert not torch.allclose(vv.vv_vst, vv.vst, atol=1e-3)
 
 
 def test_positional_embedding_is_interpolated_for_other_sizes(tiny_clip):

@@ -99,6 +99,34 @@ def test_training_losses_keys_and_threshold_gradient(backbone):
     assert all(p.grad is None for p in model.text.parameters())
 
 
+def test_holistic_token_vv_trains_the_vv_path_without_the_category_level(backbone):
+    """CLIP Surgery** (Tab. 2): holistic level only. With the VST (original path) as Eq. 1's
+    embedding, v-v in training changes nothing; with holistic_token='vv' the loss differs and its
+    gradient reaches the v-v path (the value projection of a v-v block)."""
+    def holistic(**kw):  # -> (loss, gradient of the last block's in_proj weight)
+        model = make(backbone, use_category_level=False, num_visual_prompts=0, finetune="full", **kw)
+        model.train()
+        model.zero_grad(set_to_none=True)  # the backbone is shared between the models of this module
+        out = model.training_losses(sketches(), CAPTIONS, CATEGORIES)
+        assert out["n_category_pairs"] == 0
+        out["loss"].backward()
+        grad = model.encoder.visual.transformer.resblocks[-1].attn.in_proj_weight.grad.clone()
+        model.zero_grad(set_to_none=True)
+        return out["loss"].detach(), grad
+
+    loss_vst_vv, grad_vst = holistic(vv_train=True)
+    loss_vst_qk, _ = holistic(vv_train=False)
+    torch.testing.assert_close(loss_vst_vv, loss_vst_qk)  # vv_train alone has no effect
+    loss_vv, grad_vv = holistic(vv_train=True, holistic_token="vv")
+    assert abs(loss_vv.item() - loss_vst_vv.item()) > 1e-6
+    # the last block's v-v update reads only the value projection (rows 2w..3w of in_proj) of the
+    # original path's input; the VST's last block uses its queries too
+    width = backbone[0].visual.class_embedding.shape[-1]
+    assert grad_vv[2 * width:].abs().sum() > 0
+    assert grad_vv[:width].abs().sum() == 0
+    assert grad_vst[:width].abs().sum() > 0
+
+
 def test_category_loss_reaches_first_level_features(backbone):
     model = make(backbone, use_global_loss=False)
     out = model.training_losses(sketches(), CAPTIONS, CATEGORIES)

@@ -74,6 +74,32 @@ def test_ink_patch_loss_hand_case():
     assert float(tp.ink_patch_loss(patches, texts, 1.0, torch.zeros(2, 2))) == 0.0
 
 
+def test_soft_max_pool_between_mean_and_max():
+    patches = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # one image, patches e1, e2
+    text = _e([1.0, 0.0])                                 # cosines [1, 0]
+    assert float(tp.soft_max_pool(patches, text, 1.0)) == pytest.approx(math.log((math.e + 1) / 2), abs=1e-6)
+    assert float(tp.soft_max_pool(patches, text, 0.01)) == pytest.approx(1.0 - 0.01 * math.log(2), abs=1e-5)
+    assert float(tp.soft_max_pool(patches, text, 100.0)) == pytest.approx(0.5, abs=1e-2)
+
+
+def test_mil_loss_hand_case():
+    patches = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # one sketch, patches e1, e2
+    prompts = _e([1.0, 0.0], [-1.0, 0.0])
+    # scores (temperature 1): log((e + 1)/2) and log((1/e + 1)/2): they differ by exactly 1
+    present = torch.tensor([[True, False]])
+    assert float(tp.mil_loss(patches, prompts, 1.0, present, 1.0)) == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
+    both = torch.tensor([[True, True]])
+    expected = 0.5 * (math.log(1 + math.exp(-1)) + math.log(1 + math.e))
+    assert float(tp.mil_loss(patches, prompts, 1.0, both, 1.0)) == pytest.approx(expected, abs=1e-6)
+    # an untagged sketch is skipped; none tagged -> 0
+    two = torch.cat([patches, patches])
+    assert float(tp.mil_loss(two, prompts, 1.0, torch.tensor([[True, False], [False, False]]), 1.0)) == \
+        pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
+    assert float(tp.mil_loss(patches, prompts, 1.0, torch.tensor([[False, False]]), 1.0)) == 0.0
+    with pytest.raises(ValueError, match="present"):
+        tp.mil_loss(patches, prompts, 1.0, torch.tensor([[True]]), 1.0)
+
+
 def test_patch_ink_per_patch_and_threshold():
     img = torch.full((1, 16, 16), 255, dtype=torch.uint8)
     img[0, :8, :8] = 0            # patch 0 all ink
@@ -111,6 +137,7 @@ def test_pair_kinds_and_forced_category():
     assert s.kind == "single" and s.category == "giraffe" and s.caption is None and 1 <= s.count <= 2
     sc = tp.make_pair(cfg, 1, 0, image_size=64, kind="scene")
     assert sc.kind == "scene" and sc.category is None and isinstance(sc.caption, str) and sc.caption
+    assert s.objects == ("giraffe",) and len(sc.objects) >= 2 and set(sc.objects) <= set(CATEGORIES)
     kinds = {tp.make_pair(cfg, 0, i, image_size=64).kind for i in range(30)}
     assert kinds == {"single", "scene"}
     assert {tp.make_pair(tp.PretrainConfig(single_fraction=1.0), 0, i, image_size=64).kind for i in range(10)} == {"single"}

@@ -387,3 +387,6 @@ def test_clip_surgery_baselines_are_holistic_full_finetunes(backbone):
         assert model.cfg.vv_inference is vv_inference and model.cfg.finetune == "full"
         assert "encoder.visual.conv1.weight" in trainable(model)
     assert effective("clip_surgery_ft")["model"]["vv_train"] is True
+    # CLIP Surgery** differs from CLIP Surgery* in training: Eq. 1 reads the v-v path's token
+    assert build(backbone, "clip_surgery_ft").cfg.holistic_token == "vv"
+    assert build(backbone, "clip_surgery_ft_vv_inference").cfg.holistic_token == "vst"

@@ -82,6 +82,7 @@ def check_variants(project: str | Path, env: str, names: Sequence[str],
                    extra_params: str | None = None) -> dict[str, str]:
     """``{variant: error}`` for the variants whose effective parameters are invalid in ``env``."""
     from sketchseg.engine.train import TrainConfig
+    from sketchseg.model.clip_loader import looks_like_path
     from sketchseg.model.config import ModelConfig
 
     runtime = parse_params(extra_params)
@@ -91,8 +92,15 @@ def check_variants(project: str | Path, env: str, names: Sequence[str],
     for name in names:
         try:
             params = apply_variant(cfg.params, cfg.variants, name, explicit)
-            ModelConfig.from_dict(params.get("model"))
+            model = ModelConfig.from_dict(params.get("model"))
             TrainConfig.from_dict(dict(params.get("training") or {}))
+            weights = model.pretrained
+            if weights and looks_like_path(weights) and not (Path(project) / Path(weights).expanduser()).is_file() \
+                    and not Path(weights).expanduser().is_file():
+                raise SketchSegConfigError(
+                    f"model.pretrained = '{weights}' does not exist (relative to {project}); in the sample env "
+                    "run `kedro run --pipelines=pretrain_sample --env=sample` first"
+                )
         except (SketchSegError, TypeError, ValueError) as exc:
             errors[name] = str(exc)
     return errors

@@ -228,7 +228,8 @@ def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor],
         if not path.is_file():
             raise SketchSegConfigError(
                 f"model.pretrained = '{pretrained}' looks like a weight file path but {path} does not exist "
-                "(or is not a file)"
+                "(or is not a file); the sample env's tiny CLIP is written by "
+                "`kedro run --pipelines=pretrain_sample --env=sample` (bash scripts/demo.sh runs it)"
             )
         quick = _resolve_quick_gelu(cfg, None, str(path))
         clip_model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick)

@@ -21,6 +21,10 @@ UPSAMPLE_MODES = ("bicubic", "bilinear")
 DISTANCES = ("l2", "l1", "cosine")
 FINETUNE_STRATEGIES = ("ln", "prompts", "ln_prompts", "full")
 INFERENCE_NORMALISATIONS = ("none", "minmax")
+# where the holistic (Eq. 1) sketch embedding comes from: "vst" = token 0 of the original q-k path
+# (paper §3.1.1), "vv" = token 0 of the v-v path (CLIP Surgery fine-tuned with v-v in training,
+# Tab. 2 CLIP Surgery**; needs model.vv_train)
+HOLISTIC_TOKENS = ("vst", "vv")
 # "fast": scaled_dot_product_attention for both paths, one shared q/k/v projection per block, all
 # category images of a batch re-encoded in one pass, cached prompt/caption embeddings, loss masks
 # built on the device without host syncs. "reference": the straightforward implementation of the
@@ -73,6 +77,7 @@ class ModelConfig:
     distance: str = "l2"
     finetune: str = "ln_prompts"
     inference_normalization: str = "none"
+    holistic_token: str = "vst"
     implementation: str = "fast"
 
     def __post_init__(self) -> None:
@@ -141,6 +146,7 @@ class ModelConfig:
         choice("finetune", FINETUNE_STRATEGIES)
         choice("inference_normalization", INFERENCE_NORMALISATIONS)
         choice("implementation", IMPLEMENTATIONS)
+        choice("holistic_token", HOLISTIC_TOKENS)
         prob("prompt_dropout")
         prob("cross_attention_dropout")
         if not isinstance(self.clip_model, str) or not self.clip_model:
@@ -185,6 +191,11 @@ class ModelConfig:
             raise SketchSegConfigError(
                 "model.vv_blocks is empty but model.vv_train / model.vv_inference is true; "
                 "set the v-v blocks (paper: [7, 8, 9, 10, 11, 12]) or turn vv_train / vv_inference off"
+            )
+        if self.holistic_token == "vv" and not self.vv_train:
+            raise SketchSegConfigError(
+                "model.holistic_token is 'vv' (holistic embedding from the v-v path) but model.vv_train is "
+                "false; set model.vv_train: true or model.holistic_token: vst"
             )
         if not self.use_global_loss and not self.use_category_level:
             raise SketchSegConfigError(

@@ -32,6 +32,7 @@ class EncoderOutput:
     patches: (B, K, D) patch tokens (prompts excluded) of the v-v path when ``vv`` else of the
         original path, after ln_post + proj; row-major over ``grid``.
     layer_vst: {l: (B, D)} token 0 of the original path after block l (1-based), ln_post + proj.
+    vv_vst: (B, D) token 0 of the v-v path's final output, ln_post + proj (None unless ``vv``).
     grid: (h, w) patch grid, K = h * w.
     """
 
@@ -39,6 +40,7 @@ class EncoderOutput:
     patches: torch.Tensor
     layer_vst: dict[int, torch.Tensor] = field(default_factory=dict)
     grid: tuple[int, int] = (0, 0)
+    vv_vst: torch.Tensor | None = None
 
 
 def interpolate_positional_embedding(
@@ -199,4 +201,5 @@ class SketchEncoder(nn.Module):
         source = y if (vv and y is not None) else x
         patches = self.project(source[:, 1 : 1 + n_patches])
         layer_vst = {int(l): self.project(t[:, 0]) for l, t in layers.items()}
-        return EncoderOutput(vst=vst, patches=patches, layer_vst=layer_vst, grid=grid)
+        vv_vst = self.project(y[:, 0]) if (vv and y is not None) else None
+        return EncoderOutput(vst=vst, patches=patches, layer_vst=layer_vst, grid=grid, vv_vst=vv_vst)

@@ -1,7 +1,9 @@
 """The two-level sketch segmentation model (paper §3, Fig. 2).
 
 Level I (holistic): the sketch is encoded with the two-path encoder; its VST (original path) is
-pulled to its caption embedding with a hardest-negative triplet loss (Eq. 1).
+pulled to its caption embedding with a hardest-negative triplet loss (Eq. 1). With
+``holistic_token='vv'`` the v-v path's token 0 takes the VST's place (fine-tuned CLIP Surgery**,
+Tab. 2, where the v-v path must be trained through the holistic loss alone).
 
 Level II (category): for each category c of sketch b, the patch features (v-v path) give a
 similarity map with the category prompt embedding CCT (Eq. 3) -> min-max normalised ->
@@ -489,14 +491,18 @@ class SketchSegModel(nn.Module):
         category_level = cfg.use_category_level and len(b_list) > 0
         device_losses = self.levers.device_losses or gather is not None
 
-        out = self._encode(self.normalise(x), vv=cfg.vv_train and category_level)
+        holistic_vv = cfg.holistic_token == "vv"  # CLIP Surgery**: Eq. 1 on the v-v path's token 0
+        out = self._encode(self.normalise(x), vv=cfg.vv_train and (category_level or holistic_vv))
         zero = out.vst.float().sum() * 0.0
         if cfg.use_global_loss:
+            sketch_emb = out.vv_vst if holistic_vv else out.vst
+            if sketch_emb is None:
+                raise RuntimeError("holistic_token 'vv' but the encoder returned no v-v token (no v-v blocks?)")
             caption_emb = self.encode_text(list(captions))
             if device_losses:
-                loss_global = self._holistic_loss_device(out.vst, caption_emb, list(captions), gather)
+                loss_global = self._holistic_loss_device(sketch_emb, caption_emb, list(captions), gather)
             else:
-                loss_global = holistic_loss(out.vst, caption_emb, list(captions), margin=cfg.margin,
+                loss_global = holistic_loss(sketch_emb, caption_emb, list(captions), margin=cfg.margin,
                                             distance=cfg.distance)
         else:
             loss_global = zero

@@ -58,7 +58,8 @@ __all__ = [
     "build_pool",
     "contrastive_loss",
     "contrastive_loss_from_logits",
-    "token_similarity",
+    "soft_max_pool",
+    "mil_loss",
     "ink_patch_loss",
     "patch_ink",
     "create_tiny_clip",
@@ -76,7 +77,6 @@ STREAM_TRAIN, STREAM_EVAL, STREAM_TEXT = 0, 1, 2
 WEIGHTS_FORMAT = "open_clip-state-dict"
 PRETRAIN_VERSION = "1"  # bump when the data or the loop change in a way the config does not show
 EVAL_PROMPT = "A sketch of {}."  # the prompt the sketch model uses for a category (model.DEFAULT_PROMPT_TEMPLATE)
-PATCH_LOSSES = ("none", "ink", "filip")
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
 
 
@@ -96,10 +96,14 @@ class PretrainConfig:
     warmup_steps: int = 40          # linear warm-up, then cosine decay to 0
     logit_scale_init: float = 1.0 / 0.07   # CLIP's initial temperature
     logit_scale_max: float = 100.0         # CLIP's clamp
-    patch_loss: str = "ink"         # none (plain CLIP) | ink (inked patches of single objects) | filip
-    patch_loss_weight: float = 1.0
-    patch_pool_temperature: float = 0.1    # filip: soft maximum over patches of the patch-text cosine
-    min_patch_ink: float = 0.02     # ink: patches with less mean ink are not scored
+    ink_loss_weight: float = 1.0    # patch->text InfoNCE on the inked patches of single objects (0 = off)
+    mil_loss_weight: float = 1.0    # multiple-instance loss: which categories a sketch holds, from its patches (0 = off)
+    mil_temperature: float = 0.1    # soft maximum over patches of the patch-prompt cosine
+    min_patch_ink: float = 0.02     # patches with less mean ink are not scored by the ink loss
+    # patch tokens the ink / MIL losses train: those of the v-v path through these 1-based blocks
+    # (the sketch model's model.vv_blocks, what its similarity maps read), or [] = the plain
+    # transformer's output tokens
+    vv_blocks: list[int] = field(default_factory=lambda: [4, 5, 6])
     render_size: int = 256          # sketches rendered like the sample's raster files
     thickness: int = 3
     eval_per_category: int = 10     # held-out single objects per category (zero-shot accuracy)
@@ -126,14 +130,12 @@ class PretrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SketchSegConfigError(f"pretrain.{name} must be an integer >= {low}, got {value!r}")
         for name in ("learning_rate", "weight_decay", "logit_scale_init", "logit_scale_max", "single_fraction",
-                     "patch_loss_weight", "patch_pool_temperature", "min_patch_ink"):
+                     "ink_loss_weight", "mil_loss_weight", "mil_temperature", "min_patch_ink"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise SketchSegConfigError(f"pretrain.{name} must be a number >= 0, got {value!r}")
-        if self.patch_loss not in PATCH_LOSSES:
-            raise SketchSegConfigError(f"pretrain.patch_loss must be one of {list(PATCH_LOSSES)}, got {self.patch_loss!r}")
-        if not self.patch_pool_temperature > 0:
-            raise SketchSegConfigError(f"pretrain.patch_pool_temperature must be > 0, got {self.patch_pool_temperature!r}")
+        if not self.mil_temperature > 0:
+            raise SketchSegConfigError(f"pretrain.mil_temperature must be > 0, got {self.mil_temperature!r}")
         if isinstance(self.max_zoom, bool) or not isinstance(self.max_zoom, (int, float)) or self.max_zoom < 1.0:
             raise SketchSegConfigError(f"pretrain.max_zoom must be a number >= 1, got {self.max_zoom!r}")
         if not 0.0 <= self.single_fraction <= 1.0:
@@ -147,6 +149,13 @@ class PretrainConfig:
             raise SketchSegConfigError(f"pretrain.num_threads must be null or >= 1, got {self.num_threads!r}")
         if not isinstance(self.clip_model, str) or not self.clip_model:
             raise SketchSegConfigError(f"pretrain.clip_model must be an open_clip model name, got {self.clip_model!r}")
+
+    def __post_init__(self) -> None:
+        if self.vv_blocks is None:
+            self.vv_blocks = []
+        if isinstance(self.vv_blocks, (str, bytes)) or not hasattr(self.vv_blocks, "__iter__"):
+            raise SketchSegConfigError(f"pretrain.vv_blocks must be a list of block indices, got {self.vv_blocks!r}")
+        self.vv_blocks = [int(v) for v in self.vv_blocks]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,6 +179,7 @@ class Pair:
     category: str | None     # single objects
     count: int               # single objects: number of instances
     caption: str | None      # scenes: the generator's caption
+    objects: tuple[str, ...] = ()  # the categories drawn (image-level tags; a single object: its category)
 
 
 def _article(word: str) -> str:
@@ -230,7 +240,8 @@ def make_pair(cfg: PretrainConfig, stream: int, index: int, *, image_size: int, 
     kind = kind or draw_kind
     if kind == "scene":
         scene = make_scene(rng)
-        return Pair(_render(scene.strokes, image_size, cfg.render_size, cfg.thickness), "scene", None, 1, scene.caption)
+        return Pair(_render(scene.strokes, image_size, cfg.render_size, cfg.thickness), "scene", None, 1, scene.caption,
+                    tuple(sorted(set(scene.labels))))
     if kind != "single":
         raise ValueError(f"kind must be 'single' or 'scene', got {kind!r}")
     cat = category if category is not None else CATEGORIES[int(rng.integers(len(CATEGORIES)))]
@@ -238,7 +249,7 @@ def make_pair(cfg: PretrainConfig, stream: int, index: int, *, image_size: int, 
     count = 1 if max_n == 1 or rng.random() < 0.6 else int(rng.integers(2, max_n + 1))
     strokes = [s for inst in draw_object(rng, cat, count) for s in inst]
     strokes = _zoom(rng, strokes, float(cfg.max_zoom))
-    return Pair(_render(strokes, image_size, cfg.render_size, cfg.thickness), "single", cat, count, None)
+    return Pair(_render(strokes, image_size, cfg.render_size, cfg.thickness), "single", cat, count, None, (cat,))
 
 
 @dataclass
@@ -250,6 +261,7 @@ class PretrainPool:
     categories: list[str | None]
     counts: list[int]
     captions: list[str | None]
+    objects: list[tuple[str, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -267,7 +279,7 @@ def _to_pool(pairs: Sequence[Pair], image_size: int) -> PretrainPool:
     images = (torch.from_numpy(np.stack([p.image for p in pairs])) if pairs
               else torch.empty(0, image_size, image_size, dtype=torch.uint8))
     return PretrainPool(images, [p.kind for p in pairs], [p.category for p in pairs], [p.count for p in pairs],
-                        [p.caption for p in pairs])
+                        [p.caption for p in pairs], [p.objects for p in pairs])
 
 
 def to_model_input(grey_u8: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -314,17 +326,36 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scal
     return contrastive_loss_from_logits(logit_scale * image_emb @ text_emb.t(), groups)
 
 
-def token_similarity(patch_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Image-text similarity from patch tokens (FILIP-style late interaction): for image i and text j,
-    a soft maximum over the patches k of cos(patch_ik, text_j),
-    ``temperature * log(mean_k exp(cos_ijk / temperature))`` (the plain maximum as temperature -> 0,
-    the mean cosine as it grows). Inputs L2-normalised: patches (B, K, D), texts (T, D); out (B, T)."""
+def soft_max_pool(patch_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float) -> torch.Tensor:
+    """For every image b and text t, a soft maximum over the patches k of cos(patch_bk, text_t):
+    ``temperature * log(mean_k exp(cos_bkt / temperature))`` (the maximum as temperature -> 0, the
+    mean as it grows). L2-normalised patches (B, K, D) and texts (T, D) -> (B, T)."""
     if patch_emb.ndim != 3 or text_emb.ndim != 2 or patch_emb.shape[-1] != text_emb.shape[-1]:
         raise ValueError(f"expected patches (B, K, D) and texts (T, D), got {tuple(patch_emb.shape)} "
                          f"and {tuple(text_emb.shape)}")
     cos = torch.einsum("bkd,td->btk", patch_emb, text_emb)
-    k = patch_emb.shape[1]
-    return temperature * (torch.logsumexp(cos / temperature, dim=-1) - math.log(k))
+    return temperature * (torch.logsumexp(cos / temperature, dim=-1) - math.log(patch_emb.shape[1]))
+
+
+def mil_loss(patch_emb: torch.Tensor, prompt_emb: torch.Tensor, logit_scale: torch.Tensor | float,
+             present: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Multiple-instance loss from image-level tags: sketch b holds the categories ``present[b]``
+    (B, C) bool of the C category prompts (C, D). Each category's score is the soft maximum over
+    the patches of the patch-prompt cosine; the softmax over categories of ``logit_scale * score``
+    is pulled to the uniform distribution over the present ones (cross-entropy). So every present
+    category needs a patch that matches it and no patch may match an absent one: patch tokens
+    become category-specific without any patch label. Sketches without tags are skipped."""
+    if present.shape != (patch_emb.shape[0], prompt_emb.shape[0]):
+        raise ValueError(f"present must be (B, C) = ({patch_emb.shape[0]}, {prompt_emb.shape[0]}), "
+                         f"got {tuple(present.shape)}")
+    scores = logit_scale * soft_max_pool(patch_emb, prompt_emb, temperature)
+    target = present.to(scores.dtype)
+    n = target.sum(dim=1, keepdim=True)
+    keep = n[:, 0] > 0
+    if not bool(keep.any()):
+        return scores.sum() * 0.0
+    ce = -((target / n.clamp_min(1.0)) * F.log_softmax(scores, dim=1)).sum(dim=1)
+    return ce[keep].mean()
 
 
 def ink_patch_loss(patch_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor | float,
@@ -411,9 +442,14 @@ def _lr_at(step: int, cfg: PretrainConfig) -> float:
     return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def _image_and_patches(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _image_and_patches(model: nn.Module, images: torch.Tensor,
+                       encoder: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """L2-normalised image embeddings (B, D) (= ``encode_image``) and patch tokens (B, K, D) after
-    ``ln_post`` and ``proj``, the space the sketch model's similarity maps live in."""
+    ``ln_post`` and ``proj``, the space the sketch model's similarity maps live in: those of the
+    v-v path when ``encoder`` (a :class:`SketchEncoder` with v-v blocks) is given."""
+    if encoder is not None:
+        out = encoder(images, vv=True)
+        return F.normalize(out.vst, dim=-1), F.normalize(out.patches, dim=-1)
     visual = model.visual
     previous = visual.output_tokens
     visual.output_tokens = True
@@ -535,6 +571,11 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
     model.to(device)
     image_size = _image_size(model)
     patch_size = int(model.visual.conv1.kernel_size[0])
+    encoder = None
+    if cfg.vv_blocks and (cfg.ink_loss_weight > 0 or cfg.mil_loss_weight > 0):
+        from sketchseg.model.encoder import SketchEncoder
+
+        encoder = SketchEncoder(model.visual, vv_blocks=cfg.vv_blocks)  # shares the weights, adds none
     with torch.no_grad():
         model.logit_scale.fill_(math.log(cfg.logit_scale_init))
     max_log_scale = math.log(cfg.logit_scale_max)
@@ -552,6 +593,7 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
     gen = torch.Generator().manual_seed(int(cfg.seed))
     text_rng = np.random.default_rng([SEED_TAG, int(cfg.seed), STREAM_TEXT])
     order = torch.empty(0, dtype=torch.long)
+    prompt_tokens = tokenizer([EVAL_PROMPT.format(c) for c in CATEGORIES]).to(device)
     history: list[dict[str, float]] = []
     model.train()
     t1 = time.perf_counter()
@@ -567,21 +609,22 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
         tokens = tokenizer(texts).to(device)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        pooled, patches = _image_and_patches(model, images)
+        pooled, patches = _image_and_patches(model, images, encoder)
         txt = F.normalize(model.encode_text(tokens), dim=-1)
         scale = model.logit_scale.exp()
         loss_clip = contrastive_loss(pooled, txt, scale, groups)
         loss = loss_clip
-        loss_patch = None
-        if cfg.patch_loss == "filip":
-            sim = token_similarity(patches, txt, cfg.patch_pool_temperature)
-            loss_patch = contrastive_loss_from_logits(scale * sim, groups)
-        elif cfg.patch_loss == "ink":
+        loss_ink = loss_mil = None
+        if cfg.ink_loss_weight > 0:
             single = torch.tensor([pool.kinds[i] == "single" for i in idx], dtype=torch.float32, device=device)
             ink = patch_ink(pool.images[idx], patch_size, cfg.min_patch_ink).to(device) * single[:, None]
-            loss_patch = ink_patch_loss(patches, txt, scale, ink, groups)
-        if loss_patch is not None and cfg.patch_loss_weight > 0:
-            loss = loss + cfg.patch_loss_weight * loss_patch
+            loss_ink = ink_patch_loss(patches, txt, scale, ink, groups)
+            loss = loss + cfg.ink_loss_weight * loss_ink
+        if cfg.mil_loss_weight > 0:
+            prompt_emb = F.normalize(model.encode_text(prompt_tokens), dim=-1)
+            present = torch.tensor([[c in pool.objects[i] for c in CATEGORIES] for i in idx], device=device)
+            loss_mil = mil_loss(patches, prompt_emb, scale, present, cfg.mil_temperature)
+            loss = loss + cfg.mil_loss_weight * loss_mil
         if not torch.isfinite(loss.detach()):
             raise FloatingPointError(f"non-finite pre-training loss at step {step}; lower pretrain.learning_rate")
         optimizer.zero_grad(set_to_none=True)
@@ -593,7 +636,8 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
         loss_ema = value if loss_ema is None else 0.9 * loss_ema + 0.1 * value
         if step % log_every == 0 or step == cfg.steps - 1:
             history.append({"step": step, "loss": value, "loss_ema": loss_ema, "loss_clip": float(loss_clip.detach()),
-                            "loss_patch": float(loss_patch.detach()) if loss_patch is not None else float("nan"),
+                            "loss_ink": float(loss_ink.detach()) if loss_ink is not None else float("nan"),
+                            "loss_mil": float(loss_mil.detach()) if loss_mil is not None else float("nan"),
                             "lr": _lr_at(step, cfg), "logit_scale": float(model.logit_scale.detach().exp())})
             bar.set_postfix(loss=f"{loss_ema:.3f}")
     train_seconds = time.perf_counter() - t1

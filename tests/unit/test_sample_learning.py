@@ -1,0 +1,43 @@
+"""benchmarks/sample_learning.py: the paired per-sketch comparison behind docs/sample-results.md."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sample_learning.py"
+
+
+@pytest.fixture(scope="module")
+def sl():
+    spec = importlib.util.spec_from_file_location("sample_learning", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sample_learning"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_difference_hand_case(sl):
+    before = pd.Series([10.0, 20.0, 30.0, 40.0], index=["a", "b", "c", "d"])
+    after = pd.Series([45.0, 30.0, 20.0, 10.0], index=["d", "c", "b", "a"])  # other order: matched by id
+    d = sl.paired_difference(before, after, n_boot=2000, seed=1)
+    # differences a..d: 0, 0, 0, +5 -> mean 1.25; one better, none worse, three equal
+    assert d["mean"] == pytest.approx(1.25)
+    assert (d["better"], d["worse"], d["equal"]) == (1, 0, 3)
+    assert 0.0 <= d["ci_low"] <= d["mean"] <= d["ci_high"] <= 5.0
+
+
+def test_paired_difference_constant_shift_has_a_point_interval(sl):
+    before = pd.Series([1.0, 2.0, 3.0], index=[1, 2, 3])
+    d = sl.paired_difference(before, before - 2.0)
+    assert d["mean"] == d["ci_low"] == d["ci_high"] == pytest.approx(-2.0)
+    assert (d["better"], d["worse"], d["equal"]) == (0, 3, 0)
+
+
+def test_paired_difference_needs_the_same_sketches(sl):
+    with pytest.raises(ValueError, match="same sketches"):
+        sl.paired_difference(pd.Series([1.0], index=["a"]), pd.Series([1.0], index=["b"]))
