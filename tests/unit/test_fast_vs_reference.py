@@ -10,6 +10,7 @@ from sketchseg.model import two_path_attention as tpa
 from sketchseg.model.clip_loader import load_clip
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import Levers, SketchSegModel
+from tests.tiny_model import tiny_cfg as shared_tiny_cfg
 
 TOL = dict(rtol=1e-4, atol=1e-5)
 CAPTIONS = ["a tree next to a car", "a dog on the grass", "a tree next to a car", "a house"]
@@ -17,11 +18,7 @@ CATEGORIES = [["tree", "car", "tree"], ["dog", "grass"], ["tree", "car"], ["hous
 
 
 def tiny_cfg(**kw) -> ModelConfig:
-    base = dict(clip_model="sketchseg-tiny", pretrained=None, allow_random_init=True, image_size=64,
-                vv_blocks=[3, 4, 5, 6], cross_attention_layers=[3, 5, 6], category_loss_layers=[3, 5, 6],
-                finetune="full")
-    base.update(kw)
-    return ModelConfig(**base)
+    return shared_tiny_cfg(**{"finetune": "full", **kw})
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,8 @@ from sketchseg.model.checkpoint import (
     trainable_state_dict,
 )
 from sketchseg.model.clip_loader import load_clip
-from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import SketchSegModel
-
-
-def tiny_cfg(**kw) -> ModelConfig:
-    base = dict(
-        clip_model="sketchseg-tiny", pretrained=None, allow_random_init=True, image_size=64,
-        vv_blocks=[3, 4, 5, 6], cross_attention_layers=[3, 5, 6], category_loss_layers=[3, 5, 6],
-    )
-    base.update(kw)
-    return ModelConfig(**base)
+from tests.tiny_model import tiny_cfg
 
 
 @pytest.fixture(scope="module")

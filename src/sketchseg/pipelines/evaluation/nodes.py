@@ -8,13 +8,12 @@ from typing import Any
 import pandas as pd
 
 from sketchseg import tracking
-from sketchseg.engine.data import AnnotatedSketches
 from sketchseg.engine.evaluate import evaluate_model
 from sketchseg.engine.runtime import resolve_device
 from sketchseg.model.checkpoint import load_trainable_state
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import build_model
-from sketchseg.pipelines.training.nodes import annotated_subset, class_order
+from sketchseg.pipelines.training.nodes import annotated_split
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +38,7 @@ def evaluate_test(
     model, cfg = load_model_from_checkpoint(checkpoint, model_params)
     device = resolve_device(training.get("device", "auto"))
     model.to(device)
-    test_set = AnnotatedSketches(
-        annotated_subset(splits_table, "test"),
-        image_size=cfg.image_size,
-        render_size=int(evaluation["render_size"]),
-        thickness=int(evaluation["thickness"]),
-        class_order=class_order(data),
-    )
+    test_set = annotated_split(splits_table, "test", cfg.image_size, evaluation, data)
     result = evaluate_model(
         model,
         test_set,

@@ -13,11 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sketchseg import tracking  # noqa: E402
-from sketchseg.engine.data import AnnotatedSketches  # noqa: E402
 from sketchseg.engine.runtime import resolve_device  # noqa: E402
 from sketchseg.errors import SketchSegConfigError  # noqa: E402
 from sketchseg.pipelines.evaluation.nodes import load_model_from_checkpoint  # noqa: E402
-from sketchseg.pipelines.training.nodes import annotated_subset, class_order  # noqa: E402
+from sketchseg.pipelines.training.nodes import annotated_split  # noqa: E402
 from sketchseg.reporting.analysis import (  # noqa: E402
     accuracy_share_above,
     best_thresholds,
@@ -69,18 +68,8 @@ def report_model_passes(
     model.to(device)
     precision = str(training.get("precision", "bf16"))
     batch_size = int(evaluation.get("batch_size", 8))
-    order = class_order(data)
-
-    def annotated(split: str) -> AnnotatedSketches:
-        return AnnotatedSketches(
-            annotated_subset(splits_table, split),
-            image_size=cfg.image_size,
-            render_size=int(evaluation["render_size"]),
-            thickness=int(evaluation["thickness"]),
-            class_order=order,
-        )
-
-    test_set, val_set = annotated("test"), annotated("val")
+    test_set, val_set = (annotated_split(splits_table, split, cfg.image_size, evaluation, data)
+                         for split in ("test", "val"))
     indices = choose_indices(len(test_set), int(report["n_overlay_sketches"]), int(report["seed"]))
     samples = predict_samples(model, test_set, indices, device=device, batch_size=batch_size, precision=precision)
     logger.info("overlays: %d of %d test sketches (seed %s)", len(samples), len(test_set), report["seed"])

@@ -50,6 +50,19 @@ def annotated_subset(splits_table: pd.DataFrame, split: str, limit: int | None =
     return labelled.reset_index(drop=True)
 
 
+def annotated_split(splits_table: pd.DataFrame, split: str, image_size: int, evaluation: dict[str, Any],
+                    data: dict[str, Any], limit: int | None = None) -> AnnotatedSketches:
+    """The annotated sketches of one split (at most ``limit``), rendered as ``evaluation`` says
+    (reference protocol)."""
+    return AnnotatedSketches(
+        annotated_subset(splits_table, split, limit),
+        image_size=int(image_size),
+        render_size=int(evaluation["render_size"]),
+        thickness=int(evaluation["thickness"]),
+        class_order=class_order(data),
+    )
+
+
 def training_table(splits_table: pd.DataFrame, prompts_table: pd.DataFrame) -> pd.DataFrame:
     train = splits_table[splits_table["split"] == "train"]
     cols = ["sketch_id", "categories", "prompts", "no_noun"]
@@ -91,13 +104,7 @@ def train_model(
         max_categories=tcfg.max_categories_per_sketch,
         seed=tcfg.seed,
     )
-    val_set = AnnotatedSketches(
-        annotated_subset(splits_table, "val", tcfg.max_val_sketches),
-        image_size=cfg.image_size,
-        render_size=int(evaluation["render_size"]),
-        thickness=int(evaluation["thickness"]),
-        class_order=class_order(data),
-    )
+    val_set = annotated_split(splits_table, "val", cfg.image_size, evaluation, data, tcfg.max_val_sketches)
     logger.info("training on %d sketches, validating on %d annotated sketches", len(train_set), len(val_set))
     if tcfg.resume and tcfg.state_path and Path(tcfg.state_path).is_file():
         # a resumed run is a new MLflow run: give it the curves of the epochs it continues from
