@@ -23,6 +23,7 @@ fi
 # no Kedro telemetry.
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export KEDRO_DISABLE_TELEMETRY=1
+export MKL_CBWR="${MKL_CBWR:-AUTO,STRICT}"   # bit-reproducible CPU BLAS across processes (src/sketchseg/__init__.py)
 if [ -z "${NLTK_DATA:-}" ] && [ -d "$ROOT/../shared/nltk_data" ]; then
   export NLTK_DATA="$(cd "$ROOT/../shared/nltk_data" && pwd)"
 fi

@@ -127,3 +127,19 @@ def test_nan_loss_skipped_and_counted_when_configured(tables, tmp_path):
     assert result.history.iloc[-1]["skipped_batches"] == 1
     assert result.extra["skipped_batches"] == 1
     assert all(np.isfinite(v).all() for v in (t.numpy() for t in result.last_state.values()))
+
+
+def test_importing_sketchseg_asks_mkl_for_reproducible_results():
+    """Runs with the same seeds agree bit for bit only across processes with MKL_CBWR set (before
+    MKL's first call); a user's own value is kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sketchseg, os; print(os.environ['MKL_CBWR'])"
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "AUTO,STRICT"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "MKL_CBWR": "AUTO"}, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "AUTO"
