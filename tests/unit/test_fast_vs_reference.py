@@ -10,6 +10,7 @@ from sketchseg.model import two_path_attention as tpa
 from sketchseg.model.clip_loader import load_clip
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import Levers, SketchSegModel
+from tests.tiny_model import build_tiny, cross_sketches
 from tests.tiny_model import tiny_cfg as shared_tiny_cfg
 
 TOL = dict(rtol=1e-4, atol=1e-5)
@@ -28,20 +29,11 @@ def backbone():
 
 
 def make(backbone, **kw) -> SketchSegModel:
-    clip, tok, ms = backbone
-    torch.manual_seed(1)  # same prompts / cross-attention initialisation in every model
-    return SketchSegModel(clip, tok, tiny_cfg(**kw), ms)
+    return build_tiny(backbone, tiny_cfg(**kw))  # same prompts / cross-attention initialisation in every model
 
 
-def sketches(n: int = 4, size: int = 64) -> torch.Tensor:
-    g = torch.Generator().manual_seed(3)
-    img = torch.ones(n, 3, size, size)
-    for i in range(n):
-        for _ in range(8):
-            r, c = torch.randint(4, size - 14, (2,), generator=g).tolist()
-            img[i, :, r, c : c + 12] = 0.0
-            img[i, :, r : r + 12, c] = 0.0
-    return img
+def sketches() -> torch.Tensor:
+    return cross_sketches(4)
 
 
 def losses_and_grads(model: SketchSegModel) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -9,7 +9,7 @@ from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.clip_loader import load_clip
 from sketchseg.model.model import SketchSegModel, build_model
 from sketchseg.model.text_tower import TextTower
-from tests.tiny_model import tiny_cfg
+from tests.tiny_model import build_tiny, tiny_cfg
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +19,7 @@ def backbone():
 
 
 def make(backbone, **kw) -> SketchSegModel:
-    clip, tok, ms = backbone
-    torch.manual_seed(1)
-    return SketchSegModel(clip, tok, tiny_cfg(**kw), ms)
+    return build_tiny(backbone, tiny_cfg(**kw))
 
 
 def sketches(n: int = 2, size: int = 64) -> torch.Tensor:

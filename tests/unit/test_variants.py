@@ -26,6 +26,7 @@ from sketchseg.model.config import ModelConfig
 from sketchseg.model.losses import holistic_loss
 from sketchseg.model.model import SketchSegModel
 from sketchseg.model.similarity import patch_similarity, upsample
+from tests.tiny_model import build_tiny, cross_sketches
 
 REPO = Path(__file__).resolve().parents[2]
 ENVS = ("base", "sample")
@@ -177,20 +178,11 @@ def _model_dict(name: str) -> dict:
 
 
 def build(backbone, name: str) -> SketchSegModel:
-    clip, tok, ms = backbone
-    torch.manual_seed(1)
-    return SketchSegModel(clip, tok, ModelConfig.from_dict(_model_dict(name)), ms)
+    return build_tiny(backbone, ModelConfig.from_dict(_model_dict(name)))
 
 
-def sketches(n: int = 2, size: int = 64) -> torch.Tensor:
-    g = torch.Generator().manual_seed(3)
-    img = torch.ones(n, 3, size, size)
-    for i in range(n):
-        for _ in range(8):
-            r, c = torch.randint(4, size - 16, (2,), generator=g).tolist()
-            img[i, :, r, c : c + 12] = 0.0
-            img[i, :, r : r + 12, c] = 0.0
-    return img
+def sketches() -> torch.Tensor:
+    return cross_sketches(2, margin=16)
 
 
 CAPTIONS = ["a tree next to a car", "a dog on the grass"]

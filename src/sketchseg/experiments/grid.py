@@ -94,9 +94,8 @@ def check_variants(project: str | Path, env: str, names: Sequence[str],
             params = apply_variant(cfg.params, cfg.variants, name, explicit)
             model = ModelConfig.from_dict(params.get("model"))
             TrainConfig.from_dict(dict(params.get("training") or {}))
-            weights = model.pretrained
-            if weights and looks_like_path(weights) and not (Path(project) / Path(weights).expanduser()).is_file() \
-                    and not Path(weights).expanduser().is_file():
+            weights = model.pretrained  # runs start in the project folder: relative paths are from there
+            if weights and looks_like_path(weights) and not (Path(project) / Path(weights).expanduser()).is_file():
                 raise SketchSegConfigError(
                     f"model.pretrained = '{weights}' does not exist (relative to {project}); in the sample env "
                     "run `kedro run --pipelines=pretrain_sample --env=sample` first"

@@ -219,11 +219,11 @@ def _zoom(rng: np.random.Generator, strokes: list[np.ndarray], max_zoom: float) 
     size = np.maximum(hi - lo, 1.0)
     margin = 6.0  # px of the 256 frame kept free at the border
     z = max(min(z, float((256.0 - 2 * margin) / size.max())), 1.0)
+    if z <= 1.0:  # natural size: keep where make_scene would draw it
+        return strokes
     half = z * size / 2.0 + margin
     centre = np.array([rng.uniform(half[0], 256.0 - half[0]) if half[0] < 128.0 else 128.0,
                        rng.uniform(half[1], 256.0 - half[1]) if half[1] < 128.0 else 128.0])
-    if z <= 1.0:  # natural size: keep where make_scene would draw it
-        return strokes
     old = (lo + hi) / 2.0
     return [np.clip((s - old) * z + centre, 0.0, 256.0 - 1e-3).astype(np.float32) for s in strokes]
 
@@ -293,19 +293,23 @@ def to_model_input(grey_u8: torch.Tensor, mean: Sequence[float], std: Sequence[f
 # --------------------------------------------------------------------------------------------------
 # loss
 # --------------------------------------------------------------------------------------------------
+def _pair_targets(b: int, groups: Sequence[int] | torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """(B, B) target distribution over the B texts for each of the B images: the identity, or with
+    ``groups`` uniform over the texts of the image's group (on ``like``'s device and dtype)."""
+    if groups is None:
+        return torch.eye(b, device=like.device, dtype=like.dtype)
+    g = torch.as_tensor(groups, device=like.device)
+    if g.shape != (b,):
+        raise ValueError(f"groups must have one entry per pair ({b}), got shape {tuple(g.shape)}")
+    pos = (g[:, None] == g[None, :]).to(like.dtype)
+    return pos / pos.sum(dim=1, keepdim=True)
+
+
 def contrastive_loss_from_logits(logits: torch.Tensor, groups: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE on a (B, B) image-by-text logit matrix (see :func:`contrastive_loss`)."""
     if logits.ndim != 2 or logits.shape[0] != logits.shape[1]:
         raise ValueError(f"logits must be a square (B, B) matrix, got {tuple(logits.shape)}")
-    b = logits.shape[0]
-    if groups is None:
-        targets = torch.eye(b, device=logits.device, dtype=logits.dtype)
-    else:
-        g = torch.as_tensor(groups, device=logits.device)
-        if g.shape != (b,):
-            raise ValueError(f"groups must have one entry per pair ({b}), got shape {tuple(g.shape)}")
-        pos = (g[:, None] == g[None, :]).to(logits.dtype)
-        targets = pos / pos.sum(dim=1, keepdim=True)
+    targets = _pair_targets(logits.shape[0], groups, logits)
     loss_i = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
     loss_t = -(targets.t() * F.log_softmax(logits.t(), dim=1)).sum(dim=1).mean()
     return 0.5 * (loss_i + loss_t)
@@ -373,12 +377,7 @@ def ink_patch_loss(patch_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale:
         raise ValueError(f"expected texts ({b}, D) and patch_ink ({b}, {k}), got {tuple(text_emb.shape)} "
                          f"and {tuple(patch_ink.shape)}")
     logits = logit_scale * torch.einsum("bkd,td->bkt", patch_emb, text_emb)
-    if groups is None:
-        targets = torch.eye(b, device=logits.device, dtype=logits.dtype)
-    else:
-        g = torch.as_tensor(groups, device=logits.device)
-        pos = (g[:, None] == g[None, :]).to(logits.dtype)
-        targets = pos / pos.sum(dim=1, keepdim=True)
+    targets = _pair_targets(b, groups, logits)
     ce = -(targets[:, None, :] * F.log_softmax(logits, dim=-1)).sum(dim=-1)  # (B, K)
     w = patch_ink.to(ce.dtype)
     return (w * ce).sum() / w.sum().clamp_min(1e-6)
@@ -442,11 +441,14 @@ def _lr_at(step: int, cfg: PretrainConfig) -> float:
     return cfg.learning_rate * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def _image_and_patches(model: nn.Module, images: torch.Tensor,
-                       encoder: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _image_and_patches(model: nn.Module, images: torch.Tensor, encoder: nn.Module | None = None, *,
+                       with_patches: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """L2-normalised image embeddings (B, D) (= ``encode_image``) and patch tokens (B, K, D) after
     ``ln_post`` and ``proj``, the space the sketch model's similarity maps live in: those of the
-    v-v path when ``encoder`` (a :class:`SketchEncoder` with v-v blocks) is given."""
+    v-v path when ``encoder`` (a :class:`SketchEncoder` with v-v blocks) is given. Without
+    ``with_patches`` (no patch loss) only the image embeddings are computed; patches are None."""
+    if not with_patches:
+        return F.normalize(model.encode_image(images), dim=-1), None
     if encoder is not None:
         out = encoder(images, vv=True)
         return F.normalize(out.vst, dim=-1), F.normalize(out.patches, dim=-1)
@@ -571,8 +573,9 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
     model.to(device)
     image_size = _image_size(model)
     patch_size = int(model.visual.conv1.kernel_size[0])
+    patch_losses = cfg.ink_loss_weight > 0 or cfg.mil_loss_weight > 0
     encoder = None
-    if cfg.vv_blocks and (cfg.ink_loss_weight > 0 or cfg.mil_loss_weight > 0):
+    if cfg.vv_blocks and patch_losses:
         from sketchseg.model.encoder import SketchEncoder
 
         encoder = SketchEncoder(model.visual, vv_blocks=cfg.vv_blocks)  # shares the weights, adds none
@@ -609,7 +612,7 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
         tokens = tokenizer(texts).to(device)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        pooled, patches = _image_and_patches(model, images, encoder)
+        pooled, patches = _image_and_patches(model, images, encoder, with_patches=patch_losses)
         txt = F.normalize(model.encode_text(tokens), dim=-1)
         scale = model.logit_scale.exp()
         loss_clip = contrastive_loss(pooled, txt, scale, groups)

@@ -13,10 +13,6 @@ from sketchseg.model.tiny_pretrain import PretrainConfig, pretrain_clip, read_ca
 
 logger = logging.getLogger(__name__)
 
-# keys of the ``pretrain:`` parameters that belong to the Kedro side, not to PretrainConfig
-_NODE_KEYS = ("weights_path", "reuse_existing")
-
-
 def make_sample(sample: dict[str, Any], data: dict[str, Any], splits: dict[str, Any]) -> dict[str, Any]:
     """Generate the sample under ``data.fscoco_root`` / ``data.fscoco_seg_root``.
 
