@@ -143,3 +143,27 @@ def test_importing_sketchseg_asks_mkl_for_reproducible_results():
     out = subprocess.run([sys.executable, "-c", code], env={**env, "MKL_CBWR": "AUTO"}, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "AUTO"
+
+
+def test_checkpoint_selection_keeps_the_epoch_with_the_best_val_miou(tables, tmp_path, monkeypatch):
+    """Validation scripted per epoch (epoch 0 = untrained): the chosen checkpoint is epoch 2, the
+    best of the trained epochs 1..4 (epoch 0 scores higher but is not a trained checkpoint), and
+    its weights are the model's weights at the end of epoch 2, not the last ones."""
+    import sketchseg.engine.train as train_module
+    from sketchseg.engine.evaluate import EvalResult
+    from sketchseg.model.checkpoint import trainable_state_dict
+
+    scripted = iter([90.0, 10.0, 40.0, 30.0, 35.0])  # val mIoU of epochs 0, 1, 2, 3, 4
+    states: list[dict[str, torch.Tensor]] = []
+
+    def fake_evaluate(model, *args, **kwargs):
+        states.append({k: v.detach().clone() for k, v in trainable_state_dict(model).items()})
+        summary = {"miou": next(scripted), "pixel_acc": 50.0, "stroke_acc": 50.0, "mean_acc": 50.0, "fwiou": 50.0}
+        return EvalResult(summary=summary, per_sketch=pd.DataFrame(), per_category=pd.DataFrame(), n_sketches=1)
+
+    monkeypatch.setattr(train_module, "evaluate_model", fake_evaluate)
+    result = _run(tables, tmp_path, epochs=4, cache_val_set=False)
+    assert list(result.history["val_miou"]) == [90.0, 10.0, 40.0, 30.0, 35.0]
+    assert (result.best_epoch, result.best_metric, result.last_epoch) == (2, 40.0, 4)
+    _same_state(result.best_state, states[2])  # validated at the end of epoch 2
+    assert any(not torch.equal(result.best_state[k], result.last_state[k]) for k in result.best_state)
