@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -40,32 +39,20 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from sketchseg.experiments import project  # noqa: E402
+
 logger = logging.getLogger("sample_learning")
 REPO = Path(__file__).resolve().parents[1]
 METRICS = (("miou", "mIoU"), ("pixel_acc", "Acc@P"), ("stroke_acc", "Acc@S"))
 
 
 def copy_project(dest: Path) -> Path:
-    """A runnable copy of the Kedro project whose relative data paths land in ``dest``."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
-    if (REPO / ".telemetry").exists():
-        shutil.copy(REPO / ".telemetry", dest / ".telemetry")
-    shutil.copytree(REPO / "conf", dest / "conf", ignore=shutil.ignore_patterns("local"))
-    (dest / "conf" / "local").mkdir(exist_ok=True)
-    (dest / "src").mkdir(exist_ok=True)  # the package itself is installed
-    return dest
+    """A fresh runnable copy of the Kedro project whose relative data paths land in ``dest``."""
+    return project.copy_project(REPO, dest, replace=True)
 
 
 def kedro_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env["KEDRO_DISABLE_TELEMETRY"] = "1"
-    if not env.get("NLTK_DATA") and (REPO.parent / "shared" / "nltk_data").is_dir():
-        env["NLTK_DATA"] = str(REPO.parent / "shared" / "nltk_data")
-    return env
+    return project.kedro_subprocess_env(REPO.parent / "shared" / "nltk_data")
 
 
 def run_kedro(project: Path, args: list[str], log: Path) -> float:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+
+from sketchseg.experiments import project
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,15 +29,7 @@ def nltk_data_path() -> str:
 
 def copy_project(dest: Path) -> Path:
     """A runnable copy of the Kedro project (conf + pyproject) whose relative paths land in ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
-    shutil.copy(REPO / ".telemetry", dest / ".telemetry")
-    shutil.copytree(REPO / "conf", dest / "conf", ignore=shutil.ignore_patterns("local"))
-    (dest / "conf" / "local").mkdir(exist_ok=True)
-    (dest / "src").mkdir(exist_ok=True)  # the package itself is installed (editable)
-    for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "06_models", "07_model_output", "08_reporting"):
-        (dest / "data" / layer).mkdir(parents=True, exist_ok=True)
-    return dest
+    return project.copy_project(REPO, dest)
 
 
 @pytest.fixture()

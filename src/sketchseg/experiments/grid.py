@@ -10,7 +10,6 @@ TrainConfig), so a typo fails in seconds, not after hours of the other variants.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from sketchseg.errors import SketchSegConfigError, SketchSegError
 from sketchseg.experiments.compare import load_project_config
+from sketchseg.experiments.project import kedro_subprocess_env
 from sketchseg.experiments.variants import apply_variant, flatten_keys
 
 logger = logging.getLogger(__name__)
@@ -106,10 +106,7 @@ def check_variants(project: str | Path, env: str, names: Sequence[str],
 
 
 def _subprocess_runner(cmd: list[str], cwd: Path, log_path: Path, timeout: float | None) -> int:
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
-    env.setdefault("MPLBACKEND", "Agg")
+    env = kedro_subprocess_env()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")

@@ -1,5 +1,6 @@
 """make_sample pipeline."""
 
-from .pipeline import create_pipeline, create_pretrain_pipeline
+from sketchseg.pipelines import lazy_pipeline_attrs
 
 __all__ = ["create_pipeline", "create_pretrain_pipeline"]
+__getattr__ = lazy_pipeline_attrs(__name__, *__all__)

@@ -1,5 +1,6 @@
 """report pipeline: catalogued figures and tables of a trained model (paper Fig. 7, S9, S11, S14, S2.2)."""
 
-from .pipeline import create_pipeline
+from sketchseg.pipelines import lazy_pipeline_attrs
 
 __all__ = ["create_pipeline"]
+__getattr__ = lazy_pipeline_attrs(__name__, *__all__)

@@ -1,5 +1,6 @@
 """training pipeline."""
 
-from .pipeline import create_pipeline
+from sketchseg.pipelines import lazy_pipeline_attrs
 
 __all__ = ["create_pipeline"]
+__getattr__ = lazy_pipeline_attrs(__name__, *__all__)

@@ -1,0 +1,118 @@
+"""The GPU session's scripts (benchmarks/gpu_prepare.py, gpu_check.py, bench_fit.py) work end to end
+at CI size on CPU, on a generated sample, so that a session with a lent GPU spends its minutes
+measuring, not debugging."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+from tests.pipelines.kedro_utils import TINY, nested, run
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    return {name: _script(name) for name in ("bench_model", "gpu_check", "gpu_prepare", "bench_fit")}
+
+
+def test_node_modules_import_without_kedro():
+    """The GPU image has no Kedro: the node functions must import without it."""
+    code = ("import sys; sys.modules['kedro'] = None; "
+            "import sketchseg.pipelines.training.nodes, sketchseg.pipelines.evaluation.nodes; "
+            "from sketchseg.pipelines import training; "
+            "training.create_pipeline()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0 and "kedro" in proc.stderr  # only create_pipeline needs Kedro ...
+    ok = subprocess.run([sys.executable, "-c", code.rsplit(";", 1)[0]], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr  # ... the nodes do not
+
+
+def test_repeat_rows_and_estimate(scripts):
+    fit = scripts["bench_fit"]
+    table = pd.DataFrame({"sketch_id": [1, 2, 3], "x": ["a", "b", "c"]})
+    out = fit.repeat_rows(table, 7)
+    assert out["x"].tolist() == ["a", "b", "c", "a", "b", "c", "a"]
+    assert out["sketch_id"].tolist() == [1, 2, 3, 1 + 10**9, 2 + 10**9, 3 + 10**9, 1 + 2 * 10**9]
+    with pytest.raises(ValueError, match="pipelines=data"):
+        fit.repeat_rows(table.head(0), 3)
+    # epoch 0 (validation) 6 s, epoch 1 (warm-up) 30 s, steady epochs 20 and 22 s -> 6 + 30 + 19 * 21
+    assert fit.estimate_20([6.0, 30.0, 20.0, 22.0]) == pytest.approx((6 + 30 + 19 * 21) / 60)
+    assert fit.estimate_20([6.0, 30.0]) == pytest.approx((6 + 20 * 30) / 60)
+    with pytest.raises(ValueError):
+        fit.estimate_20([6.0])
+
+
+def test_report_verdicts(scripts):
+    report = scripts["gpu_check"].Report()
+    report.add("c", "small error", 1e-5, 1e-4)
+    assert report.ok
+    report.add("c", "agreement", 0.5, 0.97, at_least=True)
+    assert not report.ok and "**FAIL**" in report.markdown()
+    nan = scripts["gpu_check"].Report()
+    nan.add("c", "NaN never passes", float("nan"), 1.0)
+    assert not nan.ok
+
+
+def test_gpu_check_catches_a_broken_bf16_path(scripts, monkeypatch):
+    """A fast path that loses the visual prompts' gradient under autocast must fail the check."""
+    # (the visual prompts carry ~30 % of the tiny model's gradient norm; LayerNorms most of the rest)
+    gc = scripts["gpu_check"]
+    real = gc.losses_and_grads
+
+    def broken(model, batch, device, bf16):
+        losses, grads = real(model, batch, device, bf16)
+        if bf16 and model.levers.sdpa:  # the fast path only
+            grads = {n: g * 0.0 if "prompt" in n else g for n, g in grads.items()}
+        return losses, grads
+
+    monkeypatch.setattr(gc, "losses_and_grads", broken)
+    result = gc.run(gc._parse(["--quick", "--train-steps", "3"]))
+    failed = {r["measure"] for r in result["rows"] if not r["ok"]}
+    assert not result["ok"] and any("gradients rel. error" in m for m in failed)
+
+
+@pytest.mark.slow
+def test_gpu_session_scripts_on_the_sample(kedro_project, scripts):
+    run(kedro_project, "make_sample")
+    run(kedro_project, "train")  # TINY: random tiny CLIP, 1 epoch; writes test_metrics.json
+    spec = scripts["gpu_prepare"].sample_spec(kedro_project, "sample", runtime_params=nested(TINY))
+    assert spec["params"]["model"]["clip_model"] == "sketchseg-tiny" and spec["params"]["training"]["epochs"] == 1
+    assert {".gpu", "data/01_raw/sample", "data/03_primary", "data/04_feature"} <= set(spec["carry"])
+    spec_path = kedro_project / ".gpu" / "sample.json"
+    spec_path.parent.mkdir()
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+
+    result = scripts["gpu_check"].main(["--quick", "--sample", str(spec_path), "--num-workers", "0",
+                                        "--json", str(kedro_project / "gc.json")])
+    rows = {(r["check"], r["measure"]): r for r in result["rows"]}
+    for check in ("fp32", "bf16", "train", "checkpoint"):
+        tagged = [r for (c, _), r in rows.items() if c == f"{check} sketchseg-tiny"]
+        assert tagged and all(r["ok"] for r in tagged), tagged
+    # on CPU the nodes run fp32 whatever training.precision says: the recorded CPU results come back exactly
+    for name in ("val mIoU", "test mIoU", "test Acc@P"):
+        row = rows[("sample", f"abs. difference {name} to CPU fp32 (points)")]
+        assert row["value"] == pytest.approx(0.0, abs=1e-4), row
+    assert json.loads((kedro_project / "gc.json").read_text())["details"]["sample"]["history"]
+
+    fit = scripts["bench_fit"].main(["--quick", "--train", "24", "--val", "4", "--epochs", "2",
+                                     "--out", str(kedro_project / "fit.md")])
+    s = fit["summary"]
+    assert len(s["epoch_seconds"]) == 3 and all(t > 0 for t in s["epoch_seconds"])
+    assert math.isfinite(s["estimated_20_epochs_min"]) and s["loader_sketches_per_s"] > 0
+    assert [h["epoch"] for h in fit["history"]] == [0, 1, 2] and all("val_miou" in h for h in fit["history"])
+    assert "Estimated 20 epochs" in (kedro_project / "fit.md").read_text()
