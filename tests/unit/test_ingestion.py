@@ -16,6 +16,8 @@ from PIL import Image
 from sketchseg.data import fscoco
 from sketchseg.data.fscoco import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, ingest_fscoco
 from sketchseg.data.sample import generate_sample
+from sketchseg.data.splits import splits_from_fscoco_seg
+from sketchseg.engine.data import AnnotatedSketches
 from sketchseg.errors import SketchSegDataError
 
 N_PART, PER = 4, 5
@@ -299,7 +301,8 @@ def _ann_case(tree: Path, split: str = "test") -> tuple[int, Path]:
     return int(stem), tree / "fscoco-seg" / split
 
 
-def test_label_count_mismatch_keeps_sketch_unannotated(tree: Path):
+def test_label_count_mismatch_keeps_sketch_in_its_split_unscored(tree: Path):
+    """Broken labels must not move a test sketch into train (that would leak a test participant)."""
     sid, d = _ann_case(tree)
     p = d / "classes" / f"{sid:012d}.json"
     labels = json.loads(p.read_text())
@@ -307,11 +310,28 @@ def test_label_count_mismatch_keeps_sketch_unannotated(tree: Path):
     manifest, quarantine = _ingest(tree, rate=0.0)
     (row,) = quarantine.itertuples()
     assert row.kind == "annotation" and row.sketch_id == sid and row.participant_id == 1
-    assert row.reason == f"label count {len(labels) - 1} != stroke count {len(labels)} in {p}"
+    assert row.reason == (f"label count {len(labels) - 1} != stroke count {len(labels)} in {p}; "
+                          "the sketch stays in test, not scored")
     m = manifest.set_index("sketch_id")
-    assert len(manifest) == N and m.loc[sid, "annotated_split"] is None and m.loc[sid, "labels_json"] is None
-    assert (manifest["annotated_split"] == "test").sum() == PER - 1
+    assert len(manifest) == N and m.loc[sid, "annotated_split"] == "test" and m.loc[sid, "labels_json"] is None
+    assert (manifest["annotated_split"] == "test").sum() == PER
+    assert splits_from_fscoco_seg(manifest).set_index("sketch_id").loc[sid, "split"] == "test"
     _check_nothing_lost(tree, manifest, quarantine)
+
+
+def test_labels_without_the_open_trailing_run_are_accepted(tree: Path):
+    """FS-COCO-seg labels the closed strokes; a trailing run with no closing flag may be unlabelled."""
+    sid, d = _ann_case(tree)
+    vec = d / "vector_sketches" / f"{sid:012d}.npy"
+    arr = np.load(vec)
+    np.save(vec, np.concatenate([arr, [[10.0, 10.0, 0.0], [12.0, 14.0, 0.0]]]))  # an open tail: one more stroke
+    labels = json.loads((d / "classes" / f"{sid:012d}.json").read_text())
+    manifest, quarantine = _ingest(tree, rate=0.0)
+    assert len(quarantine) == 0
+    row = manifest.set_index("sketch_id").loc[sid]
+    assert row["annotated_split"] == "test" and json.loads(row["labels_json"]) == labels
+    item = AnnotatedSketches(manifest[manifest["sketch_id"] == sid], image_size=32, render_size=64)[0]
+    assert len(item.stroke_labels) == len(labels)  # the tail is not rendered for scoring
 
 
 @pytest.mark.parametrize(
@@ -332,9 +352,11 @@ def test_annotation_problems(tree: Path, breaker, reason):
     assert len(quarantine) == 1
     row = quarantine.iloc[0]
     assert row["kind"] == "annotation" and row["reason"].startswith(reason) and row["sketch_id"] == sid
+    assert row["reason"].endswith("; the sketch stays in val, not scored")
     assert len(manifest) == N
-    assert manifest.set_index("sketch_id").loc[sid, "annotated_split"] is None
-    assert (manifest["annotated_split"] == "val").sum() == N_PART - 2
+    m = manifest.set_index("sketch_id")
+    assert m.loc[sid, "annotated_split"] == "val" and m.loc[sid, "labels_json"] is None
+    assert (manifest["annotated_split"] == "val").sum() == N_PART - 1
 
 
 def test_annotation_of_unknown_sketch(tree: Path):
@@ -384,3 +406,20 @@ def test_missing_subfolder_error(tree: Path):
     with pytest.raises(SketchSegDataError, match=r"text/") as err:
         _ingest(tree)
     assert "make_sample" in str(err.value)
+
+
+def test_class_order_reads_the_release_layout(tmp_path: Path, caplog):
+    from sketchseg.pipelines.training.nodes import class_order
+
+    data = {"fscoco_seg_root": str(tmp_path)}
+    with caplog.at_level(logging.WARNING):
+        assert class_order(data) == []
+    assert "no all_classes.json" in caplog.text
+    (tmp_path / "test").mkdir()
+    (tmp_path / "val").mkdir()
+    (tmp_path / "test" / "all_classes.json").write_text(json.dumps(["blank_pixel", "tree", "car"]))
+    (tmp_path / "val" / "all_classes.json").write_text(json.dumps(["blank_pixel", "car", "tree", "dog"]))
+    assert class_order(data) == ["tree", "car", "dog"]  # test/ first, val/'s extra labels appended
+    (tmp_path / "val" / "all_classes.json").write_text("[\"tree\", ")
+    with pytest.raises(SketchSegDataError, match=r"val/all_classes.json: cannot read"):
+        class_order(data)

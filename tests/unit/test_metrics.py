@@ -85,6 +85,28 @@ def test_hidden_strokes_are_not_scored() -> None:
     assert s.stroke_acc == pytest.approx(2 / 3)
 
 
+def test_stroke_votes_over_its_own_pixels_also_under_other_strokes() -> None:
+    """The protocol: correct strokes / total strokes, each voting over its own pixels. Stroke 1
+    (class 1) retraces stroke 0 (class 0) exactly, so it owns no pixel of the stroke map; every
+    pixel is predicted 0: stroke 0 right, stroke 1 wrong -> Acc@S 1/2 (owned pixels would say 1/1)."""
+    smap = np.array([[0, 0, 0]])
+    gt = np.array([[0, 0, 0]])
+    pred = np.array([[0, 0, 0]])
+    labels = np.array([0, 1])
+    own = np.array([[0, 0, 0, 1, 1, 1], [0, 1, 2, 0, 1, 2]])  # (stroke, flat pixel)
+    s = sketch_metrics(pred, gt, smap, labels, n_classes=2, stroke_pixels=own)
+    assert (s.stroke_acc, s.n_strokes, s.n_strokes_hidden) == (0.5, 2, 1)
+    assert sketch_metrics(pred, gt, smap, labels, n_classes=2).stroke_acc == 1.0  # the owned-pixel fallback
+    # a stroke partly under another: stroke 1 = pixels 1..2 (pixel 1 owned by stroke 0), predictions 1, 1
+    pred2 = np.array([[0, 1, 1]])
+    own2 = np.array([[0, 0, 1, 1], [0, 1, 1, 2]])
+    s2 = sketch_metrics(pred2, np.array([[0, 0, 1]]), np.array([[0, 0, 1]]), labels, n_classes=2, stroke_pixels=own2)
+    # stroke 0 votes over pixels 0, 1 -> {0: 1, 1: 1} -> tie -> 0 (right); stroke 1 over 1, 2 -> 1 (right)
+    assert s2.stroke_acc == 1.0
+    with pytest.raises(SketchSegDataError, match="stroke_pixels"):
+        sketch_metrics(pred, gt, smap, labels, n_classes=2, stroke_pixels=np.array([[2], [0]]))
+
+
 def test_class_absent_from_prediction() -> None:
     gt = np.array([[0, 0, 1, 1, 2, 2]])
     pred = np.array([[0, 0, 1, 1, 1, 1]])

@@ -65,3 +65,18 @@ def test_validate_checks_block_indices_against_the_backbone():
         ModelConfig(vv_blocks=[0, 1]).validate(12)
     with pytest.raises(SketchSegConfigError, match="duplicates"):
         ModelConfig(category_loss_layers=[12, 12]).validate(12)
+
+
+def test_prompt_template_is_checked_and_used():
+    import pandas as pd
+
+    from sketchseg.pipelines.training.nodes import check_prompt_template
+
+    with pytest.raises(SketchSegConfigError, match="prompt_template"):
+        ModelConfig(prompt_template="A sketch of a thing.")
+    table = pd.DataFrame({"categories": [["tree", "car"], ["a caption with no noun"]],
+                          "prompts": [["A drawing of tree.", "A drawing of car."], ["a caption with no noun"]],
+                          "no_noun": [False, True]})
+    check_prompt_template(table, "A drawing of {}.")  # the no-noun fallback row is the caption itself
+    with pytest.raises(SketchSegConfigError, match=r"prompts.template and model.prompt_template"):
+        check_prompt_template(table, "A sketch of {}.")

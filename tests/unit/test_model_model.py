@@ -229,3 +229,15 @@ def test_similarity_maps_helper(backbone):
     assert maps.shape == (2, 2, 32, 32) and maps.min() >= 0 and maps.max() <= 1
     with pytest.raises(ValueError, match="square"):
         model.similarity_maps(out.patches[:, :10], text, 32)
+
+
+def test_segment_builds_prompts_from_the_configured_template(backbone):
+    model = make(backbone, prompt_template="A drawing of {}.").eval()
+    x = sketches()
+    cats = [["tree", "car"], ["dog"]]
+    got = model.segment(x, cats, size=32)
+    explicit = model.segment(x, cats, size=32, prompts=[["A drawing of tree.", "A drawing of car."], ["A drawing of dog."]])
+    default = model.segment(x, cats, size=32, prompts=[["A sketch of tree.", "A sketch of car."], ["A sketch of dog."]])
+    for a, b, c in zip(got, explicit, default):
+        torch.testing.assert_close(a, b)
+        assert not torch.allclose(a, c)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
-from sketchseg.text import nltk_setup
+from sketchseg.text import nltk_setup, nouns
 from sketchseg.text.nltk_setup import ensure_nltk_data
 from sketchseg.text.nouns import (
     DEFAULT_STOP_WORDS,
@@ -290,3 +290,15 @@ def test_online_probe_never_hangs() -> None:
     assert nltk_setup._is_online("http://10.255.255.1:9/index.xml", timeout=0.3) is False
     assert nltk_setup._is_online("http://nltk-data.invalid/index.xml", timeout=0.3) is False
     assert time.monotonic() - start < 2.0
+
+
+def test_conf_spells_out_the_module_defaults():
+    """conf/base is what runs: it must not silently lose default stop words ("a herd of elephants")."""
+    import yaml
+
+    conf = yaml.safe_load((Path(__file__).resolve().parents[2] / "conf/base/parameters_prompts.yml").read_text())
+    p = conf["prompts"]
+    assert set(p["stop_words"]) == set(nouns.DEFAULT_STOP_WORDS)
+    assert set(nouns.DEFAULT_COMPOUNDS) <= set(p["compounds"])
+    assert nouns.extract_categories("a herd of elephants walking", stop_words=p["stop_words"],
+                                    compounds=p["compounds"]) == ["elephant"]

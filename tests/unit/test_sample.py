@@ -88,12 +88,12 @@ def test_fscoco_file_contents(sample: Path):
 
 def test_fscoco_seg_layout_and_labels(sample: Path):
     fs, seg = sample / "fscoco", sample / "fscoco-seg"
-    assert {p.name for p in seg.iterdir()} == {"val", "test", "all_classes.json"}
+    assert {p.name for p in seg.iterdir()} == {"val", "test"}
     used: set[str] = set()
     n = {}
     for split in ("val", "test"):
         d = seg / split
-        assert {p.name for p in d.iterdir()} == {"images", "captions", "vector_sketches", "classes"}
+        assert {p.name for p in d.iterdir()} == {"images", "captions", "vector_sketches", "classes", "all_classes.json"}
         stems = [p.stem for p in sorted((d / "classes").iterdir())]
         n[split] = len(stems)
         for sub, suffix in (("images", ".jpg"), ("captions", ".txt"), ("vector_sketches", ".npy")):
@@ -112,7 +112,8 @@ def test_fscoco_seg_layout_and_labels(sample: Path):
             assert (d / "captions" / f"{stem}.txt").read_bytes() == (fs / "text" / orig.parent.name / f"{stem}.txt").read_bytes()
             assert Image.open(d / "images" / f"{stem}.jpg").size == (512, 512)
     assert n == {"val": N_PART - len(TEST_PIDS), "test": PER * len(TEST_PIDS)}
-    classes = json.loads((seg / "all_classes.json").read_text(encoding="utf-8"))
+    classes = json.loads((seg / "test" / "all_classes.json").read_text(encoding="utf-8"))
+    assert (seg / "val" / "all_classes.json").read_text(encoding="utf-8") == json.dumps(classes)
     assert classes[0] == "blank_pixel"
     assert classes[1:] == sorted(set(classes[1:])) and set(classes[1:]) == used
 

@@ -16,6 +16,7 @@ from sketchseg.data.strokes import (
     load_vector_sketch,
     parse_strokes,
     render_strokes,
+    stroke_pixels,
 )
 from sketchseg.errors import SketchSegDataError
 
@@ -142,6 +143,24 @@ def test_dilation_respects_order_exactly():
         np.testing.assert_array_equal(sm == i, masks[i] & ~taken)
         taken |= masks[i]
     np.testing.assert_array_equal(sm >= 0, taken)
+
+
+def test_stroke_pixels_are_each_stroke_drawn_alone():
+    rng = np.random.default_rng(5)
+    strokes = [rng.uniform(0, 64, (5, 2)).astype(np.float32) for _ in range(4)] + [np.array([[3.0, 60.0]], np.float32)]
+    for k in (1, 2, 3):
+        own = stroke_pixels(strokes, 64, canvas=64, thickness=k)
+        assert own.shape[0] == 2 and own.dtype == np.int64
+        for i, s in enumerate(strokes):
+            alone = render_strokes([s], 64, canvas=64, thickness=k)[1] >= 0
+            np.testing.assert_array_equal(np.sort(own[1][own[0] == i]), np.flatnonzero(alone))
+        ink, sm = render_strokes(strokes, 64, canvas=64, thickness=k)
+        np.testing.assert_array_equal(np.unique(own[1]), np.flatnonzero(sm.reshape(-1) >= 0))
+    # the lone point at (3, 60) scaled 2x into a 128 frame -> pixel (6, 120), dilated 3x3
+    lone = stroke_pixels([strokes[-1]], 128, canvas=64, thickness=3)
+    ys, xs = np.divmod(lone[1], 128)
+    assert sorted(set(ys)) == [119, 120, 121] and sorted(set(xs)) == [5, 6, 7] and lone.shape[1] == 9
+    assert stroke_pixels([], 32).shape == (2, 0)
 
 
 def test_outputs_types_sizes_and_consistency():

@@ -100,8 +100,8 @@ def _read_caption(path: str) -> tuple[str | None, str | None]:
     return text, None
 
 
-def _count_strokes(path: str) -> tuple[int | None, str | None]:
-    """(number of strokes, problem)."""
+def _count_strokes(path: str) -> tuple[tuple[int, int] | None, str | None]:
+    """((number of strokes, number without a trailing open run), problem)."""
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # object arrays, bad header, truncated data, not an npy at all
@@ -112,11 +112,12 @@ def _count_strokes(path: str) -> tuple[int | None, str | None]:
         return None, "vector sketch has no strokes"
     try:
         strokes = parse_strokes(arr, source=path)
+        closed = parse_strokes(arr, source=path, open_tail=False)
     except SketchSegDataError as exc:
         return None, f"vector sketch does not parse: {_strip_source(str(exc), path)}"
     if not strokes:
         return None, "vector sketch has no strokes"
-    return len(strokes), None
+    return (len(strokes), len(closed)), None
 
 
 def _check_sketch(task: tuple[str, str, str]) -> dict[str, Any]:
@@ -125,9 +126,10 @@ def _check_sketch(task: tuple[str, str, str]) -> dict[str, Any]:
     caption, why = _read_caption(text)
     if why:
         problems.append((text, why))
-    n_strokes, why = _count_strokes(vector)
+    counts, why = _count_strokes(vector)
     if why:
         problems.append((vector, why))
+    n_strokes = counts[0] if counts else None
     info: dict[str, Any] | None = None
     try:
         info = image_info(raster)
@@ -212,7 +214,7 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: _Quarantine, 
     row_of = {sid: i for i, sid in enumerate(manifest["sketch_id"].tolist())}
     ann: dict[str, list[Any]] = {c: [None] * len(manifest) for c in
                                  ("annotated_split", "labels_path", "seg_vector_path", "labels_json")}
-    n_ok, n_bad, differ = 0, 0, 0
+    n_ok, n_bad, differ, open_tails = 0, 0, 0, 0
     for split in _SEG_SPLITS:
         sd = seg_root / split
         if not sd.is_dir():
@@ -244,39 +246,49 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: _Quarantine, 
                 q.add(any_path, sid, None, f"annotated sketch {sid} ({split}) is not in the FS-COCO manifest", "annotation")
                 n_bad += 1
                 continue
+            i = row_of[sid]
+            if ann["annotated_split"][i] is not None:
+                q.add(any_path, sid, pid,
+                      f"sketch {sid} is annotated in both {ann['annotated_split'][i]} and {split}; "
+                      f"keeping {ann['annotated_split'][i]}", "annotation")
+                n_bad += 1
+                continue
+            # The folder decides the split, also when the files below are missing or unusable: such
+            # a sketch stays in val/test unscored (never in train, which would leak test participants).
+            ann["annotated_split"][i] = split
+            unscored = f"; the sketch stays in {split}, not scored"
             if "labels" not in got:
-                q.add(got["vector"], sid, pid, f"missing label file (expected {sd / 'classes' / (got['vector'].stem + '.json')})",
+                q.add(got["vector"], sid, pid,
+                      f"missing label file (expected {sd / 'classes' / (got['vector'].stem + '.json')})" + unscored,
                       "annotation")
                 n_bad += 1
                 continue
             if "vector" not in got:
                 q.add(got["labels"], sid, pid,
-                      f"missing vector file (expected {sd / 'vector_sketches' / (got['labels'].stem + '.npy')})", "annotation")
+                      f"missing vector file (expected {sd / 'vector_sketches' / (got['labels'].stem + '.npy')})"
+                      + unscored, "annotation")
                 n_bad += 1
                 continue
             labels, why = _load_labels(got["labels"])
             if why:
-                q.add(got["labels"], sid, pid, why, "annotation")
+                q.add(got["labels"], sid, pid, why + unscored, "annotation")
                 n_bad += 1
                 continue
-            n_strokes, why = _count_strokes(str(got["vector"]))
+            counts, why = _count_strokes(str(got["vector"]))
             if why:
-                q.add(got["vector"], sid, pid, why, "annotation")
+                q.add(got["vector"], sid, pid, why + unscored, "annotation")
                 n_bad += 1
                 continue
-            if len(labels) != n_strokes:
-                q.add(got["labels"], sid, pid, f"label count {len(labels)} != stroke count {n_strokes} in {got['labels']}",
+            n_strokes, n_closed = counts
+            if len(labels) not in (n_strokes, n_closed):
+                q.add(got["labels"], sid, pid,
+                      f"label count {len(labels)} != stroke count {n_strokes} in {got['labels']}" + unscored,
                       "annotation")
                 n_bad += 1
                 continue
-            i = row_of[sid]
-            if ann["annotated_split"][i] is not None:
-                q.add(got["labels"], sid, pid,
-                      f"sketch {sid} is annotated in both {ann['annotated_split'][i]} and {split}; "
-                      f"keeping {ann['annotated_split'][i]}", "annotation")
-                n_bad += 1
-                continue
-            ann["annotated_split"][i] = split
+            if len(labels) != n_strokes:  # labels for the closed strokes: the open trailing run is not scored
+                open_tails += 1
+                n_strokes = n_closed
             ann["labels_path"][i] = str(got["labels"])
             ann["seg_vector_path"][i] = str(got["vector"])
             ann["labels_json"][i] = json.dumps(labels, ensure_ascii=False)
@@ -286,6 +298,9 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: _Quarantine, 
         manifest[col] = pd.Series(vals, index=manifest.index, dtype=object)
     if differ:
         logger.warning("%d annotated sketches have a different stroke count in FS-COCO-seg than in FS-COCO", differ)
+    if open_tails:
+        logger.info("%d annotated sketches end in an open run of points that their labels leave out: "
+                    "it is not rendered for scoring", open_tails)
     logger.info("FS-COCO-seg annotations: %d accepted, %d quarantined", n_ok, n_bad)
 
 

@@ -758,7 +758,8 @@ def generate_sample(
         bar.close()
 
     seg_labels = sorted({lab for r in results if r["split"] in ("val", "test") for lab in r["labels"]})
-    (seg_root / "all_classes.json").write_text(json.dumps(["blank_pixel", *seg_labels]), encoding="utf-8")
+    for split in ("val", "test"):  # as in the FS-COCO-seg release: one class list in each annotated set
+        (seg_root / split / "all_classes.json").write_text(json.dumps(["blank_pixel", *seg_labels]), encoding="utf-8")
     # the dataset's own retrieval split files (one id per line), for layout fidelity
     val_ids = sorted(f"{int(s):012d}" for s, sp in split_of.items() if sp == "val")
     test_ids = sorted(f"{int(s):012d}" for s, sp in split_of.items() if sp == "test")

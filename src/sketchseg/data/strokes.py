@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "parse_strokes",
     "load_vector_sketch",
+    "stroke_pixels",
     "render_strokes",
     "load_sketch_image",
     "image_info",
@@ -28,10 +29,12 @@ _BIG = np.iinfo(np.int32).max
 # --------------------------------------------------------------------------------------------------
 # vector sketches
 # --------------------------------------------------------------------------------------------------
-def parse_strokes(arr: np.ndarray, *, source: str = "<array>", canvas: float = 256.0) -> list[np.ndarray]:
+def parse_strokes(arr: np.ndarray, *, source: str = "<array>", canvas: float = 256.0,
+                  open_tail: bool = True) -> list[np.ndarray]:
     """Split an FS-COCO ``(N, 3)`` array (x, y, flag) into strokes.
 
-    Flag 1 marks the last point of a stroke; a trailing run without a closing 1 is the last stroke.
+    Flag 1 marks the last point of a stroke; a trailing run without a closing 1 is the last stroke
+    (``open_tail=False`` leaves such a run out: FS-COCO-seg labels some sketches without it).
     Int and float arrays are accepted; coordinates are clamped to ``[0, canvas)``.
 
     Returns
@@ -58,7 +61,7 @@ def parse_strokes(arr: np.ndarray, *, source: str = "<array>", canvas: float = 2
     xy = np.clip(a[:, :2], 0.0, float(hi)).astype(np.float32)
     ends = np.flatnonzero(a[:, 2] >= 0.5) + 1  # exclusive end index of every closed stroke
     bounds = ends.tolist()
-    if not bounds or bounds[-1] != len(a):
+    if open_tail and (not bounds or bounds[-1] != len(a)):
         bounds.append(len(a))
     strokes: list[np.ndarray] = []
     start = 0
@@ -69,8 +72,9 @@ def parse_strokes(arr: np.ndarray, *, source: str = "<array>", canvas: float = 2
     return strokes
 
 
-def load_vector_sketch(path: str | Path, *, canvas: float = 256.0) -> list[np.ndarray]:
-    """Load a ``.npy`` vector sketch (``allow_pickle=False``) and split it into strokes."""
+def load_vector_sketch(path: str | Path, *, canvas: float = 256.0, open_tail: bool = True) -> list[np.ndarray]:
+    """Load a ``.npy`` vector sketch (``allow_pickle=False``) and split it into strokes
+    (``open_tail``: see ``parse_strokes``)."""
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError as exc:
@@ -79,7 +83,7 @@ def load_vector_sketch(path: str | Path, *, canvas: float = 256.0) -> list[np.nd
         raise SketchSegDataError(f"{path}: cannot read vector sketch: {exc}") from exc
     if not isinstance(arr, np.ndarray):
         raise SketchSegDataError(f"{path}: not a single .npy array")
-    return parse_strokes(arr, source=str(path), canvas=canvas)
+    return parse_strokes(arr, source=str(path), canvas=canvas, open_tail=open_tail)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -184,6 +188,38 @@ def render_strokes(
     stroke_map[fg] = by_rank[rank[fg]].astype(np.int32)
     ink = np.where(fg, np.uint8(0), np.uint8(255)).astype(np.uint8)
     return ink, stroke_map
+
+
+def stroke_pixels(
+    strokes: Sequence[np.ndarray],
+    size: int = 512,
+    *,
+    canvas: float = 256.0,
+    thickness: int = 3,
+) -> np.ndarray:
+    """Every stroke's own pixels as ``render_strokes`` draws it alone (overlaps not resolved).
+
+    Returns an int64 ``(2, P)`` array: row 0 the stroke index, row 1 the flat pixel index
+    (``y * size + x``), sorted and unique. The union of the pixels is ``render_strokes``'s ink;
+    a stroke hidden under others in ``stroke_map`` still has all its pixels here (stroke accuracy
+    votes over them).
+    """
+    size, k = int(size), int(thickness)
+    if size <= 0 or k < 1:
+        raise ValueError(f"size and thickness must be positive, got {size} and {thickness}")
+    flat, sid = _rasterise_lines(strokes, size, size / float(canvas))
+    if not len(flat):
+        return np.empty((2, 0), dtype=np.int64)
+    ys, xs = flat // size, flat % size
+    lo, hi = k // 2, (k - 1) // 2  # _min_filter's window: a line pixel reaches rows y - hi .. y + lo
+    keys = []
+    for dy in range(-hi, lo + 1):
+        for dx in range(-hi, lo + 1):
+            y, x = ys + dy, xs + dx
+            ok = (y >= 0) & (y < size) & (x >= 0) & (x < size)
+            keys.append(sid[ok] * (size * size) + y[ok] * size + x[ok])
+    keys = np.unique(np.concatenate(keys))
+    return np.stack([keys // (size * size), keys % (size * size)])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from sketchseg.data.strokes import load_sketch_image, load_vector_sketch, render_strokes
+from sketchseg.data.strokes import load_sketch_image, load_vector_sketch, render_strokes, stroke_pixels
 from sketchseg.errors import SketchSegDataError
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class AnnotatedSketch:
     stroke_map: np.ndarray       # (R, R) int32, -1 background
     stroke_labels: np.ndarray    # (n_strokes,) local class index of each stroke
     gt: np.ndarray               # (R, R) local class index, -1 background
+    stroke_pixels: np.ndarray | None = None  # (2, P) stroke index, flat pixel: each stroke's own pixels
 
 
 class AnnotatedSketches(Dataset):
@@ -132,6 +133,8 @@ class AnnotatedSketches(Dataset):
         vector_path = row.get("seg_vector_path") or row["vector_path"]
         strokes = load_vector_sketch(vector_path)
         labels = json.loads(row["labels_json"])
+        if len(labels) == len(strokes) - 1:  # labelled without the trailing open run (ingestion allows it)
+            strokes = load_vector_sketch(vector_path, open_tail=False)
         if len(labels) != len(strokes):
             raise SketchSegDataError(
                 f"{vector_path}: {len(strokes)} strokes but {len(labels)} labels in {row.get('labels_path')}"
@@ -145,7 +148,8 @@ class AnnotatedSketches(Dataset):
         gt = np.where(stroke_map >= 0, stroke_labels[np.clip(stroke_map, 0, None)], -1)
         small = Image.fromarray(ink).resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
         image = to_pixels(np.asarray(small, dtype=np.float32) / 255.0)
-        return AnnotatedSketch(int(row["sketch_id"]), image, classes, stroke_map, stroke_labels, gt)
+        own = stroke_pixels(strokes, self.render_size, thickness=self.thickness).astype(np.int32)
+        return AnnotatedSketch(int(row["sketch_id"]), image, classes, stroke_map, stroke_labels, gt, own)
 
 
 def collate_annotated(items: list[AnnotatedSketch]) -> list[AnnotatedSketch]:

@@ -67,7 +67,8 @@ def evaluate_model(
             maps = model.segment(images, [s.classes for s in batch], size=dataset.render_size)
         for s, m in zip(batch, maps):
             pred = m.float().argmax(dim=0).cpu().numpy()
-            scores = sketch_metrics(pred, s.gt, s.stroke_map, s.stroke_labels, n_classes=len(s.classes))
+            scores = sketch_metrics(pred, s.gt, s.stroke_map, s.stroke_labels, n_classes=len(s.classes),
+                                    stroke_pixels=s.stroke_pixels)
             records.append((s.classes, scores))
             rows.append(
                 {

@@ -79,6 +79,7 @@ class ModelConfig:
     inference_normalization: str = "none"
     holistic_token: str = "vst"
     implementation: str = "fast"
+    prompt_template: str = "A sketch of {}."  # the category prompt wherever categories come without prompts
 
     def __post_init__(self) -> None:
         for key in _LAYER_LIST_FIELDS:
@@ -149,6 +150,10 @@ class ModelConfig:
         choice("holistic_token", HOLISTIC_TOKENS)
         prob("prompt_dropout")
         prob("cross_attention_dropout")
+        if not isinstance(self.prompt_template, str) or self.prompt_template.count("{}") != 1:
+            raise SketchSegConfigError(
+                f"model.prompt_template must hold exactly one '{{}}' for the category, got {self.prompt_template!r}"
+            )
         if not isinstance(self.clip_model, str) or not self.clip_model:
             raise SketchSegConfigError(f"model.clip_model must be an open_clip model name, got {self.clip_model!r}")
         if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained.strip()):

@@ -101,6 +101,7 @@ def sketch_metrics(
     stroke_map: np.ndarray,
     stroke_labels: np.ndarray,
     n_classes: int,
+    stroke_pixels: np.ndarray | None = None,
 ) -> SketchScores:
     """Score one sketch.
 
@@ -115,6 +116,13 @@ def sketch_metrics(
         (S,) class index of each stroke; a negative label marks an unlabelled stroke (not scored).
     n_classes
         Number of classes of this sketch.
+    stroke_pixels
+        ``(2, P)`` stroke index and flat pixel index of every stroke's OWN pixels
+        (``data.strokes.stroke_pixels``). Acc@S votes over them: a stroke's label is the most
+        frequent prediction over its own pixels, also where other strokes cover it, and every
+        labelled stroke counts (the protocol's "correct strokes / total strokes"). Without them a
+        stroke votes with the pixels it owns in ``stroke_map``, and strokes hidden entirely under
+        others are not scored (``n_strokes_hidden``).
     """
     if int(n_classes) < 1:
         raise SketchSegDataError(f"n_classes must be >= 1, got {n_classes}")
@@ -161,10 +169,18 @@ def sketch_metrics(
 
     # ---------------------------------------------------------------- stroke majority vote
     labelled = labels >= 0
-    on_stroke = smap >= 0
-    on_stroke &= np.append(labelled, False)[smap]  # pixels of labelled strokes only
-    s_idx = smap[on_stroke]
-    s_pred = pred[on_stroke]
+    if stroke_pixels is not None:
+        pairs = np.asarray(stroke_pixels, dtype=np.int64).reshape(2, -1)
+        if pairs.size and (pairs[0].min() < 0 or pairs[0].max() >= n_strokes_total
+                           or pairs[1].min() < 0 or pairs[1].max() >= pred.size):
+            raise SketchSegDataError(f"stroke_pixels out of range for {n_strokes_total} strokes and a {pred.shape} map")
+        keep = labelled[pairs[0]] if pairs.size else np.zeros(0, dtype=bool)
+        s_idx, s_pred = pairs[0][keep], pred.reshape(-1)[pairs[1][keep]]
+    else:
+        on_stroke = smap >= 0
+        on_stroke &= np.append(labelled, False)[smap]  # pixels of labelled strokes only
+        s_idx = smap[on_stroke]
+        s_pred = pred[on_stroke]
     if s_pred.size and (s_pred.min() < 0 or s_pred.max() >= n):
         raise SketchSegDataError(
             f"pred labels on stroke_map pixels must be in [0, {n}), got [{s_pred.min()}, {s_pred.max()}]"
@@ -175,7 +191,8 @@ def sketch_metrics(
     scored_strokes = visible & labelled
     n_scored = int(scored_strokes.sum())
     stroke_acc = float(np.mean(winner[scored_strokes] == labels[scored_strokes])) if n_scored else float("nan")
-    n_hidden = int((~visible & labelled).sum())
+    owned = np.bincount(smap[smap >= 0], minlength=n_strokes_total) > 0 if n_strokes_total else np.zeros(0, bool)
+    n_hidden = int((~owned & labelled).sum())  # strokes with no pixel of their own in stroke_map
 
     return SketchScores(
         miou=miou,

@@ -61,7 +61,6 @@ from sketchseg.model.text_tower import TextTower
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PROMPT_TEMPLATE = "A sketch of {}."
 _TEXT_BATCH = 64
 _TEXT_CACHE_MAX = 200_000
 
@@ -432,11 +431,11 @@ class SketchSegModel(nn.Module):
         return upsample(maps, size, self.cfg.upsample_mode)
 
     # ------------------------------------------------------------------ category pairs
-    @staticmethod
     def _pairs(
-        categories: Sequence[Sequence[str]], prompts: Sequence[Sequence[str]] | None, batch: int
+        self, categories: Sequence[Sequence[str]], prompts: Sequence[Sequence[str]] | None, batch: int
     ) -> tuple[list[int], list[str], list[str], list[int]]:
-        """Flatten per-sketch categories: (sketch index, name, prompt) per pair, and counts."""
+        """Flatten per-sketch categories: (sketch index, name, prompt) per pair, and counts. Without
+        ``prompts`` a category's prompt is ``cfg.prompt_template`` filled with its name."""
         if len(categories) != batch:
             raise ValueError(f"{len(categories)} category lists for {batch} images")
         if prompts is not None and len(prompts) != batch:
@@ -458,7 +457,7 @@ class SketchSegModel(nn.Module):
                 seen.add(name)
                 b_idx.append(b)
                 names.append(name)
-                texts.append(prompts[b][c_i] if prompts is not None else DEFAULT_PROMPT_TEMPLATE.format(name))
+                texts.append(prompts[b][c_i] if prompts is not None else self.cfg.prompt_template.format(name))
                 n += 1
             counts.append(n)
         return b_idx, names, texts, counts

@@ -76,7 +76,7 @@ SEED_TAG = 0x7C11_9E7A  # first word of every pre-training seed key (the sample'
 STREAM_TRAIN, STREAM_EVAL, STREAM_TEXT = 0, 1, 2
 WEIGHTS_FORMAT = "open_clip-state-dict"
 PRETRAIN_VERSION = "1"  # bump when the data or the loop change in a way the config does not show
-EVAL_PROMPT = "A sketch of {}."  # the prompt the sketch model uses for a category (model.DEFAULT_PROMPT_TEMPLATE)
+EVAL_PROMPT = "A sketch of {}."  # the prompt the sketch model uses for a category (ModelConfig.prompt_template's default)
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
 
 

@@ -86,6 +86,14 @@ def split(manifest: pd.DataFrame, splits: dict[str, Any]) -> tuple[pd.DataFrame,
     else:
         raise SketchSegConfigError(f"splits.mode must be protocol, fscoco_seg or file, got {mode!r}")
     counts = check_splits(table, test_participants if mode == "protocol" else None)
+    if mode != "fscoco_seg" and "annotated_split" in table.columns:
+        moved = table[(table["split"] == "train") & table["annotated_split"].isin(["val", "test"])]
+        if len(moved):
+            logger.warning(
+                "splits.mode=%s puts %d sketches of FS-COCO-seg's own val/test folders into train "
+                "(e.g. %s): results are then not comparable to the published split",
+                mode, len(moved), moved["sketch_id"].head(5).tolist(),
+            )
     summary = split_summary(table)
     logger.info("splits (%s): %s", mode, counts)
     return table, summary, as_metric_items({k: v for k, v in counts.items() if isinstance(v, (int, float))})

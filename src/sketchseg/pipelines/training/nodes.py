@@ -17,7 +17,7 @@ from sketchseg import tracking  # noqa: E402
 from sketchseg.engine.data import AnnotatedSketches, TrainSketches  # noqa: E402
 from sketchseg.engine.runtime import seed_everything  # noqa: E402
 from sketchseg.engine.train import TrainConfig, fit, load_training_state  # noqa: E402
-from sketchseg.errors import SketchSegDataError  # noqa: E402
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError  # noqa: E402
 from sketchseg.model.checkpoint import FORMAT as CHECKPOINT_FORMAT  # noqa: E402
 from sketchseg.model.config import ModelConfig  # noqa: E402
 from sketchseg.model.model import build_model  # noqa: E402
@@ -25,16 +25,31 @@ from sketchseg.model.model import build_model  # noqa: E402
 logger = logging.getLogger(__name__)
 
 
+CLASS_LIST_PLACES = ("test/all_classes.json", "val/all_classes.json", "all_classes.json")
+
+
 def class_order(data: dict[str, Any]) -> list[str]:
-    """FS-COCO-seg's global class order (``all_classes.json``, background first), if present."""
-    path = Path(data["fscoco_seg_root"]) / "all_classes.json"
-    if not path.is_file():
-        return []
-    try:
-        classes = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SketchSegDataError(f"{path}: cannot read the class list ({exc})") from exc
-    return [c for c in classes if c != "blank_pixel"]
+    """FS-COCO-seg's global class order (``all_classes.json``, background first): where strokes of
+    two classes overlap, the lower index wins. The release has one list in each of ``test/`` and
+    ``val/`` (read in that order; labels only the later one has are appended); an empty list (no
+    file: a warning) falls back to alphabetical order."""
+    root = Path(data["fscoco_seg_root"])
+    order: list[str] = []
+    for rel in CLASS_LIST_PLACES:
+        path = root / rel
+        if not path.is_file():
+            continue
+        try:
+            classes = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SketchSegDataError(f"{path}: cannot read the class list ({exc})") from exc
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise SketchSegDataError(f"{path}: the class list must be a JSON list of strings")
+        order += [c for c in classes if c != "blank_pixel" and c not in order]
+    if not order:
+        logger.warning("no all_classes.json under %s (looked for %s): overlapping strokes of different classes "
+                       "are resolved in alphabetical class order", root, ", ".join(CLASS_LIST_PLACES))
+    return order
 
 
 def annotated_subset(splits_table: pd.DataFrame, split: str, limit: int | None = None) -> pd.DataFrame:
@@ -69,6 +84,20 @@ def training_table(splits_table: pd.DataFrame, prompts_table: pd.DataFrame) -> p
     return train.merge(prompts_table[cols], on="sketch_id", how="left", validate="one_to_one")
 
 
+def check_prompt_template(table: pd.DataFrame, template: str) -> None:
+    """Training prompts (built with ``prompts.template``) must be the prompts evaluation and
+    segmentation build with ``model.prompt_template``; else training and inference disagree."""
+    rows = table[~table["no_noun"].fillna(False).astype(bool)] if "no_noun" in table.columns else table
+    for cats, prompts in zip(rows["categories"], rows["prompts"]):  # no-noun fallbacks: the caption itself
+        for cat, prompt in zip(cats, prompts):
+            if prompt != template.format(cat):
+                raise SketchSegConfigError(
+                    f"training prompt {prompt!r} for category {cat!r} was not built with model.prompt_template "
+                    f"{template!r}, which evaluation and segmentation use: set prompts.template and "
+                    "model.prompt_template to the same template"
+                )
+
+
 def checkpoint_metadata(cfg: ModelConfig, *, epoch: int, metric: float, variant: str, kind: str) -> dict[str, str]:
     return {
         "format": CHECKPOINT_FORMAT,
@@ -98,8 +127,10 @@ def train_model(
     logger.info("parameters: %s trainable of %s", f"{counts['trainable']:,}", f"{counts['total']:,}")
     tracking.log_metrics({"params_trainable": counts["trainable"], "params_total": counts["total"]})
 
+    table = training_table(splits_table, prompts_table)
+    check_prompt_template(table, cfg.prompt_template)
     train_set = TrainSketches(
-        training_table(splits_table, prompts_table),
+        table,
         image_size=cfg.image_size,
         max_categories=tcfg.max_categories_per_sketch,
         seed=tcfg.seed,
