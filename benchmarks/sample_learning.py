@@ -44,6 +44,17 @@ from sketchseg.experiments import project  # noqa: E402
 logger = logging.getLogger("sample_learning")
 REPO = Path(__file__).resolve().parents[1]
 METRICS = (("miou", "mIoU"), ("pixel_acc", "Acc@P"), ("stroke_acc", "Acc@S"))
+HAND_WRITTEN = "## What else was tried"  # a section of --out from this heading on is kept on rewrite
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write the generated ``text`` to ``path``, keeping a hand-written section (``HAND_WRITTEN``
+    heading to the end) of the file it replaces."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if HAND_WRITTEN in old:
+        text = text.rstrip("\n") + "\n\n" + old[old.index(HAND_WRITTEN):]
+    path.write_text(text, encoding="utf-8")
 
 
 def copy_project(dest: Path) -> Path:
@@ -246,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("%-5s %-9s " + "  ".join(f"{name} {s[k]:6.2f}" for k, name in METRICS), split, which)
     text = report(project, params, scores, timings)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
+        write_report(args.out, text)
         logger.info("wrote %s", args.out)
     else:
         sys.stdout.write(text)

@@ -41,3 +41,12 @@ def test_paired_difference_constant_shift_has_a_point_interval(sl):
 def test_paired_difference_needs_the_same_sketches(sl):
     with pytest.raises(ValueError, match="same sketches"):
         sl.paired_difference(pd.Series([1.0], index=["a"]), pd.Series([1.0], index=["b"]))
+
+
+def test_rewriting_the_report_keeps_the_hand_written_section(sl, tmp_path):
+    out = tmp_path / "results.md"
+    sl.write_report(out, "# generated v1\n")
+    assert out.read_text() == "# generated v1\n"
+    out.write_text(out.read_text() + f"\n{sl.HAND_WRITTEN} (notes)\n\n- a person's note\n")
+    sl.write_report(out, "# generated v2\n\n| table |\n")
+    assert out.read_text() == f"# generated v2\n\n| table |\n\n{sl.HAND_WRITTEN} (notes)\n\n- a person's note\n"
