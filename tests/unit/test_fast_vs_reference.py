@@ -212,3 +212,28 @@ def test_a_non_finite_batch_leaves_weights_and_optimiser_untouched(backbone, on_
     assert all(torch.equal(v, optimizer.state[params[0]][k]) for k, v in state.items())  # step count too
     train_step(model.training_losses, optimizer, _batch(), device=cpu, precision="fp32", skips_on_device=fused)
     assert any(not torch.equal(a, p.detach()) for a, p in zip(before, params))  # a good batch updates again
+
+
+def test_threshold_learning_rate_moves_the_threshold_alone():
+    """At the paper's 1e-6 an Adam step moves the threshold's logit by ~1e-6; its own rate moves it
+    by ~that rate (Adam's first step is lr * sign(grad)), and the other weights as before."""
+    from sketchseg.engine.train import TrainConfig, make_optimizer, parameter_groups, train_step
+
+    cpu = torch.device("cpu")
+    after = {}
+    for thr_lr in (None, 0.05):
+        torch.manual_seed(0)
+        model = make(load_clip(tiny_cfg()))  # its own backbone: the whole tower trains (finetune full)
+        cfg = TrainConfig(learning_rate=1e-6, threshold_learning_rate=thr_lr, fused_optimizer=False)
+        groups = parameter_groups(model, cfg)
+        assert (thr_lr is None) == (not isinstance(groups[0], dict))
+        optimizer, _ = make_optimizer(groups, cfg)
+        logit0 = model.threshold.logit.detach().clone()
+        train_step(model.training_losses, optimizer, _batch(), device=cpu, precision="fp32", skips_on_device=False)
+        moved = float((model.threshold.logit.detach() - logit0).abs().max())
+        assert moved == pytest.approx(thr_lr or 1e-6, rel=0.05)
+        after[thr_lr] = {n: p.detach().clone() for n, p in model.named_parameters() if "threshold" not in n}
+    for name, value in after[None].items():
+        torch.testing.assert_close(after[0.05][name], value, rtol=0, atol=0, msg=name)
+    with pytest.raises(SketchSegConfigError, match="threshold_learning_rate"):
+        TrainConfig.from_dict({"threshold_learning_rate": 0})

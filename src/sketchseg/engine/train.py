@@ -60,6 +60,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 16
     learning_rate: float = 1e-6
+    threshold_learning_rate: float | None = None  # the learnable threshold's own rate (None: learning_rate)
     weight_decay: float = 0.01
     max_categories_per_sketch: int = 3
     seed: int = 42
@@ -98,6 +99,10 @@ class TrainConfig:
             raise SketchSegConfigError("training.epochs must be >= 0 and training.batch_size >= 1")
         if cfg.sync_every < 1 or cfg.prefetch_factor < 1:
             raise SketchSegConfigError("training.sync_every and training.prefetch_factor must be >= 1")
+        if cfg.threshold_learning_rate is not None and not float(cfg.threshold_learning_rate) > 0:
+            raise SketchSegConfigError(
+                f"training.threshold_learning_rate must be positive or null, got {cfg.threshold_learning_rate!r}"
+            )
         return cfg
 
 
@@ -159,7 +164,25 @@ def load_training_state(path: str | Path) -> dict:
 _LOSS_KEYS = ("loss", "loss_global", "loss_category")
 
 
-def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> tuple[torch.optim.Optimizer, bool]:
+def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[torch.nn.Parameter] | list[dict[str, Any]]:
+    """The trainable parameters of ``model``; with ``cfg.threshold_learning_rate`` the learnable
+    threshold forms a second AdamW group at that rate (docs/paper-vs-code.md: at the paper's 1e-6
+    an Adam step barely moves it)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    threshold = getattr(model, "threshold", None)
+    if cfg.threshold_learning_rate is None or threshold is None:
+        return params
+    own = {id(p) for p in threshold.parameters() if p.requires_grad}
+    rest = [p for p in params if id(p) not in own]
+    mine = [p for p in params if id(p) in own]
+    groups: list[dict[str, Any]] = [{"params": rest}] if rest else []
+    if mine:
+        groups.append({"params": mine, "lr": float(cfg.threshold_learning_rate)})
+    return groups
+
+
+def make_optimizer(params: list[torch.nn.Parameter] | list[dict[str, Any]],
+                   cfg: TrainConfig) -> tuple[torch.optim.Optimizer, bool]:
     """AdamW over ``params``; returns ``(optimizer, skips_on_device)``: True for the fused AdamW,
     whose step can skip a non-finite batch without the host looking at it."""
     if cfg.fused_optimizer:
@@ -330,7 +353,7 @@ def fit(
     device = distributed.resolve_device(cfg.device, info)
     seed_everything(cfg.seed)
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = parameter_groups(model, cfg)
     if cfg.train_mode and cfg.epochs > 0 and not params:
         raise SketchSegConfigError("no trainable parameters: check model.finetune")
     optimizer, skips_on_device = make_optimizer(params, cfg) if params else (None, False)
