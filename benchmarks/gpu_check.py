@@ -49,7 +49,7 @@ import bench_model  # noqa: E402  (sets up the import of sketchseg from a checko
 
 from sketchseg.engine.train import TrainConfig, make_optimizer, train_step  # noqa: E402
 from sketchseg.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from sketchseg.model.model import Levers, SketchSegModel, build_model  # noqa: E402
+from sketchseg.model.model import SketchSegModel, build_model  # noqa: E402
 from sketchseg.model.similarity import predict_labels  # noqa: E402
 
 logger = logging.getLogger("gpu_check")
@@ -90,7 +90,7 @@ class Report:
         self.rows: list[dict[str, Any]] = []
 
     def add(self, check: str, measure: str, value: float, limit: float, *, at_least: bool = False) -> None:
-        ok = bool(value == value and (value >= limit if at_least else value <= limit))  # NaN never passes
+        ok = bool(value >= limit if at_least else value <= limit)  # NaN compares false: it never passes
         self.rows.append({"check": check, "measure": measure, "value": value,
                           "limit": f"{'>=' if at_least else '<='} {limit:g}", "ok": ok})
         logger.info("%-10s %-34s %12.4g  %-10s %s", check, measure, value, self.rows[-1]["limit"],
@@ -143,8 +143,8 @@ def maps_of(model: SketchSegModel, images: torch.Tensor, categories: list[list[s
 
 
 def set_implementation(model: SketchSegModel, implementation: str) -> None:
-    model.set_levers(**vars(Levers.for_implementation(implementation)))
-    model._text_cache = {}  # noqa: SLF001 - a switch starts with a cold cache, as a new run does
+    """Switch to ``implementation``'s levers with a cold text cache, as the benchmark does."""
+    bench_model.configure(model, bench_model.Variant(implementation, implementation), [])
 
 
 def gradient_agreement(got: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -43,12 +43,9 @@ SEE = "run `bash scripts/demo.sh` (make_sample, pretrain_sample and train on the
 
 def resolved_params(project: Path, env: str, runtime_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """The parameter groups the training and evaluation nodes take, as Kedro resolves them for ``env``."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
+    from sketchseg.experiments.compare import load_project_config
 
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env, runtime_params=runtime_params) as session:
-        params = session.load_context().params
+    params = load_project_config(project, env, runtime_params).params
     return {group: params[group] for group in PARAM_GROUPS}
 
 

@@ -40,6 +40,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from sketchseg.experiments import project  # noqa: E402
+from sketchseg.experiments.compare import load_project_config as project_config  # noqa: E402
 
 logger = logging.getLogger("sample_learning")
 REPO = Path(__file__).resolve().parents[1]
@@ -81,12 +82,7 @@ def run_kedro(project: Path, args: list[str], log: Path) -> float:
 
 
 def load_params(project: Path) -> dict[str, Any]:
-    from kedro.config import OmegaConfigLoader
-
-    from sketchseg.settings import CONFIG_LOADER_ARGS
-
-    loader = OmegaConfigLoader(conf_source=str(project / "conf"), **{**CONFIG_LOADER_ARGS, "default_run_env": "sample"})
-    return dict(loader["parameters"])
+    return project_config(project, "sample").params
 
 
 def paired_difference(before: pd.Series, after: pd.Series, *, n_boot: int = 10_000,

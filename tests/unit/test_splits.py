@@ -192,3 +192,24 @@ def test_file_mode_missing_file_and_columns(tmp_path: Path) -> None:
     bad.write_text("id,part\n1000,train\n")
     with pytest.raises(SketchSegDataError, match="lacks column"):
         splits_from_file(m, bad)
+
+
+def test_redrawn_split_warns_when_fscoco_seg_sketches_land_in_train(caplog) -> None:
+    """protocol / file mode may put sketches of FS-COCO-seg's own val/test folders into train: say so."""
+    import logging
+
+    from sketchseg.pipelines.ingestion.nodes import split
+
+    m = _manifest(n_participants=4, per_participant=3)
+    m["annotated_split"] = None
+    m.loc[m["participant_id"] == 2, "annotated_split"] = "test"  # the release's test participant
+    params = {"mode": "protocol", "test_participants": [1], "val_per_participant": 1, "seed": 0}
+    with caplog.at_level(logging.WARNING, logger="sketchseg.pipelines.ingestion.nodes"):
+        table, _, _ = split(m, params)
+    moved = table[(table["participant_id"] == 2) & (table["split"] == "train")]
+    assert len(moved) == 2  # participant 2: one sketch drawn for val, two left in train
+    assert "puts 2 sketches of FS-COCO-seg's own val/test folders into train" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sketchseg.pipelines.ingestion.nodes"):
+        split(m, {**params, "test_participants": [2]})  # the release's test participant is test again
+    assert "FS-COCO-seg's own val/test" not in caplog.text

@@ -112,12 +112,12 @@ def _count_strokes(path: str) -> tuple[tuple[int, int] | None, str | None]:
         return None, "vector sketch has no strokes"
     try:
         strokes = parse_strokes(arr, source=path)
-        closed = parse_strokes(arr, source=path, open_tail=False)
     except SketchSegDataError as exc:
         return None, f"vector sketch does not parse: {_strip_source(str(exc), path)}"
     if not strokes:
         return None, "vector sketch has no strokes"
-    return (len(strokes), len(closed)), None
+    open_tail = float(arr[-1, 2]) < 0.5  # the last point closes no stroke: a trailing open run
+    return (len(strokes), len(strokes) - int(open_tail)), None
 
 
 def _check_sketch(task: tuple[str, str, str]) -> dict[str, Any]:
