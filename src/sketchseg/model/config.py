@@ -21,6 +21,7 @@ UPSAMPLE_MODES = ("bicubic", "bilinear")
 DISTANCES = ("l2", "l1", "cosine")
 FINETUNE_STRATEGIES = ("ln", "prompts", "ln_prompts", "full")
 INFERENCE_NORMALISATIONS = ("none", "minmax")
+DEFAULT_PROMPT_TEMPLATE = "A sketch of {}."  # the paper's category prompt (§3.2, Fig. 2b)
 # where the holistic (Eq. 1) sketch embedding comes from: "vst" = token 0 of the original q-k path
 # (paper §3.1.1), "vv" = token 0 of the v-v path (CLIP Surgery fine-tuned with v-v in training,
 # Tab. 2 CLIP Surgery**; needs model.vv_train)
@@ -79,7 +80,7 @@ class ModelConfig:
     inference_normalization: str = "none"
     holistic_token: str = "vst"
     implementation: str = "fast"
-    prompt_template: str = "A sketch of {}."  # the category prompt wherever categories come without prompts
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE  # the category prompt wherever categories come without prompts
 
     def __post_init__(self) -> None:
         for key in _LAYER_LIST_FIELDS:

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 from sketchseg.data.sample import CATEGORIES, MAX_COUNTS, PLURALS, draw_object, make_caption, make_scene
 from sketchseg.data.strokes import render_strokes
 from sketchseg.errors import SketchSegConfigError
+from sketchseg.model.config import DEFAULT_PROMPT_TEMPLATE
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ SEED_TAG = 0x7C11_9E7A  # first word of every pre-training seed key (the sample'
 STREAM_TRAIN, STREAM_EVAL, STREAM_TEXT = 0, 1, 2
 WEIGHTS_FORMAT = "open_clip-state-dict"
 PRETRAIN_VERSION = "1"  # bump when the data or the loop change in a way the config does not show
-EVAL_PROMPT = "A sketch of {}."  # the prompt the sketch model uses for a category (ModelConfig.prompt_template's default)
+EVAL_PROMPT = DEFAULT_PROMPT_TEMPLATE  # the prompt the sketch model uses for a category
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
 
 

@@ -30,10 +30,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+from sketchseg.model.config import DEFAULT_PROMPT_TEMPLATE
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATE = "A sketch of {}."
+DEFAULT_TEMPLATE = DEFAULT_PROMPT_TEMPLATE
 NO_NOUN_FALLBACKS = ("caption", "skip", "error")
 
 #: Nouns that name a view, a position, a quantity or the drawing itself, never an object to segment.
