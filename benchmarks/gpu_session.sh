@@ -4,6 +4,7 @@
 #                               sample's train + evaluation nodes in bf16 vs their CPU fp32 results
 #   2. benchmarks/bench_model.py ViT-B-16 fast vs reference, every lever, torch.compile
 #   3. benchmarks/bench_fit.py   the real training loop at FS-COCO scale (9025 + 475 sketches/epoch)
+#                               and the data-loading levers (loader processes, pinned memory, rasters)
 # Prepare here first: `bash scripts/demo.sh && python benchmarks/gpu_prepare.py` (writes .gpu/),
 # then call the device tool with the carry list gpu_prepare prints and `bash benchmarks/gpu_session.sh`.
 # Results land in $OUT (8 files at most come back); each step has its own time limit, and a failed
@@ -21,9 +22,10 @@ if ls .gpu/wheels/*.whl >/dev/null 2>&1; then
 fi
 export PYTHONPATH="$PWD/src:${PYTHONPATH:-}"
 if [ "${GPU_SESSION_QUICK:-0}" = 1 ]; then
-  DEV=(--device cpu --quick); T1=300; T2=300; T3=300; FIT=(--epochs 2)
+  DEV=(--device cpu --quick); T1=300; T2=300; T3=300; FIT=(--epochs 2 --loader-levers)
 else
-  DEV=(--device cuda); T1=150; T2=200; T3=150; FIT=(--epochs 3 --workers 12)
+  DEV=(--device cuda); T1=150; T2=200; T3=170
+  FIT=(--epochs 3 --workers 12 --loader-levers --loader-sketches 2000)
 fi
 {
   date -u +%FT%TZ; git log -1 --format='commit %H' 2>/dev/null; nvidia-smi 2>&1 | head -15

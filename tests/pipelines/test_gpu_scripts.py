@@ -116,3 +116,22 @@ def test_gpu_session_scripts_on_the_sample(kedro_project, scripts):
     assert math.isfinite(s["estimated_20_epochs_min"]) and s["loader_sketches_per_s"] > 0
     assert [h["epoch"] for h in fit["history"]] == [0, 1, 2] and all("val_miou" in h for h in fit["history"])
     assert "Estimated 20 epochs" in (kedro_project / "fit.md").read_text()
+
+    # the data-loading levers: one row per loader setting, and the stroke-rendered source differs from
+    # the raster source in the image only
+    levers = scripts["bench_fit"].main(["--quick", "--loader-only", "--train", "16", "--loader-workers", "0", "1",
+                                        "--out", str(kedro_project / "loader.md")])
+    rows = [(r["source"].split()[0], r["workers"], r["pin_memory"]) for r in levers["loader_levers"]]
+    assert rows == [("raster", 0, False), ("raster", 1, False), ("rendered", 0, False), ("rendered", 1, False)]
+    assert all(r["sketches_per_s"] > 0 for r in levers["loader_levers"]) and levers["history"] == []
+    assert "| rendered from strokes | 1 | no |" in (kedro_project / "loader.md").read_text()
+    splits = pd.read_parquet(kedro_project / "data/03_primary/sketch_splits.parquet")
+    prompts = pd.read_parquet(kedro_project / "data/04_feature/sketch_prompts.parquet")
+    table = scripts["bench_fit"].training_table(splits, prompts).head(2)
+    kw = {"image_size": 32, "max_categories": 3, "seed": 0}
+    raster = scripts["bench_fit"].TrainSketches(table, **kw)[1]
+    drawn = scripts["bench_fit"].StrokeRenderedSketches(table, **kw)[1]
+    assert {k: v for k, v in raster.items() if k != "image"} == {k: v for k, v in drawn.items() if k != "image"}
+    assert drawn["image"].shape == raster["image"].shape == (3, 32, 32)
+    # the same picture, up to JPEG artefacts
+    assert (drawn["image"] < 0.5).any() and (drawn["image"] - raster["image"]).abs().mean() < 0.005

@@ -13,8 +13,10 @@ from PIL import Image
 from sketchseg.data.strokes import (
     image_info,
     load_sketch_image,
+    load_vector_array,
     load_vector_sketch,
     parse_strokes,
+    render_labelled_strokes,
     render_strokes,
     stroke_pixels,
 )
@@ -161,6 +163,32 @@ def test_stroke_pixels_are_each_stroke_drawn_alone():
     ys, xs = np.divmod(lone[1], 128)
     assert sorted(set(ys)) == [119, 120, 121] and sorted(set(xs)) == [5, 6, 7] and lone.shape[1] == 9
     assert stroke_pixels([], 32).shape == (2, 0)
+
+
+def test_render_labelled_strokes_is_render_and_stroke_pixels_in_one():
+    rng = np.random.default_rng(8)
+    strokes = [rng.uniform(0, 64, (6, 2)).astype(np.float32) for _ in range(5)]
+    order = [3, 0, 4, 1, 2]
+    ink, sm, own = render_labelled_strokes(strokes, 96, canvas=64, thickness=3, order=order)
+    ink2, sm2 = render_strokes(strokes, 96, canvas=64, thickness=3, order=order)
+    np.testing.assert_array_equal(ink, ink2)
+    np.testing.assert_array_equal(sm, sm2)
+    np.testing.assert_array_equal(own, stroke_pixels(strokes, 96, canvas=64, thickness=3))
+    with pytest.raises(ValueError, match="permutation"):
+        render_labelled_strokes(strokes, 96, order=[0, 1])
+    with pytest.raises(ValueError, match="thickness"):
+        render_labelled_strokes(strokes, 96, thickness=0)
+
+
+def test_load_vector_array_reads_once_and_parses_both_ways(tmp_path):
+    arr = np.array([[1, 1, 0], [2, 2, 1], [5, 5, 0], [6, 6, 0]], dtype=np.float32)  # closed stroke + open run
+    path = tmp_path / "s.npy"
+    np.save(path, arr)
+    raw = load_vector_array(path)
+    np.testing.assert_array_equal(raw, arr)
+    assert len(parse_strokes(raw)) == 2 and len(parse_strokes(raw, open_tail=False)) == 1
+    with pytest.raises(SketchSegDataError, match="missing.npy: vector sketch file not found"):
+        load_vector_array(tmp_path / "missing.npy")
 
 
 def test_outputs_types_sizes_and_consistency():

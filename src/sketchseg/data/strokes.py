@@ -17,8 +17,10 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "parse_strokes",
     "load_vector_sketch",
+    "load_vector_array",
     "stroke_pixels",
     "render_strokes",
+    "render_labelled_strokes",
     "load_sketch_image",
     "image_info",
 ]
@@ -75,6 +77,12 @@ def parse_strokes(arr: np.ndarray, *, source: str = "<array>", canvas: float = 2
 def load_vector_sketch(path: str | Path, *, canvas: float = 256.0, open_tail: bool = True) -> list[np.ndarray]:
     """Load a ``.npy`` vector sketch (``allow_pickle=False``) and split it into strokes
     (``open_tail``: see ``parse_strokes``)."""
+    return parse_strokes(load_vector_array(path), source=str(path), canvas=canvas, open_tail=open_tail)
+
+
+def load_vector_array(path: str | Path) -> np.ndarray:
+    """The raw ``(N, 3)`` array of a ``.npy`` vector sketch (``allow_pickle=False``), unparsed;
+    ``parse_strokes(array, source=str(path))`` splits it (read once, parse twice where needed)."""
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError as exc:
@@ -83,7 +91,7 @@ def load_vector_sketch(path: str | Path, *, canvas: float = 256.0, open_tail: bo
         raise SketchSegDataError(f"{path}: cannot read vector sketch: {exc}") from exc
     if not isinstance(arr, np.ndarray):
         raise SketchSegDataError(f"{path}: not a single .npy array")
-    return parse_strokes(arr, source=str(path), canvas=canvas, open_tail=open_tail)
+    return arr
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,6 +140,64 @@ def _min_filter(a: np.ndarray, k: int, fill: int) -> np.ndarray:
     return out
 
 
+def _check_render_args(size: int, thickness: int) -> tuple[int, int]:
+    size, k = int(size), int(thickness)
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    if k < 1:
+        raise ValueError(f"thickness must be >= 1, got {thickness}")
+    return size, k
+
+
+def _rank_order(n_strokes: int, order: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(rank of every stroke, stroke of every rank) for a priority ``order`` (default: index order)."""
+    if order is None:
+        rank_of = np.arange(n_strokes, dtype=np.int64)
+        return rank_of, rank_of
+    by_rank = np.asarray(list(order), dtype=np.int64)
+    if len(by_rank) != n_strokes or not np.array_equal(np.sort(by_rank), np.arange(n_strokes)):
+        raise ValueError(f"order must be a permutation of range({n_strokes}), got {list(order)[:20]}")
+    rank_of = np.empty(n_strokes, dtype=np.int64)
+    rank_of[by_rank] = np.arange(n_strokes)
+    return rank_of, by_rank
+
+
+def _render_lines(flat: np.ndarray, sid: np.ndarray, size: int, k: int, rank_of: np.ndarray,
+                  by_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``render_strokes`` from the rasterised lines (``_rasterise_lines``)."""
+    rank = np.full(size * size, _BIG, dtype=np.int32)
+    if len(flat):
+        # the smallest rank (the stroke that comes first in ``order``) wins where lines cross
+        np.minimum.at(rank, flat, rank_of[sid].astype(np.int32))
+    rank = rank.reshape(size, size)
+    if len(flat):  # dilate only the bounding box of the ink (plus the kernel reach)
+        ys, xs = flat // size, flat % size
+        y0, y1 = max(int(ys.min()) - k, 0), min(int(ys.max()) + k + 1, size)
+        x0, x1 = max(int(xs.min()) - k, 0), min(int(xs.max()) + k + 1, size)
+        rank[y0:y1, x0:x1] = _min_filter(rank[y0:y1, x0:x1], k, _BIG)
+    fg = rank != _BIG
+    stroke_map = np.full((size, size), -1, dtype=np.int32)
+    stroke_map[fg] = by_rank[rank[fg]].astype(np.int32)
+    ink = np.where(fg, np.uint8(0), np.uint8(255)).astype(np.uint8)
+    return ink, stroke_map
+
+
+def _line_pixels(flat: np.ndarray, sid: np.ndarray, size: int, k: int) -> np.ndarray:
+    """``stroke_pixels`` from the rasterised lines (``_rasterise_lines``)."""
+    if not len(flat):
+        return np.empty((2, 0), dtype=np.int64)
+    ys, xs = flat // size, flat % size
+    lo, hi = k // 2, (k - 1) // 2  # _min_filter's window: a line pixel reaches rows y - hi .. y + lo
+    keys = []
+    for dy in range(-hi, lo + 1):
+        for dx in range(-hi, lo + 1):
+            y, x = ys + dy, xs + dx
+            ok = (y >= 0) & (y < size) & (x >= 0) & (x < size)
+            keys.append(sid[ok] * (size * size) + y[ok] * size + x[ok])
+    keys = np.unique(np.concatenate(keys))
+    return np.stack([keys // (size * size), keys % (size * size)])
+
+
 def render_strokes(
     strokes: Sequence[np.ndarray],
     size: int = 512,
@@ -155,39 +221,10 @@ def render_strokes(
     ink : uint8 ``(size, size)``, 255 = white paper, 0 = ink.
     stroke_map : int32 ``(size, size)``, -1 = background, else the index of the stroke owning the pixel.
     """
-    size = int(size)
-    if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
-    if int(thickness) < 1:
-        raise ValueError(f"thickness must be >= 1, got {thickness}")
-    n_strokes = len(strokes)
-    if order is None:
-        rank_of = np.arange(n_strokes, dtype=np.int64)
-        by_rank = rank_of
-    else:
-        by_rank = np.asarray(list(order), dtype=np.int64)
-        if len(by_rank) != n_strokes or not np.array_equal(np.sort(by_rank), np.arange(n_strokes)):
-            raise ValueError(f"order must be a permutation of range({n_strokes}), got {list(order)[:20]}")
-        rank_of = np.empty(n_strokes, dtype=np.int64)
-        rank_of[by_rank] = np.arange(n_strokes)
-
-    rank = np.full(size * size, _BIG, dtype=np.int32)
+    size, k = _check_render_args(size, thickness)
+    rank_of, by_rank = _rank_order(len(strokes), order)
     flat, sid = _rasterise_lines(strokes, size, size / float(canvas))
-    if len(flat):
-        # the smallest rank (the stroke that comes first in ``order``) wins where lines cross
-        np.minimum.at(rank, flat, rank_of[sid].astype(np.int32))
-    rank = rank.reshape(size, size)
-    if len(flat):  # dilate only the bounding box of the ink (plus the kernel reach)
-        k = int(thickness)
-        ys, xs = flat // size, flat % size
-        y0, y1 = max(int(ys.min()) - k, 0), min(int(ys.max()) + k + 1, size)
-        x0, x1 = max(int(xs.min()) - k, 0), min(int(xs.max()) + k + 1, size)
-        rank[y0:y1, x0:x1] = _min_filter(rank[y0:y1, x0:x1], k, _BIG)
-    fg = rank != _BIG
-    stroke_map = np.full((size, size), -1, dtype=np.int32)
-    stroke_map[fg] = by_rank[rank[fg]].astype(np.int32)
-    ink = np.where(fg, np.uint8(0), np.uint8(255)).astype(np.uint8)
-    return ink, stroke_map
+    return _render_lines(flat, sid, size, k, rank_of, by_rank)
 
 
 def stroke_pixels(
@@ -204,22 +241,26 @@ def stroke_pixels(
     a stroke hidden under others in ``stroke_map`` still has all its pixels here (stroke accuracy
     votes over them).
     """
-    size, k = int(size), int(thickness)
-    if size <= 0 or k < 1:
-        raise ValueError(f"size and thickness must be positive, got {size} and {thickness}")
+    size, k = _check_render_args(size, thickness)
     flat, sid = _rasterise_lines(strokes, size, size / float(canvas))
-    if not len(flat):
-        return np.empty((2, 0), dtype=np.int64)
-    ys, xs = flat // size, flat % size
-    lo, hi = k // 2, (k - 1) // 2  # _min_filter's window: a line pixel reaches rows y - hi .. y + lo
-    keys = []
-    for dy in range(-hi, lo + 1):
-        for dx in range(-hi, lo + 1):
-            y, x = ys + dy, xs + dx
-            ok = (y >= 0) & (y < size) & (x >= 0) & (x < size)
-            keys.append(sid[ok] * (size * size) + y[ok] * size + x[ok])
-    keys = np.unique(np.concatenate(keys))
-    return np.stack([keys // (size * size), keys % (size * size)])
+    return _line_pixels(flat, sid, size, k)
+
+
+def render_labelled_strokes(
+    strokes: Sequence[np.ndarray],
+    size: int = 512,
+    *,
+    canvas: float = 256.0,
+    thickness: int = 3,
+    order: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``render_strokes`` and ``stroke_pixels`` of the same strokes, rasterising the lines once:
+    ``(ink, stroke_map, own_pixels)`` (what an annotated sketch needs for scoring)."""
+    size, k = _check_render_args(size, thickness)
+    rank_of, by_rank = _rank_order(len(strokes), order)
+    flat, sid = _rasterise_lines(strokes, size, size / float(canvas))
+    ink, stroke_map = _render_lines(flat, sid, size, k, rank_of, by_rank)
+    return ink, stroke_map, _line_pixels(flat, sid, size, k)
 
 
 # --------------------------------------------------------------------------------------------------

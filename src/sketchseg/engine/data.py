@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from sketchseg.data.strokes import load_sketch_image, load_vector_sketch, render_strokes, stroke_pixels
+from sketchseg.data.strokes import load_sketch_image, load_vector_array, parse_strokes, render_labelled_strokes
 from sketchseg.errors import SketchSegDataError
 
 logger = logging.getLogger(__name__)
@@ -56,9 +56,13 @@ class TrainSketches(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def load_image(self, row: pd.Series) -> np.ndarray:
+        """The sketch as float32 ``(image_size, image_size)`` in [0, 1]: its pre-rendered raster."""
+        return load_sketch_image(row["raster_path"], self.image_size)
+
     def __getitem__(self, i: int) -> dict:
         row = self.rows.iloc[i]
-        image = load_sketch_image(row["raster_path"], self.image_size)
+        image = self.load_image(row)
         cats = list(row["categories"])
         prompts = list(row["prompts"])
         if len(cats) > self.max_categories:
@@ -131,10 +135,11 @@ class AnnotatedSketches(Dataset):
     def __getitem__(self, i: int) -> AnnotatedSketch:
         row = self.rows.iloc[i]
         vector_path = row.get("seg_vector_path") or row["vector_path"]
-        strokes = load_vector_sketch(vector_path)
+        arr = load_vector_array(vector_path)
+        strokes = parse_strokes(arr, source=str(vector_path))
         labels = json.loads(row["labels_json"])
         if len(labels) == len(strokes) - 1:  # labelled without the trailing open run (ingestion allows it)
-            strokes = load_vector_sketch(vector_path, open_tail=False)
+            strokes = parse_strokes(arr, source=str(vector_path), open_tail=False)
         if len(labels) != len(strokes):
             raise SketchSegDataError(
                 f"{vector_path}: {len(strokes)} strokes but {len(labels)} labels in {row.get('labels_path')}"
@@ -144,12 +149,13 @@ class AnnotatedSketches(Dataset):
         stroke_labels = np.array([local[l] for l in labels], dtype=np.int64)
         # lowest class index wins where strokes overlap: order strokes by class, then stroke index
         order = sorted(range(len(strokes)), key=lambda s: (stroke_labels[s], s))
-        ink, stroke_map = render_strokes(strokes, self.render_size, thickness=self.thickness, order=order)
+        ink, stroke_map, own = render_labelled_strokes(strokes, self.render_size, thickness=self.thickness,
+                                                       order=order)
         gt = np.where(stroke_map >= 0, stroke_labels[np.clip(stroke_map, 0, None)], -1)
         small = Image.fromarray(ink).resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
         image = to_pixels(np.asarray(small, dtype=np.float32) / 255.0)
-        own = stroke_pixels(strokes, self.render_size, thickness=self.thickness).astype(np.int32)
-        return AnnotatedSketch(int(row["sketch_id"]), image, classes, stroke_map, stroke_labels, gt, own)
+        return AnnotatedSketch(int(row["sketch_id"]), image, classes, stroke_map, stroke_labels, gt,
+                               own.astype(np.int32))
 
 
 def collate_annotated(items: list[AnnotatedSketch]) -> list[AnnotatedSketch]:
