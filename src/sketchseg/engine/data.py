@@ -14,7 +14,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from sketchseg.data.strokes import load_sketch_image, load_vector_array, parse_strokes, render_labelled_strokes
-from sketchseg.errors import SketchSegDataError
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+from sketchseg.model.metrics import gt_label_map_by_count
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +105,17 @@ class AnnotatedSketches(Dataset):
     """FS-COCO-seg sketches rendered from their strokes (reference evaluation protocol).
 
     Each sketch is rendered at ``render_size`` (coordinates scaled from the 256 frame, 1-px lines,
-    3x3 dilation); where strokes overlap the stroke of the lowest global class index wins; the
-    class list is the sketch's own ground-truth labels; the model sees the render resized to
-    ``image_size``.
+    3x3 dilation); the class list is the sketch's own ground-truth labels; the model sees the
+    render resized to ``image_size``. Where strokes of different classes overlap, the ground truth
+    follows ``overlap_rule``:
+
+    * ``lowest_class_index`` (default): the class that comes first in ``class_order``
+      (FS-COCO-seg's ``all_classes.json``; alphabetical for labels it lacks);
+    * ``most_strokes``: the class with the most strokes covering the pixel, ties alphabetical
+      (what the authors' evaluation code does).
     """
+
+    OVERLAP_RULES = ("lowest_class_index", "most_strokes")
 
     def __init__(
         self,
@@ -117,7 +125,12 @@ class AnnotatedSketches(Dataset):
         render_size: int = 512,
         thickness: int = 3,
         class_order: Sequence[str] | None = None,
+        overlap_rule: str = "lowest_class_index",
     ) -> None:
+        if overlap_rule not in self.OVERLAP_RULES:
+            raise SketchSegConfigError(
+                f"evaluation.overlap_rule must be one of {', '.join(self.OVERLAP_RULES)}, got {overlap_rule!r}"
+            )
         if "labels_json" not in table.columns:
             raise SketchSegDataError("evaluation table lacks the labels_json column (FS-COCO-seg labels)")
         self.rows = table.reset_index(drop=True)
@@ -125,6 +138,7 @@ class AnnotatedSketches(Dataset):
         self.render_size = render_size
         self.thickness = thickness
         self.class_rank = {c: k for k, c in enumerate(class_order or [])}
+        self.overlap_rule = overlap_rule
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -151,7 +165,11 @@ class AnnotatedSketches(Dataset):
         order = sorted(range(len(strokes)), key=lambda s: (stroke_labels[s], s))
         ink, stroke_map, own = render_labelled_strokes(strokes, self.render_size, thickness=self.thickness,
                                                        order=order)
-        gt = np.where(stroke_map >= 0, stroke_labels[np.clip(stroke_map, 0, None)], -1)
+        if self.overlap_rule == "most_strokes":
+            alphabetical = sorted(range(len(classes)), key=lambda k: classes[k])
+            gt = gt_label_map_by_count(own, stroke_labels, stroke_map.shape, alphabetical)
+        else:
+            gt = np.where(stroke_map >= 0, stroke_labels[np.clip(stroke_map, 0, None)], -1)
         small = Image.fromarray(ink).resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
         image = to_pixels(np.asarray(small, dtype=np.float32) / 255.0)
         return AnnotatedSketch(int(row["sketch_id"]), image, classes, stroke_map, stroke_labels, gt,

@@ -95,6 +95,43 @@ def gt_label_map(stroke_map: np.ndarray, stroke_labels: np.ndarray) -> np.ndarra
     return out
 
 
+def gt_label_map_by_count(
+    stroke_pixels: np.ndarray,
+    stroke_labels: np.ndarray,
+    shape: tuple[int, int],
+    tie_order: Sequence[int],
+) -> np.ndarray:
+    """Ground-truth class map where each pixel takes the class with the MOST strokes covering it
+    (every stroke drawn alone, ``data.strokes.stroke_pixels``), as the authors' evaluation code
+    builds it; ties go to the class that comes first in ``tie_order`` (a permutation of the class
+    indices; their code: alphabetical). -1 = background; unlabelled strokes (label < 0) count for
+    no class, and a pixel only they cover is background.
+    """
+    h, w = (int(x) for x in shape)
+    labels = np.asarray(stroke_labels, dtype=np.int64).reshape(-1)
+    tie = np.asarray(list(tie_order), dtype=np.int64)
+    n = len(tie)
+    if not np.array_equal(np.sort(tie), np.arange(n)):
+        raise SketchSegDataError(f"tie_order must be a permutation of range({n}), got {tie.tolist()[:20]}")
+    if labels.size and labels.max() >= n:
+        raise SketchSegDataError(f"stroke_labels must be < {n} classes, got max {labels.max()}")
+    pairs = np.asarray(stroke_pixels, dtype=np.int64).reshape(2, -1)
+    if pairs.size and (pairs[0].min() < 0 or pairs[0].max() >= len(labels) or pairs[1].min() < 0
+                       or pairs[1].max() >= h * w):
+        raise SketchSegDataError(f"stroke_pixels out of range for {len(labels)} strokes and a {(h, w)} map")
+    out = np.full(h * w, -1, dtype=np.int64)
+    cls = labels[pairs[0]] if pairs.size else np.zeros(0, dtype=np.int64)
+    keep = cls >= 0
+    if keep.any():
+        rank = np.empty(n, dtype=np.int64)
+        rank[tie] = np.arange(n)
+        pix, inv = np.unique(pairs[1][keep], return_inverse=True)
+        counts = np.zeros((n, len(pix)), dtype=np.int32)
+        np.add.at(counts, (rank[cls[keep]], inv), 1)
+        out[pix] = tie[counts.argmax(axis=0)]  # first maximum = earliest in tie_order
+    return out.reshape(h, w)
+
+
 def sketch_metrics(
     pred: np.ndarray,
     gt: np.ndarray,

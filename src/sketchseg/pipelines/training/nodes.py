@@ -30,7 +30,7 @@ CLASS_LIST_PLACES = ("test/all_classes.json", "val/all_classes.json", "all_class
 
 def class_order(data: dict[str, Any]) -> list[str]:
     """FS-COCO-seg's global class order (``all_classes.json``, background first): where strokes of
-    two classes overlap, the lower index wins. The release has one list in each of ``test/`` and
+    two classes overlap, the lower index wins (``evaluation.overlap_rule: lowest_class_index``). The release has one list in each of ``test/`` and
     ``val/`` (read in that order; labels only the later one has are appended); an empty list (no
     file: a warning) falls back to alphabetical order."""
     root = Path(data["fscoco_seg_root"])
@@ -75,6 +75,7 @@ def annotated_split(splits_table: pd.DataFrame, split: str, image_size: int, eva
         render_size=int(evaluation["render_size"]),
         thickness=int(evaluation["thickness"]),
         class_order=class_order(data),
+        overlap_rule=str(evaluation.get("overlap_rule", "lowest_class_index")),
     )
 
 
