@@ -116,23 +116,48 @@ def test_holistic_token_vv_trains_the_vv_path_without_the_category_level(backbon
     assert grad_vst[:width].abs().sum() > 0
 
 
-def test_category_loss_reaches_first_level_features(backbone):
-    model = make(backbone, use_global_loss=False)
+def _patch_grad_spy(monkeypatch, detach_mask: bool = False) -> dict:
+    """Record the gradient reaching the first-level patch tokens the similarity maps are computed
+    from (``detach_mask``: cut the route map -> mask -> category image, as a control)."""
+    import sketchseg.model.model as mm
+
+    seen: dict = {}
+    real_similarity, real_mask, real_norm = mm.patch_similarity, mm.threshold_mask, mm.minmax_normalise
+
+    def similarity(text, patches, grid):
+        if patches.requires_grad:
+            patches.register_hook(lambda g: seen.__setitem__("grad", g.detach().clone()))
+        return real_similarity(text, patches, grid)
+
+    monkeypatch.setattr(mm, "patch_similarity", similarity)
+    if detach_mask:
+        monkeypatch.setattr(mm, "threshold_mask", lambda *a, **k: real_mask(*a, **k).detach())
+        monkeypatch.setattr(mm, "minmax_normalise", lambda t: real_norm(t).detach())
+    return seen
+
+
+@pytest.mark.parametrize("thresholding", ["learnable", "none"])
+def test_category_loss_reaches_first_level_features(backbone, monkeypatch, thresholding):
+    # the first-level patch tokens' only route to the category loss is similarity map -> mask (or,
+    # without thresholding, the map itself as pixel weights) -> category image -> VCT
+    model = make(backbone, use_global_loss=False, thresholding=thresholding)
+    seen = _patch_grad_spy(monkeypatch)
     out = model.training_losses(sketches(), CAPTIONS, CATEGORIES)
     assert out["loss_global"].item() == 0.0
     out["loss"].backward()
-    # the v-v path's only route to the loss is the similarity map -> mask -> category image
-    ln = model.encoder.visual.transformer.resblocks[3].ln_1.weight.grad
-    assert ln is not None and ln.abs().sum() > 0
+    assert seen["grad"].abs().sum() > 0
+    monkeypatch.undo()
+    model.zero_grad(set_to_none=True)
+    cut = _patch_grad_spy(monkeypatch, detach_mask=True)
+    model.training_losses(sketches(), CAPTIONS, CATEGORIES)["loss"].backward()
+    assert "grad" not in cut or cut["grad"].abs().sum() == 0  # the control: no other route
 
 
 def test_without_thresholding_pixels_are_weighted(backbone):
     model = make(backbone, thresholding="none")
     assert model.threshold is None
     out = model.training_losses(sketches(), CAPTIONS, CATEGORIES)
-    assert torch.isnan(out["threshold"])
-    out["loss"].backward()
-    assert model.encoder.visual.transformer.resblocks[3].ln_1.weight.grad.abs().sum() > 0
+    assert torch.isnan(out["threshold"])  # (the similarity maps' gradient route: the test above)
 
 
 def test_without_category_level_the_branch_is_never_built_or_run(backbone, monkeypatch):
@@ -189,6 +214,18 @@ def test_segment_shapes_and_normalisation(backbone):
     assert tuple(norm[0].shape) == (2, 32, 48)
     assert norm[0].min() >= 0.0 and norm[0].max() <= 1.0
     assert norm[0].flatten(1).amax(1).min() > 0.9
+
+
+def test_text_cache_eviction_keeps_the_strings_of_the_request(backbone, monkeypatch):
+    import sketchseg.model.model as mm
+
+    model = make(backbone)
+    monkeypatch.setattr(mm, "_TEXT_CACHE_MAX", 3)
+    first = model.encode_text(["a", "b"])
+    again = model.encode_text(["a", "c", "d"])  # would outgrow the cache: it is emptied, "a" kept
+    assert set(model._text_cache) == {"a", "c", "d"}
+    torch.testing.assert_close(again[0], first[0], rtol=0, atol=0)
+    torch.testing.assert_close(again, model.encode_text(["a", "c", "d"], cache=False))
 
 
 def test_encode_text_is_normalised_cached_and_frozen(backbone):

@@ -99,6 +99,12 @@ class TrainConfig:
             raise SketchSegConfigError("training.epochs must be >= 0 and training.batch_size >= 1")
         if cfg.sync_every < 1 or cfg.prefetch_factor < 1:
             raise SketchSegConfigError("training.sync_every and training.prefetch_factor must be >= 1")
+        selectable = sorted(f"val_{k}" for k in METRIC_NAMES)
+        if cfg.selection_metric not in selectable:
+            raise SketchSegConfigError(
+                f"training.selection_metric must be a validation metric, one of {selectable}; "
+                f"got {cfg.selection_metric!r}"
+            )
         if cfg.threshold_learning_rate is not None and not float(cfg.threshold_learning_rate) > 0:
             raise SketchSegConfigError(
                 f"training.threshold_learning_rate must be positive or null, got {cfg.threshold_learning_rate!r}"
@@ -342,7 +348,7 @@ def fit(
 
     Epoch 0 is the model before training (logged when ``validate_before_training``); the chosen
     checkpoint is the best of epochs 1..E (epoch 0 only when ``epochs == 0`` or ``train_mode`` is
-    false). ``on_epoch_end(epoch, metrics)`` receives every logged number. With
+    false; the last epoch, with a warning, when no epoch has a validation score). ``on_epoch_end(epoch, metrics)`` receives every logged number. With
     ``cfg.state_path`` the full state (model, optimiser, threshold, RNG states, epoch, best so far,
     history) is written atomically after every epoch, and ``cfg.resume`` continues from it.
     ``stop_after_epoch`` ends the loop early, as an interrupted run would (used by tests).
@@ -507,6 +513,13 @@ def fit(
             break
 
     last_epoch = history[-1]["epoch"] if history else 0
+    if best_metric == -math.inf and last_epoch > 0:
+        # no epoch was scored (no annotated validation sketches): the paper's fallback (S4.2) is the
+        # last checkpoint, never the untrained model of epoch 0
+        logger.warning("no epoch has a %s (no annotated validation sketches): the chosen checkpoint is the "
+                       "last epoch's (%d), as the paper advises without an annotated set (S4.2)",
+                       cfg.selection_metric, last_epoch)
+        best_metric, best_epoch, best_state = float("nan"), int(last_epoch), _clone_state(model)
     return FitResult(
         best_state=best_state,
         best_epoch=best_epoch,

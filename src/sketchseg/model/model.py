@@ -355,9 +355,11 @@ class SketchSegModel(nn.Module):
         finally:
             self.text.train(was_training)
 
-    def _fill_text_cache(self, missing: list[str]) -> None:
+    def _fill_text_cache(self, missing: list[str], needed: Sequence[str] = ()) -> None:
+        """Encode ``missing`` into the cache; when it would outgrow ``_TEXT_CACHE_MAX`` the cache
+        is emptied first, except for the strings of ``needed`` (the current request) it holds."""
         if len(self._text_cache) + len(missing) > _TEXT_CACHE_MAX:
-            self._text_cache = {}
+            self._text_cache = {t: self._text_cache[t] for t in dict.fromkeys(needed) if t in self._text_cache}
         start = 0
         for emb in self._text_batches(missing, padded=True):
             for t, e in zip(missing[start : start + emb.shape[0]], emb):
@@ -378,7 +380,7 @@ class SketchSegModel(nn.Module):
             return torch.cat(list(self._text_batches(texts, padded=False)))
         missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
         if missing:
-            self._fill_text_cache(missing)
+            self._fill_text_cache(missing, needed=texts)
         return torch.stack([self._text_cache[t] for t in texts])
 
     def precompute_text(self, texts: Sequence[str]) -> int:
