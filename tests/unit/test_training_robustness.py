@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,27 @@ def test_checkpoint_selection_keeps_the_epoch_with_the_best_val_miou(tables, tmp
     assert (result.best_epoch, result.best_metric, result.last_epoch) == (2, 40.0, 4)
     _same_state(result.best_state, states[2])  # validated at the end of epoch 2
     assert any(not torch.equal(result.best_state[k], result.last_state[k]) for k in result.best_state)
+
+
+def test_without_validation_sketches_the_last_epoch_is_chosen(tables, tmp_path, caplog):
+    """No annotated validation sketch scores any epoch: the chosen checkpoint is the last epoch's
+    (the paper's S4.2 fallback), with a warning, never the untrained model of epoch 0."""
+    train, val = tables
+    cfg = TrainConfig(epochs=2, batch_size=6, learning_rate=1e-3, seed=7, device="cpu", num_workers=0)
+    seed_everything(cfg.seed)
+    model = build_model(ModelConfig.from_dict(MODEL))
+    untrained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    train_set = TrainSketches(train, image_size=64, max_categories=2, seed=cfg.seed)
+    with caplog.at_level("WARNING", logger="sketchseg.engine.train"):
+        result = fit(model, train_set, AnnotatedSketches(val.head(0), image_size=64), cfg)
+    assert (result.best_epoch, result.last_epoch) == (2, 2) and math.isnan(result.best_metric)
+    _same_state(result.best_state, result.last_state)
+    assert any(not torch.equal(result.best_state[k], untrained[k]) for k in result.best_state)
+    assert "no epoch has a val_miou" in caplog.text and "last epoch's (2)" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["miou", "train_loss", "val_loss"])
+def test_selection_metric_must_be_a_validation_metric(name):
+    with pytest.raises(SketchSegConfigError, match="selection_metric must be a validation metric"):
+        TrainConfig.from_dict({"selection_metric": name})
+    assert TrainConfig.from_dict({"selection_metric": "val_stroke_acc"}).selection_metric == "val_stroke_acc"
