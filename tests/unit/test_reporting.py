@@ -33,6 +33,7 @@ from sketchseg.reporting.figures import (  # noqa: E402
     category_accuracy_figure,
     seen_unseen_figure,
     threshold_sweep_figure,
+    selected_epoch,
     val_curves_figure,
 )
 from sketchseg.reporting.overlays import (  # noqa: E402
@@ -323,3 +324,15 @@ def test_val_curves_figure():
     assert labels[:3] == ["mIoU", "Acc@P", "Acc@S"] and any("selected: epoch 1" in lab for lab in labels)
     assert len(fig.axes[1].get_lines()[0].get_xdata()) == 2
     assert val_curves_figure(pd.DataFrame()).axes[0].texts
+    # the untrained model (epoch 0) scoring best is not what training chose: fit's rule
+    untrained_best = history.assign(val_miou=[90.0, 10.0, 40.0])
+    labels = [line.get_label() for line in val_curves_figure(untrained_best).axes[0].get_lines()]
+    assert any("selected: epoch 2 (val_miou 40.00)" in lab for lab in labels)
+
+
+def test_selected_epoch_follows_the_training_rule():
+    h = pd.DataFrame({"epoch": [0, 1, 2, 3], "val_miou": [90.0, 40.0, np.nan, 40.0]})
+    assert selected_epoch(h) == 1  # ties: the first; epoch 0 excluded; unscored epochs skipped
+    assert selected_epoch(h.head(1)) == 0  # nothing trained (zero-shot): epoch 0
+    assert selected_epoch(h.assign(val_miou=np.nan)) is None
+    assert selected_epoch(h, "val_stroke_acc") is None

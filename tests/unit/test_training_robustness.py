@@ -192,3 +192,15 @@ def test_selection_metric_must_be_a_validation_metric(name):
     with pytest.raises(SketchSegConfigError, match="selection_metric must be a validation metric"):
         TrainConfig.from_dict({"selection_metric": name})
     assert TrainConfig.from_dict({"selection_metric": "val_stroke_acc"}).selection_metric == "val_stroke_acc"
+
+
+def test_logged_threshold_is_the_value_after_the_epoch(tables):
+    train, _ = tables
+    cfg = TrainConfig(epochs=1, batch_size=6, learning_rate=1e-3, threshold_learning_rate=0.5, seed=7,
+                      device="cpu", num_workers=0)
+    seed_everything(cfg.seed)
+    model = build_model(ModelConfig.from_dict(MODEL))
+    before = float(model.threshold.value)
+    result = fit(model, TrainSketches(train, image_size=64, max_categories=2, seed=cfg.seed), None, cfg)
+    logged = float(result.history.set_index("epoch").loc[1, "threshold"])
+    assert logged != before and logged == pytest.approx(float(model.threshold.value), abs=1e-7)

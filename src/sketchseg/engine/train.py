@@ -477,7 +477,8 @@ def fit(
         if info.enabled:  # each process's losses are its share x world size: average them
             sums = {k: distributed.all_reduce_(v.clone(), "sum") / info.world_size for k, v in sums.items()}
         metrics = {f"train_{k}": float(v) / max(n_batches, 1) for k, v in sums.items()}
-        thr = stats.last.get("threshold") if n_batches else None
+        learnable = getattr(model, "threshold", None)  # its value after the epoch's last step
+        thr = (learnable.value.detach() if learnable is not None else stats.last.get("threshold")) if n_batches else None
         if thr is not None:
             metrics["threshold"] = float(thr)
         metrics["epoch_seconds"] = time.perf_counter() - t0

@@ -216,6 +216,20 @@ VAL_METRICS = (
 )
 
 
+def selected_epoch(history: pd.DataFrame, selection_metric: str = "val_miou") -> int | None:
+    """The epoch training chose by ``selection_metric`` (``engine.train.fit``'s rule): the first best
+    of the trained epochs 1..E; epoch 0 (the untrained model) only when nothing was trained; None
+    when no epoch has a score."""
+    if "epoch" not in history.columns or selection_metric not in history.columns:
+        return None
+    scored = history.dropna(subset=[selection_metric]).sort_values("epoch", kind="stable")
+    trained = scored[scored["epoch"] >= 1]
+    pool = trained if len(trained) else scored
+    if pool.empty:
+        return None
+    return int(pool.loc[pool[selection_metric].idxmax(), "epoch"])
+
+
 def val_curves_figure(history: pd.DataFrame, *, selection_metric: str = "val_miou") -> plt.Figure:
     """Validation metrics per epoch (epoch 0 = before training) with the selected epoch marked
     (the best ``selection_metric``), and the learnable threshold per epoch when logged."""
@@ -229,10 +243,11 @@ def val_curves_figure(history: pd.DataFrame, *, selection_metric: str = "val_mio
     ax = axes[0]
     for col, label in present:
         ax.plot(h["epoch"], h[col], marker="o", markersize=3.5, linewidth=1.5, label=label)
-    if selection_metric in h.columns and h[selection_metric].notna().any():
-        best = h.loc[h[selection_metric].idxmax()]
-        ax.axvline(best["epoch"], color="#555555", linestyle="--", linewidth=1.0,
-                   label=f"selected: epoch {int(best['epoch'])} ({selection_metric} {best[selection_metric]:.2f})")
+    chosen = selected_epoch(h, selection_metric)
+    if chosen is not None:
+        score = float(h.loc[h["epoch"] == chosen, selection_metric].iloc[0])
+        ax.axvline(chosen, color="#555555", linestyle="--", linewidth=1.0,
+                   label=f"selected: epoch {chosen} ({selection_metric} {score:.2f})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation (%)")
     ax.set_title("Validation metrics per epoch", fontsize=10)
