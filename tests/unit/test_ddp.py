@@ -48,6 +48,22 @@ def test_rank_batches_are_the_single_process_batches_cut_in_stripes(n, batch, wo
     assert list(single) != list(other)  # reshuffled every epoch
 
 
+@pytest.mark.parametrize("world", [1, 2])
+def test_drop_last_leaves_out_the_incomplete_last_batch_alike_for_any_world(world):
+    # FS-COCO's shape in small: 2 x 4 + 1 sketches; the one-sketch batch goes with drop_last
+    keep = [ShardedBatchSampler(9, 4, seed=1, rank=r, world_size=world) for r in range(world)]
+    drop = [ShardedBatchSampler(9, 4, seed=1, rank=r, world_size=world, drop_last=True) for r in range(world)]
+    assert [len(s) for s in drop] == [2] * world and [len(list(s)) for s in drop] == [2] * world
+    assert len(keep[0]) == (3 if world == 1 else 2)  # several processes drop a batch smaller than the world
+    dropped = {i for s in drop for b in s for _, i in b}
+    full = {i for s in keep for b in s for _, i in b}
+    assert len(dropped) == 8 and dropped < set(range(9))
+    assert full == (set(range(9)) if world == 1 else dropped)
+    # the same two full batches with one process or two
+    one = [[i for _, i in b] for b in ShardedBatchSampler(9, 4, seed=1, drop_last=True)]
+    assert sorted(i for b in one for i in b) == sorted(dropped)
+
+
 def test_global_batch_must_split_evenly():
     with pytest.raises(Exception, match="divisible"):
         ShardedBatchSampler(10, 6, seed=0, rank=0, world_size=4)

@@ -17,7 +17,9 @@ Data parallel (``torchrun --nproc-per-node=N -m sketchseg.distributed``, see
 DistributedDataParallel, gives each process ``batch_size / N`` sketches of every global batch,
 computes the loss of the global batch (negatives mined across processes), validates on shards
 and merges the scores; only rank 0 writes the training state. The result equals one process
-with the same global batch up to float rounding (tests/unit/test_ddp.py).
+with the same global batch up to float rounding (tests/unit/test_ddp.py), except that a last global
+batch with fewer sketches than processes is left out (on FS-COCO at batch 16: one sketch per epoch);
+``training.drop_last`` leaves out every incomplete last batch, the same with one process or several.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class TrainConfig:
     threshold_learning_rate: float | None = None  # the learnable threshold's own rate (None: learning_rate)
     weight_decay: float = 0.01
     max_categories_per_sketch: int = 3
+    drop_last: bool = False           # leave out an incomplete last batch each epoch
     seed: int = 42
     device: str = "auto"
     precision: str = "bf16"
@@ -365,7 +368,7 @@ def fit(
     optimizer, skips_on_device = make_optimizer(params, cfg) if params else (None, False)
     generator = torch.Generator().manual_seed(cfg.seed)  # the loader workers' base seed
     sampler = distributed.ShardedBatchSampler(len(train_set), cfg.batch_size, seed=cfg.seed, rank=info.rank,
-                                              world_size=info.world_size)
+                                              world_size=info.world_size, drop_last=cfg.drop_last)
     workers = int(cfg.num_workers)
     loader = DataLoader(
         distributed.EpochItems(train_set),
