@@ -99,6 +99,13 @@ def test_effective_parameters_label_from_config_vs_name_from_command_line():
     assert applied and out["model"]["margin"] == 0.1
 
 
+def test_authors_eval_protocol_changes_only_the_scoring_keys():
+    ours, theirs = effective("ours"), effective("authors_eval_protocol")
+    assert theirs["evaluation"] == {**ours["evaluation"], "overlap_rule": "most_strokes"}  # render size etc. kept
+    assert theirs["model"] == {**ours["model"], "upsample_mode": "bilinear", "inference_normalization": "minmax"}
+    assert theirs["training"] == ours["training"]
+
+
 def test_last_layer_resolves_to_each_environments_last_block():
     assert apply_variant(TOY_PARAMS, TOY_VARIANTS, "last")["model"]["category_loss_layers"] == [12]
     assert effective("wo_multilayer_loss", "base")["model"]["category_loss_layers"] == [12]
@@ -115,7 +122,8 @@ def test_select_variants_by_name_group_and_all():
     real = variants()
     assert select_variants(real, "tab4") == ["ours", "wo_vv", "wo_category_level", "wo_thresholding",
                                              "wo_global_loss", "wo_cross_attention", "wo_multilayer_loss"]
-    assert select_variants(real, "authors")[1:] == ["authors_margin_l1", "authors_bilinear", "authors_full_tower"]
+    assert select_variants(real, "authors")[1:] == ["authors_margin_l1", "authors_bilinear", "authors_full_tower",
+                                                    "authors_eval_protocol"]
 
 
 def test_parameter_entries_mirror_kedros_params_datasets():
