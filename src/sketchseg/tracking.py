@@ -50,7 +50,6 @@ def tag_run_with_experiment(params: Mapping[str, Any], pipeline_name: Any = None
         return
     exp = dict(params.get("experiment") or {})
     variant = str(exp.get("variant") or "ours")
-    env_name = exp.get("env")
     names = list(pipeline_name) if isinstance(pipeline_name, (list, tuple)) else [pipeline_name or "__default__"]
     model_pipelines = {"__default__", "train", "training", "evaluation", "report", "segment"}
     # runs that train or score a model are named after the variant; data-only runs after the pipeline
@@ -60,8 +59,6 @@ def tag_run_with_experiment(params: Mapping[str, Any], pipeline_name: Any = None
         "sketchseg.variant": variant,
         "sketchseg.pipeline": ",".join(str(n) for n in names),
     }
-    if env_name:
-        tags["sketchseg.env"] = env_name
     if exp.get("description"):
         tags["mlflow.note.content"] = str(exp["description"])
     model = params.get("model") or {}

@@ -124,3 +124,34 @@ def test_quarantine_counts_by_kind_and_reason():
         "reason.unreadable_image": 1, "reason.label_count_stroke_count": 1,
         "reason.missing_raster_sketch": 1, "reason.missing_vector_sketch": 1, "reason.unexpected_file": 1,
     }
+    # file paths and ids never reach the metric name (MLflow caps names at 250 characters)
+    long = pd.DataFrame({"kind": ["file", "sketch"], "reason": [
+        "duplicate file for the same sketch as /" + "very/" * 60 + "000000000001.jpg",
+        "duplicate sketch_id 17 also in participant 3"]})
+    assert quarantine_counts(long) == {"quarantine_file": 1, "quarantine_sketch": 1,
+                                       "reason.duplicate_file_for_the_same_sketch": 1, "reason.duplicate_sketch_id": 1}
+
+
+@pytest.mark.parametrize("labels", [None, '["tree"]'])
+def test_evaluation_without_annotated_test_sketches_is_a_clear_error(labels):
+    from sketchseg.pipelines.evaluation.nodes import evaluate_test
+
+    # test rows without stroke labels, or labelled sketches only in train/val: nothing to score
+    table = pd.DataFrame({"sketch_id": [1, 2], "split": ["test", "val"], "labels_json": [None, labels]})
+    with pytest.raises(SketchSegDataError, match=r"no annotated test sketches to score \(1 test sketches"):
+        evaluate_test({}, table, {}, {}, {}, {})
+
+
+def test_non_utf8_file_names_are_quarantined_by_name(tmp_path):
+    import os
+
+    root = tmp_path / "tree"
+    generate_sample(root / "fscoco", root / "seg", n_participants=2, sketches_per_participant=2, seed=1,
+                    test_participants=(1,), val_per_participant=1, write_photos=False, progress=False)
+    bad = os.path.join(os.fsencode(root / "fscoco" / "raster_sketches" / "2"), b"\xff\xfe.jpg")
+    with open(bad, "wb") as f:
+        f.write(b"x")
+    manifest, quarantine = ingest_fscoco(root / "fscoco", root / "seg", max_rejection_rate=1.0, progress=False)
+    assert len(manifest) == 4
+    row = quarantine[quarantine["path"].str.contains("\\xff\\xfe", regex=False)]
+    assert len(row) == 1 and row.iloc[0]["path"].endswith("raster_sketches/2/\\xff\\xfe.jpg")

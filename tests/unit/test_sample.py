@@ -12,6 +12,7 @@ from PIL import Image
 
 from sketchseg.data.sample import CATEGORIES, PLURALS, generate_sample, make_scene
 from sketchseg.data.strokes import load_vector_sketch, parse_strokes
+from sketchseg.errors import SketchSegDataError
 
 N_PART, PER = 4, 5
 TEST_PIDS = (1,)
@@ -88,7 +89,7 @@ def test_fscoco_file_contents(sample: Path):
 
 def test_fscoco_seg_layout_and_labels(sample: Path):
     fs, seg = sample / "fscoco", sample / "fscoco-seg"
-    assert {p.name for p in seg.iterdir()} == {"val", "test"}
+    assert {p.name for p in seg.iterdir()} == {"val", "test", ".sketchseg-sample"}  # + the generator's marker
     used: set[str] = set()
     n = {}
     for split in ("val", "test"):
@@ -178,3 +179,21 @@ def test_plurals_used_for_several_instances():
             if PLURALS[c] != c and re.search(rf"\b{re.escape(PLURALS[c])}\b", s.caption.lower()):
                 plural_seen = True
     assert plural_seen
+
+
+def test_refuses_to_write_beside_data_it_did_not_write(tmp_path: Path):
+    real = tmp_path / "fscoco"
+    (real / "raster_sketches" / "1").mkdir(parents=True)
+    (real / "raster_sketches" / "1" / "000000000042.jpg").write_bytes(b"a real sketch")
+    with pytest.raises(SketchSegDataError, match=r"fscoco is not empty and was not written by the sample generator"):
+        _make(tmp_path)
+    assert _files(real) == [real / "raster_sketches" / "1" / "000000000042.jpg"]  # nothing written
+    assert not (tmp_path / "fscoco-seg").exists()
+
+
+def test_writing_again_over_its_own_sample_is_allowed(tmp_path: Path):
+    _make(tmp_path)
+    assert (tmp_path / "fscoco" / ".sketchseg-sample").is_file() and (tmp_path / "fscoco-seg" / ".sketchseg-sample").is_file()
+    first = _content(tmp_path)
+    _make(tmp_path)
+    assert _content(tmp_path) == first

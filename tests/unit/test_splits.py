@@ -213,3 +213,23 @@ def test_redrawn_split_warns_when_fscoco_seg_sketches_land_in_train(caplog) -> N
     with caplog.at_level(logging.WARNING, logger="sketchseg.pipelines.ingestion.nodes"):
         split(m, {**params, "test_participants": [2]})  # the release's test participant is test again
     assert "FS-COCO-seg's own val/test" not in caplog.text
+
+
+@pytest.mark.parametrize("test_participants", [[], None])
+def test_protocol_split_without_test_participants_is_a_config_error(test_participants) -> None:
+    from sketchseg.pipelines.ingestion.nodes import split
+
+    params = {"mode": "protocol", "test_participants": test_participants, "val_per_participant": 1, "seed": 0}
+    with pytest.raises(SketchSegConfigError, match="splits.test_participants is empty"):
+        split(_manifest(n_participants=4, per_participant=3), params)
+
+
+def test_max_val_sketches_spreads_over_participants() -> None:
+    from sketchseg.pipelines.training.nodes import annotated_subset
+
+    table = pd.DataFrame({"sketch_id": range(10), "participant_id": [1] * 5 + [2] * 5, "split": ["val"] * 10,
+                          "labels_json": ["[]"] * 10})
+    assert annotated_subset(table, "val", limit=4)["sketch_id"].tolist() == [0, 3, 6, 9]
+    assert annotated_subset(table, "val", limit=1)["sketch_id"].tolist() == [0]
+    assert annotated_subset(table, "val", limit=0).empty
+    assert len(annotated_subset(table, "val", limit=50)) == 10 and len(annotated_subset(table, "val")) == 10

@@ -63,13 +63,19 @@ def _strip_source(msg: str, path: str) -> str:
     return msg[len(prefix):] if msg.startswith(prefix) else msg
 
 
+def _printable(text: Any) -> str:
+    """``text`` as valid UTF-8: bytes of a file name that is not UTF-8 (held by Python as surrogate
+    escapes) are spelled ``\\xNN``, so that the quarantine table can name the file."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class _Quarantine:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
     def add(self, path: Any, sketch_id: int | None, participant_id: int | None, reason: str, kind: str) -> None:
-        self.rows.append({"path": str(path), "sketch_id": sketch_id, "participant_id": participant_id,
-                          "reason": reason, "kind": kind})
+        self.rows.append({"path": _printable(path), "sketch_id": sketch_id, "participant_id": participant_id,
+                          "reason": _printable(reason), "kind": kind})
 
     def frame(self) -> pd.DataFrame:
         df = pd.DataFrame(self.rows, columns=QUARANTINE_COLUMNS)

@@ -33,6 +33,7 @@ __all__ = ["generate_sample", "make_scene", "make_caption", "draw_object", "CATE
 CANVAS = 256.0
 _HI = CANVAS - 1e-3
 _MAX_COCO_ID = 581_929  # largest MS-COCO train2017 image id
+SAMPLE_MARKER = ".sketchseg-sample"  # written into both roots: a generated tree, safe to write again
 
 Stroke = np.ndarray
 Drawer = Callable[[np.random.Generator, float, float, float, bool], list[Stroke]]
@@ -725,7 +726,17 @@ def generate_sample(
 
     for d in (root, seg_root):
         if d.is_dir() and any(d.iterdir()):
+            if not (d / SAMPLE_MARKER).is_file():
+                raise SketchSegDataError(
+                    f"{d} is not empty and was not written by the sample generator (no {SAMPLE_MARKER} file): "
+                    "refusing to write generated sketches beside what may be the real FS-COCO. Generate the "
+                    "sample into its own folder (`kedro run --pipelines=make_sample --env=sample` writes "
+                    "data/01_raw/sample), or empty the folder first"
+                )
             logger.warning("writing the sample into non-empty %s: files of an earlier, different sample stay", d)
+    for d in (root, seg_root):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / SAMPLE_MARKER).write_text("written by sketchseg.data.sample.generate_sample\n", encoding="utf-8")
     for sub in ("images", "raster_sketches", "vector_sketches", "text", "raw_data"):
         if sub == "images" and not write_photos:
             continue

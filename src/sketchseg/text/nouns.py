@@ -58,7 +58,7 @@ DEFAULT_COMPOUNDS: tuple[str, ...] = (
     "tennis court", "traffic sign", "road sign", "light pole", "lamp post", "power line",
     "tree trunk", "clock tower", "park bench", "water bottle", "coffee table", "living room",
     "sail boat", "fishing rod", "table tennis", "christmas tree", "palm tree", "ski pole",
-    "double decker bus", "double decker", "tennis player", "baseball player",
+    "double decker bus", "double decker", "tennis player", "baseball player", "train station", "ski slope",
 )  # fmt: skip
 
 #: Plural-only nouns that the WordNet lemmatizer would wrongly singularise ("jeans" -> "jean").

@@ -13,6 +13,7 @@ from sketchseg.engine.runtime import resolve_device
 from sketchseg.model.checkpoint import load_trainable_state
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import build_model
+from sketchseg.errors import SketchSegDataError
 from sketchseg.pipelines.training.nodes import annotated_split
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,12 @@ def evaluate_test(
     data: dict[str, Any],
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Score the chosen checkpoint on the annotated test split (metrics logged as ``test_*``)."""
+    n_test = int((splits_table["split"] == "test").sum())
+    if not (splits_table["split"].eq("test") & splits_table["labels_json"].notna()).any():
+        raise SketchSegDataError(
+            f"no annotated test sketches to score ({n_test} test sketches, none with FS-COCO-seg stroke labels): "
+            "check splits.mode / splits.test_participants and the FS-COCO-seg test folder"
+        )
     model, cfg = load_model_from_checkpoint(checkpoint, model_params)
     device = resolve_device(training.get("device", "auto"))
     model.to(device)

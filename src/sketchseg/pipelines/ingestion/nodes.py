@@ -33,8 +33,9 @@ def quarantine_counts(quarantine: pd.DataFrame) -> dict[str, int]:
     for kind, reason in zip(quarantine.get("kind", ["sketch"] * len(quarantine)), quarantine["reason"]):
         counts[f"quarantine_{kind}"] += 1
         for part in str(reason).split("; "):
-            head = re.sub(r"[^a-z0-9]+", "_", part.split(":")[0].split(" in ")[0].lower()).strip("_")
-            head = re.sub(r"_\d+(_\d+)*", "", head)  # "label count 12 != 13" -> "label_count"
+            text = re.split(r":| in | as | also in ", part, maxsplit=1)[0]  # the reason, not the file or id
+            head = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+            head = re.sub(r"_\d+(_\d+)*", "", head)[:80]  # "label count 12 != 13" -> "label_count"
             counts[f"reason.{head}"] += 1
     return dict(counts)
 
@@ -69,6 +70,11 @@ def split(manifest: pd.DataFrame, splits: dict[str, Any]) -> tuple[pd.DataFrame,
     mode = splits["mode"]
     test_participants = [int(p) for p in splits.get("test_participants") or []]
     if mode == "protocol":
+        if not test_participants:
+            raise SketchSegConfigError(
+                "splits.mode is 'protocol' but splits.test_participants is empty: list the participants whose "
+                "sketches form the test set (the paper: 5 participants, 500 sketches), or use splits.mode: fscoco_seg"
+            )
         table = make_protocol_splits(
             manifest,
             test_participants=test_participants,

@@ -14,10 +14,12 @@ from sketchseg.model.tiny_pretrain import PretrainConfig, pretrain_clip, read_ca
 logger = logging.getLogger(__name__)
 
 def make_sample(sample: dict[str, Any], data: dict[str, Any], splits: dict[str, Any]) -> dict[str, Any]:
-    """Generate the sample under ``data.fscoco_root`` / ``data.fscoco_seg_root``.
+    """Generate the sample under ``data.fscoco_root`` / ``data.fscoco_seg_root`` (refused where
+    those folders hold anything the generator did not write, e.g. the real FS-COCO).
 
-    Its FS-COCO-seg val/test folders annotate exactly the sketches that ``splits`` (protocol mode,
-    same participants and seed) puts in val and test.
+    Its FS-COCO-seg val/test folders annotate the protocol split of ``splits.test_participants``
+    and ``splits.val_per_participant``, drawn with ``sample.seed``; ``splits.mode: fscoco_seg``
+    then reads the split back from those folders.
     """
     summary = generate_sample(
         data["fscoco_root"],

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sketchseg import tracking  # noqa: E402
@@ -60,8 +61,10 @@ def annotated_subset(splits_table: pd.DataFrame, split: str, limit: int | None =
         logger.warning(
             "%d of %d %s sketches have no FS-COCO-seg labels and are not scored", len(part) - len(labelled), len(part), split
         )
-    if limit is not None:
-        labelled = labelled.head(int(limit))
+    if limit is not None and int(limit) < len(labelled):
+        # evenly spread over the table (participant order), not the first participants' sketches
+        keep = np.linspace(0, len(labelled) - 1, num=max(int(limit), 0)).round().astype(int)
+        labelled = labelled.iloc[keep]
     return labelled.reset_index(drop=True)
 
 
