@@ -70,7 +70,7 @@ def sample_spec(project: Path, env: str = "sample", runtime_params: dict[str, An
         "cpu_fp32": {"best_val_miou": results["checkpoint_val_miou"], "test_miou": results["test_miou"],
                      "test_pixel_acc": results["test_pixel_acc"], "checkpoint_epoch": results["checkpoint_epoch"]},
         "carry": sorted({".gpu", "data/01_raw/sample", *(str(Path(t).parent) for t in TABLES.values())}
-                        | ({str(Path(weights).parent)} if weights else set())),
+                        | ({str(weights)} if weights else set())),  # the weights alone, not the sample's checkpoints
     }
 
 

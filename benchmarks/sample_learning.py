@@ -132,7 +132,7 @@ def score(project: Path, params: dict[str, Any]) -> dict[str, dict[str, float]]:
             res = evaluate_model(model, ds, device=device, batch_size=int(evaluation["batch_size"]), desc=f"untrained {split}")
             out[f"untrained_{split}"] = {**res.summary, "n": res.n_sketches}
             per_sketch[f"untrained_{split}"] = res.per_sketch
-        ckpt = SafetensorsCheckpointDataset("data/06_models/best.safetensors").load()
+        ckpt = SafetensorsCheckpointDataset("data/06_models/sample/best.safetensors").load()
         load_trainable_state(model, ckpt["state"], source="best.safetensors")
         for split, ds in sets.items():
             res = evaluate_model(model, ds, device=device, batch_size=int(evaluation["batch_size"]), desc=f"trained {split}")

@@ -67,7 +67,7 @@ def test_train_pipeline_end_to_end(kedro_project):
         assert 0.0 <= report[key] <= 100.0
     assert report["n_test_sketches"] == 6
     assert report["checkpoint_epoch"] in (1, 2)
-    assert (kedro_project / "data/06_models/best.safetensors").stat().st_size > 0
+    assert (kedro_project / "data/06_models/sample/best.safetensors").stat().st_size > 0
     history = pd.read_csv(kedro_project / "data/07_model_output/training_history.csv")
     assert history["epoch"].tolist() == [0, 1, 2]
     assert history["val_miou"].notna().all()

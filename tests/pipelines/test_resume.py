@@ -26,7 +26,7 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path, monkeypatc
     monkeypatch.chdir(b)
     # the first run ends after epoch 1 (as a crash right after that epoch's state was written) ...
     run(b, "train", params={"training.epochs": 1})
-    assert (b / "data/06_models/training_state.pt").is_file()
+    assert (b / "data/06_models/sample/training_state.pt").is_file()
     # ... and the second continues it to epoch 2
     run(b, "train", params={"training.epochs": 2, "training.resume": True})
     resumed = json.loads((b / "data/08_reporting/test_metrics.json").read_text())

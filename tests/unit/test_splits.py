@@ -233,3 +233,17 @@ def test_max_val_sketches_spreads_over_participants() -> None:
     assert annotated_subset(table, "val", limit=1)["sketch_id"].tolist() == [0]
     assert annotated_subset(table, "val", limit=0).empty
     assert len(annotated_subset(table, "val", limit=50)) == 10 and len(annotated_subset(table, "val")) == 10
+
+
+def test_tables_of_other_data_are_refused(tmp_path) -> None:
+    from sketchseg.pipelines.training.nodes import check_data_root
+
+    table = pd.DataFrame({"raster_path": [str(tmp_path / "sample/fscoco/raster_sketches/1/1.jpg"),
+                                          str(tmp_path / "sample/fscoco/raster_sketches/2/2.jpg")]})
+    check_data_root(table, {"fscoco_root": str(tmp_path / "sample/fscoco")})  # its own data: fine
+    check_data_root(table, {})  # no root configured: nothing to check
+    with pytest.raises(SketchSegDataError, match=r"lists 2 of 2 sketches outside data.fscoco_root=.*fscoco_real"):
+        check_data_root(table, {"fscoco_root": str(tmp_path / "fscoco_real")})
+    with pytest.raises(SketchSegDataError, match="lists 1 of 2"):
+        check_data_root(table.assign(raster_path=[table["raster_path"][0], "elsewhere/2/2.jpg"]),
+                        {"fscoco_root": str(tmp_path / "sample/fscoco")})

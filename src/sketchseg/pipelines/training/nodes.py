@@ -68,10 +68,30 @@ def annotated_subset(splits_table: pd.DataFrame, split: str, limit: int | None =
     return labelled.reset_index(drop=True)
 
 
+def check_data_root(splits_table: pd.DataFrame, data: dict[str, Any]) -> None:
+    """The sketch tables must come from ``data.fscoco_root``: tables another environment wrote
+    (e.g. the sample's, left in data/03_primary by the demo) would otherwise be trained on or
+    scored silently."""
+    if "fscoco_root" not in data or "raster_path" not in splits_table.columns or splits_table.empty:
+        return
+    root = Path(data["fscoco_root"]).expanduser().resolve()
+    paths = splits_table["raster_path"].dropna().astype(str)
+    folders = {f for f in paths.map(lambda p: str(Path(p).parent)).unique()
+               if root != (r := Path(f).expanduser().resolve()) and root not in r.parents}  # one check per folder
+    outside = [p for p in paths if str(Path(p).parent) in folders]
+    if outside:
+        raise SketchSegDataError(
+            f"sketch_splits lists {len(outside)} of {len(paths)} sketches outside data.fscoco_root={root} "
+            f"(e.g. {outside[0]}): the tables were written for other data (another --env?); run "
+            "`kedro run --pipelines=data --env=<this env>` first"
+        )
+
+
 def annotated_split(splits_table: pd.DataFrame, split: str, image_size: int, evaluation: dict[str, Any],
                     data: dict[str, Any], limit: int | None = None) -> AnnotatedSketches:
     """The annotated sketches of one split (at most ``limit``), rendered as ``evaluation`` says
-    (reference protocol)."""
+    (reference protocol); the tables must come from ``data.fscoco_root`` (``check_data_root``)."""
+    check_data_root(splits_table, data)
     return AnnotatedSketches(
         annotated_subset(splits_table, split, limit),
         image_size=int(image_size),
