@@ -87,6 +87,14 @@ CASES = [
     ("a dog chasing another dog", ["dog"]),
     ("a man in a red shirt standing near a fire hydrant", ["man", "shirt", "fire hydrant"]),
     ("a kitchen with a sink and a window", ["kitchen", "sink", "window"]),
+    # a word whose adjective sense dominates still heads its noun phrase after a determiner
+    ("a bowl with an orange", ["bowl", "orange"]),
+    ("an orange and an apple on a plate", ["orange", "apple", "plate"]),
+    ("a man sitting on the couch with a remote", ["man", "couch", "remote"]),
+    # ... but stays an adjective before a noun or without a determiner
+    ("a man in red holding a kite", ["man", "kite"]),
+    ("the tall trees near a red house", ["tree", "house"]),
+    ("a man wearing a black and white shirt", ["man", "shirt"]),
 ]
 
 

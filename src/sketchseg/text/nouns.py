@@ -212,7 +212,8 @@ def _is_noun(
                 return True
             return f_noun > 0
         n_adj, f_adj = _pos_counts(word, "a")
-        if n_adj and f_adj > f_noun:  # "tall"/NN in "tall trees", "red"/NN in "a man in red"
+        heads_phrase = prev_tag in DETERMINER_TAGS and next_tag not in NOUN_TAGS  # "an orange", "the remote"
+        if n_adj and f_adj > f_noun and not heads_phrase:  # "tall"/NN in "tall trees", "red"/NN in "a man in red"
             return False
         if not n_noun and (n_adj or _verb_base(word) is not None):
             return False  # WordNet knows it, but not as a noun: "snowy"/NN, "parked"/NN
