@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_model  # noqa: E402  (sets up the import of sketchseg from a checkout)
 
 from sketchseg.data.strokes import load_vector_sketch, render_strokes  # noqa: E402
+from sketchseg.engine.runtime import resolve_device  # noqa: E402
 from sketchseg.engine.data import AnnotatedSketches, TrainSketches, collate_train  # noqa: E402
 from sketchseg.engine.train import TrainConfig, fit  # noqa: E402
 from sketchseg.model.model import build_model  # noqa: E402
@@ -170,7 +171,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     splits, prompts = pd.read_parquet(args.splits), pd.read_parquet(args.prompts)
     torch.manual_seed(args.seed)
     model = build_model(bench_model.model_config(args.model))

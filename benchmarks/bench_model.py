@@ -57,6 +57,7 @@ try:
 except ModuleNotFoundError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from sketchseg.engine.runtime import resolve_device  # noqa: E402
 from sketchseg.engine.train import TrainConfig, make_optimizer, train_step  # noqa: E402
 from sketchseg.model.config import ModelConfig  # noqa: E402
 from sketchseg.model.model import Levers, SketchSegModel, build_model  # noqa: E402
@@ -418,7 +419,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     torch.manual_seed(args.seed)

@@ -47,6 +47,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_model  # noqa: E402  (sets up the import of sketchseg from a checkout)
 
+from sketchseg.engine.runtime import resolve_device  # noqa: E402
 from sketchseg.engine.train import TrainConfig, make_optimizer, train_step  # noqa: E402
 from sketchseg.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from sketchseg.model.model import SketchSegModel, build_model  # noqa: E402
@@ -307,7 +308,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     report = Report()
     report.note("env", "device", torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu")
     report.note("env", "torch", torch.__version__)

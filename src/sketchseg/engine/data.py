@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from sketchseg.data.strokes import load_sketch_image, load_vector_array, parse_strokes, render_labelled_strokes
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
-from sketchseg.model.metrics import gt_label_map_by_count
+from sketchseg.model.metrics import gt_label_map, gt_label_map_by_count
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class AnnotatedSketches(Dataset):
             alphabetical = sorted(range(len(classes)), key=lambda k: classes[k])
             gt = gt_label_map_by_count(own, stroke_labels, stroke_map.shape, alphabetical)
         else:
-            gt = np.where(stroke_map >= 0, stroke_labels[np.clip(stroke_map, 0, None)], -1)
+            gt = gt_label_map(stroke_map, stroke_labels)
         small = Image.fromarray(ink).resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
         image = to_pixels(np.asarray(small, dtype=np.float32) / 255.0)
         return AnnotatedSketch(int(row["sketch_id"]), image, classes, stroke_map, stroke_labels, gt,

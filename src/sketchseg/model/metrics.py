@@ -95,6 +95,15 @@ def gt_label_map(stroke_map: np.ndarray, stroke_labels: np.ndarray) -> np.ndarra
     return out
 
 
+def _stroke_pixel_pairs(stroke_pixels: np.ndarray, n_strokes: int, shape: tuple[int, ...]) -> np.ndarray:
+    """``stroke_pixels`` as an int64 ``(2, P)`` array, checked against ``n_strokes`` and a map of ``shape``."""
+    pairs = np.asarray(stroke_pixels, dtype=np.int64).reshape(2, -1)
+    if pairs.size and (pairs[0].min() < 0 or pairs[0].max() >= n_strokes
+                       or pairs[1].min() < 0 or pairs[1].max() >= int(np.prod(shape))):
+        raise SketchSegDataError(f"stroke_pixels out of range for {n_strokes} strokes and a {tuple(shape)} map")
+    return pairs
+
+
 def gt_label_map_by_count(
     stroke_pixels: np.ndarray,
     stroke_labels: np.ndarray,
@@ -115,10 +124,7 @@ def gt_label_map_by_count(
         raise SketchSegDataError(f"tie_order must be a permutation of range({n}), got {tie.tolist()[:20]}")
     if labels.size and labels.max() >= n:
         raise SketchSegDataError(f"stroke_labels must be < {n} classes, got max {labels.max()}")
-    pairs = np.asarray(stroke_pixels, dtype=np.int64).reshape(2, -1)
-    if pairs.size and (pairs[0].min() < 0 or pairs[0].max() >= len(labels) or pairs[1].min() < 0
-                       or pairs[1].max() >= h * w):
-        raise SketchSegDataError(f"stroke_pixels out of range for {len(labels)} strokes and a {(h, w)} map")
+    pairs = _stroke_pixel_pairs(stroke_pixels, len(labels), (h, w))
     out = np.full(h * w, -1, dtype=np.int64)
     cls = labels[pairs[0]] if pairs.size else np.zeros(0, dtype=np.int64)
     keep = cls >= 0
@@ -207,10 +213,7 @@ def sketch_metrics(
     # ---------------------------------------------------------------- stroke majority vote
     labelled = labels >= 0
     if stroke_pixels is not None:
-        pairs = np.asarray(stroke_pixels, dtype=np.int64).reshape(2, -1)
-        if pairs.size and (pairs[0].min() < 0 or pairs[0].max() >= n_strokes_total
-                           or pairs[1].min() < 0 or pairs[1].max() >= pred.size):
-            raise SketchSegDataError(f"stroke_pixels out of range for {n_strokes_total} strokes and a {pred.shape} map")
+        pairs = _stroke_pixel_pairs(stroke_pixels, n_strokes_total, pred.shape)
         keep = labelled[pairs[0]] if pairs.size else np.zeros(0, dtype=bool)
         s_idx, s_pred = pairs[0][keep], pred.reshape(-1)[pairs[1][keep]]
     else:

@@ -76,9 +76,14 @@ def check_data_root(splits_table: pd.DataFrame, data: dict[str, Any]) -> None:
         return
     root = Path(data["fscoco_root"]).expanduser().resolve()
     paths = splits_table["raster_path"].dropna().astype(str)
-    folders = {f for f in paths.map(lambda p: str(Path(p).parent)).unique()
-               if root != (r := Path(f).expanduser().resolve()) and root not in r.parents}  # one check per folder
-    outside = [p for p in paths if str(Path(p).parent) in folders]
+    folders = paths.map(lambda p: str(Path(p).parent))
+
+    def inside(folder: str) -> bool:
+        resolved = Path(folder).expanduser().resolve()
+        return resolved == root or root in resolved.parents
+
+    foreign = [f for f in folders.unique() if not inside(f)]  # one check per folder, not per sketch
+    outside = paths[folders.isin(foreign)].tolist()
     if outside:
         raise SketchSegDataError(
             f"sketch_splits lists {len(outside)} of {len(paths)} sketches outside data.fscoco_root={root} "
