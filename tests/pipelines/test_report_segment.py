@@ -39,6 +39,20 @@ def test_report_and_segment_after_training(kedro_project):
     run(kedro_project, "make_sample")
     run(kedro_project, "train")
 
+    # ---------------------------------------------------------------- re-scoring the chosen checkpoint
+    metrics_file = kedro_project / "data/08_reporting/test_metrics.json"
+    paper = json.loads(metrics_file.read_text())
+    authors = {"model.inference_prompts": "ensemble", "model.inference_normalization": "minmax"}
+    run(kedro_project, "evaluation", params=authors)
+    rescored = json.loads(metrics_file.read_text())
+    assert rescored["checkpoint_epoch"] == paper["checkpoint_epoch"]  # the same checkpoint, scored otherwise
+    assert rescored["test_miou"] != paper["test_miou"]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{kedro_project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("sketchseg-sample")
+    latest = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert latest.data.params["model.inference_prompts"] == "ensemble"
+    assert latest.data.metrics["test_miou"] == pytest.approx(rescored["test_miou"])
+
     # ---------------------------------------------------------------- report
     run(kedro_project, "report", params={"report.n_overlay_sketches": 3, "report.min_category_count": 0})
     out = kedro_project / "data/08_reporting/report"
@@ -59,8 +73,6 @@ def test_report_and_segment_after_training(kedro_project):
     assert summary["n_seen_categories"] + summary["n_unseen_categories"] == len(categories)
     assert summary["corr_train_frequency"] is None or -1.0 <= summary["corr_train_frequency"] <= 1.0
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{kedro_project / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("sketchseg-sample")
     runs = [r for r in client.search_runs([exp.experiment_id]) if "report_best_threshold_test" in r.data.metrics]
     assert len(runs) == 1
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id, "report")}

@@ -278,3 +278,30 @@ def test_segment_builds_prompts_from_the_configured_template(backbone):
     for a, b, c in zip(got, explicit, default):
         torch.testing.assert_close(a, b)
         assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("subtract", [True, False])
+def test_segment_with_the_prompt_ensemble(backbone, subtract):
+    from sketchseg.model.prompt_ensemble import ensemble_embeddings, ensemble_templates
+    from sketchseg.model.similarity import patch_similarity, upsample
+
+    model = make(backbone, inference_prompts="ensemble", ensemble_subtract_empty=subtract).eval()
+    x = sketches()
+    cats = [["tree", "car"], ["dog"]]
+    got = model.segment(x, cats, size=32)
+    out = model.encode_sketch(x)
+    text = ensemble_embeddings(model.encode_text, ["tree", "car", "dog"], ensemble_templates(),
+                               subtract_empty=subtract)
+    for b, rows in enumerate(([0, 1], [2])):
+        sim = patch_similarity(text[rows].unsqueeze(0), out.patches[b : b + 1], out.grid)[0]
+        torch.testing.assert_close(got[b], upsample(sim, 32, model.cfg.upsample_mode))
+    single = make(backbone).eval().segment(x, cats, size=32)
+    assert not torch.allclose(got[0], single[0])
+    # the ensemble is cached by name and gives the same maps on a second call
+    assert set(model._ensemble_cache) == {"tree", "car", "dog"}
+    for a, b in zip(got, model.segment(x, cats, size=32)):
+        torch.testing.assert_close(a, b)
+    # prompts given by the caller win over the ensemble
+    prompts = [["A sketch of tree.", "A sketch of car."], ["A sketch of dog."]]
+    for a, b in zip(model.segment(x, cats, size=32, prompts=prompts), single):
+        torch.testing.assert_close(a, b)

@@ -21,6 +21,10 @@ UPSAMPLE_MODES = ("bicubic", "bilinear")
 DISTANCES = ("l2", "l1", "cosine")
 FINETUNE_STRATEGIES = ("ln", "prompts", "ln_prompts", "full")
 INFERENCE_NORMALISATIONS = ("none", "minmax")
+# the text of a category at evaluation / segmentation: "template" = model.prompt_template filled with
+# its name (paper §3.4); "ensemble" = the 85-template ensemble of the authors' evaluation code
+# (model/prompt_ensemble.py), minus the empty string's ensemble when ensemble_subtract_empty
+INFERENCE_PROMPTS = ("template", "ensemble")
 DEFAULT_PROMPT_TEMPLATE = "A sketch of {}."  # the paper's category prompt (§3.2, Fig. 2b)
 # where the holistic (Eq. 1) sketch embedding comes from: "vst" = token 0 of the original q-k path
 # (paper §3.1.1), "vv" = token 0 of the v-v path (CLIP Surgery fine-tuned with v-v in training,
@@ -36,7 +40,7 @@ IMPLEMENTATIONS = ("fast", "reference")
 
 _LAYER_LIST_FIELDS = ("vv_blocks", "cross_attention_layers", "category_loss_layers")
 _BOOL_FIELDS = ("allow_random_init", "vv_train", "vv_inference", "use_category_level", "cross_attention",
-                "use_global_loss")
+                "use_global_loss", "ensemble_subtract_empty")
 _INT_FIELDS = ("image_size", "num_visual_prompts")
 _FLOAT_FIELDS = ("visual_prompt_init_range", "prompt_dropout", "cross_attention_dropout", "threshold_init",
                  "threshold_temperature", "margin")
@@ -81,6 +85,8 @@ class ModelConfig:
     holistic_token: str = "vst"
     implementation: str = "fast"
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE  # the category prompt wherever categories come without prompts
+    inference_prompts: str = "template"
+    ensemble_subtract_empty: bool = True
 
     def __post_init__(self) -> None:
         for key in _LAYER_LIST_FIELDS:
@@ -148,6 +154,7 @@ class ModelConfig:
         choice("finetune", FINETUNE_STRATEGIES)
         choice("inference_normalization", INFERENCE_NORMALISATIONS)
         choice("implementation", IMPLEMENTATIONS)
+        choice("inference_prompts", INFERENCE_PROMPTS)
         choice("holistic_token", HOLISTIC_TOKENS)
         prob("prompt_dropout")
         prob("cross_attention_dropout")

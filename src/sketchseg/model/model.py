@@ -50,6 +50,7 @@ from sketchseg.model.clip_loader import MeanStd, load_clip
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.encoder import EncoderOutput, SketchEncoder
 from sketchseg.model.losses import category_loss, holistic_loss, pairwise_distance, rowwise_distance
+from sketchseg.model.prompt_ensemble import ensemble_embeddings, ensemble_templates
 from sketchseg.model.similarity import (
     LearnableThreshold,
     minmax_normalise,
@@ -233,6 +234,7 @@ class SketchSegModel(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1),
                              persistent=False)
         self._text_cache: dict[str, torch.Tensor] = {}
+        self._ensemble_cache: dict[str, torch.Tensor] = {}  # category name -> ensemble embedding
         self._apply_finetune()
         counts = self.parameter_counts()
         logger.info(
@@ -295,6 +297,7 @@ class SketchSegModel(nn.Module):
 
     def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - torch's signature
         self._text_cache = {}  # cached embeddings live on the old device / dtype
+        self._ensemble_cache = {}
         return super()._apply(fn, recurse)
 
     @property
@@ -392,6 +395,28 @@ class SketchSegModel(nn.Module):
             self._fill_text_cache(missing)
             logger.info("text cache: %d embeddings precomputed (%d cached)", len(missing), len(self._text_cache))
         return len(missing)
+
+    def ensemble_text(self, names: Sequence[str]) -> torch.Tensor:
+        """Embeddings (N, D) of category ``names`` by the authors' 85-template ensemble
+        (``prompt_ensemble``), minus the empty string's when ``cfg.ensemble_subtract_empty``;
+        cached by name (the text tower is frozen)."""
+        names = [str(n) for n in names]
+        if not names:
+            return torch.empty(0, self.embed_dim, device=self.device)
+        missing = list(dict.fromkeys(n for n in names if n not in self._ensemble_cache))
+        if missing:
+            rows = ensemble_embeddings(self.encode_text, missing, ensemble_templates(),
+                                       subtract_empty=self.cfg.ensemble_subtract_empty)
+            self._ensemble_cache.update(zip(missing, rows))
+        return torch.stack([self._ensemble_cache[n] for n in names])
+
+    def inference_text(self, names: Sequence[str], texts: Sequence[str], explicit_prompts: bool) -> torch.Tensor:
+        """The category embeddings scored at inference: the pairs' prompts (``texts``), or the
+        ensemble of their ``names`` under ``cfg.inference_prompts: ensemble`` unless the caller
+        gave its own prompts."""
+        if self.cfg.inference_prompts == "ensemble" and not explicit_prompts:
+            return self.ensemble_text(names)
+        return self.encode_text(texts)
 
     # ------------------------------------------------------------------ images
     def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -632,13 +657,13 @@ class SketchSegModel(nn.Module):
     def _segment(self, images: torch.Tensor, categories: Sequence[Sequence[str]], size: int | tuple[int, int],
                  prompts: Sequence[Sequence[str]] | None, minmax: bool) -> list[torch.Tensor]:
         batch = images.shape[0]
-        b_list, _, texts, counts = self._pairs(categories, prompts, batch)
+        b_list, names, texts, counts = self._pairs(categories, prompts, batch)
         size_hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
         out = self.encode_sketch(images, vv=self.cfg.vv_inference)
         if not b_list:
             return [torch.empty(0, *size_hw, device=self.device) for _ in range(batch)]
         b_idx = self._index(b_list)
-        cct = self.encode_text(texts)
+        cct = self.inference_text(names, texts, explicit_prompts=prompts is not None)
         sim = patch_similarity(cct.unsqueeze(1), out.patches[b_idx], out.grid)[:, 0]
         if minmax:
             sim = minmax_normalise(sim)
@@ -651,7 +676,9 @@ class SketchSegModel(nn.Module):
         """Per-sketch similarity maps ``(C_b, H, W)`` (§3.4): raw cosine similarities (v-v path
         per ``cfg.vv_inference``) upsampled to ``size``; min-max normalised per map when
         ``cfg.inference_normalization == "minmax"``. Labels = argmax over C. Duplicate category
-        names of a sketch are kept once. Call ``model.eval()`` first."""
+        names of a sketch are kept once. A category's text is ``prompts`` when given, else
+        ``cfg.prompt_template`` filled with its name, or its 85-template ensemble under
+        ``cfg.inference_prompts: ensemble``. Call ``model.eval()`` first."""
         return self._segment(images, categories, size, prompts,
                              minmax=self.cfg.inference_normalization == "minmax")
 
