@@ -336,3 +336,30 @@ def test_selected_epoch_follows_the_training_rule():
     assert selected_epoch(h.head(1)) == 0  # nothing trained (zero-shot): epoch 0
     assert selected_epoch(h.assign(val_miou=np.nan)) is None
     assert selected_epoch(h, "val_stroke_acc") is None
+
+
+def test_val_curves_mark_the_given_checkpoint_epoch():
+    history = pd.DataFrame({"epoch": [0, 1, 2, 3], "val_miou": [10.0, 30.0, 20.0, 25.0]})
+    labels = [line.get_label() for line in val_curves_figure(history).axes[0].get_lines()]
+    assert any(lab.startswith("selected: epoch 1 ") for lab in labels)
+    labels = [line.get_label() for line in val_curves_figure(history, chosen_epoch=3).axes[0].get_lines()]
+    assert "selected: epoch 3 (val_miou 25.00)" in labels and not any("epoch 1" in lab for lab in labels)
+
+
+def test_report_refuses_tables_scored_otherwise():
+    from sketchseg.errors import SketchSegConfigError
+    from sketchseg.model.config import ModelConfig
+    from sketchseg.pipelines.evaluation.nodes import check_same_scoring, scoring_settings
+
+    cfg = ModelConfig(pretrained=None, allow_random_init=True)
+    evaluation = {"render_size": 512, "thickness": 3, "overlap_rule": "lowest_class_index", "batch_size": 4}
+    recorded = scoring_settings(cfg, evaluation)
+    assert recorded["model.inference_prompts"] == "template" and recorded["evaluation.render_size"] == 512
+    assert "evaluation.batch_size" not in recorded and "model.margin" not in recorded  # no effect on scores
+    check_same_scoring({"scoring": recorded}, cfg, {**evaluation, "batch_size": 64})  # same scores: fine
+    other = ModelConfig(pretrained=None, allow_random_init=True, inference_normalization="minmax")
+    with pytest.raises(SketchSegConfigError, match=r"model\.inference_normalization: tables 'none', now 'minmax'"):
+        check_same_scoring({"scoring": recorded}, other, evaluation)
+    with pytest.raises(SketchSegConfigError, match=r"evaluation\.overlap_rule"):
+        check_same_scoring({"scoring": recorded}, cfg, {**evaluation, "overlap_rule": "most_strokes"})
+    check_same_scoring({"test_miou": 1.0}, other, evaluation)  # an older file: warned, not refused

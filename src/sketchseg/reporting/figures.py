@@ -230,9 +230,11 @@ def selected_epoch(history: pd.DataFrame, selection_metric: str = "val_miou") ->
     return int(pool.loc[pool[selection_metric].idxmax(), "epoch"])
 
 
-def val_curves_figure(history: pd.DataFrame, *, selection_metric: str = "val_miou") -> plt.Figure:
+def val_curves_figure(history: pd.DataFrame, *, selection_metric: str = "val_miou",
+                      chosen_epoch: int | None = None) -> plt.Figure:
     """Validation metrics per epoch (epoch 0 = before training) with the selected epoch marked
-    (the best ``selection_metric``), and the learnable threshold per epoch when logged."""
+    (``chosen_epoch``, e.g. the evaluated checkpoint's; by default the best ``selection_metric``),
+    and the learnable threshold per epoch when logged."""
     h = history.sort_values("epoch") if "epoch" in history.columns else history.iloc[0:0]
     present = [(c, label) for c, label in VAL_METRICS if c in h.columns and h[c].notna().any()]
     has_thr = "threshold" in h.columns and h["threshold"].notna().any()
@@ -243,11 +245,11 @@ def val_curves_figure(history: pd.DataFrame, *, selection_metric: str = "val_mio
     ax = axes[0]
     for col, label in present:
         ax.plot(h["epoch"], h[col], marker="o", markersize=3.5, linewidth=1.5, label=label)
-    chosen = selected_epoch(h, selection_metric)
+    chosen = selected_epoch(h, selection_metric) if chosen_epoch is None else int(chosen_epoch)
     if chosen is not None:
-        score = float(h.loc[h["epoch"] == chosen, selection_metric].iloc[0])
-        ax.axvline(chosen, color="#555555", linestyle="--", linewidth=1.0,
-                   label=f"selected: epoch {chosen} ({selection_metric} {score:.2f})")
+        row = h.loc[h["epoch"] == chosen, selection_metric] if selection_metric in h.columns else pd.Series(dtype=float)
+        score = f" ({selection_metric} {float(row.iloc[0]):.2f})" if len(row) and pd.notna(row.iloc[0]) else ""
+        ax.axvline(chosen, color="#555555", linestyle="--", linewidth=1.0, label=f"selected: epoch {chosen}{score}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation (%)")
     ax.set_title("Validation metrics per epoch", fontsize=10)

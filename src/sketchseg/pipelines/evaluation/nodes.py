@@ -13,7 +13,7 @@ from sketchseg.engine.runtime import resolve_device
 from sketchseg.model.checkpoint import load_trainable_state
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import build_model
-from sketchseg.errors import SketchSegDataError
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 from sketchseg.pipelines.training.nodes import annotated_split
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,39 @@ def load_model_from_checkpoint(checkpoint: dict[str, Any], model_params: dict[st
     model = build_model(cfg)
     load_trainable_state(model, checkpoint["state"], source=str(checkpoint.get("metadata", {}).get("kind", "checkpoint")))
     return model, cfg
+
+
+#: what decides the test scores of a given checkpoint: ``report`` re-runs the model and must score
+#: exactly as the evaluation whose tables it draws (``check_same_scoring``)
+SCORING_MODEL_KEYS = ("image_size", "vv_inference", "upsample_mode", "inference_normalization", "inference_prompts",
+                      "ensemble_subtract_empty", "prompt_template")
+SCORING_EVALUATION_KEYS = ("render_size", "thickness", "overlap_rule")
+
+
+def scoring_settings(cfg: ModelConfig, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The model and evaluation settings that the test scores of a checkpoint depend on."""
+    out: dict[str, Any] = {f"model.{k}": getattr(cfg, k) for k in SCORING_MODEL_KEYS}
+    out.update({f"evaluation.{k}": evaluation.get(k) for k in SCORING_EVALUATION_KEYS})
+    return out
+
+
+def check_same_scoring(test_metrics: dict[str, Any], cfg: ModelConfig, evaluation: dict[str, Any]) -> None:
+    """Refuse to mix scoring setups: ``test_metrics`` (with the test tables beside it) must have
+    been scored with the settings ``cfg`` / ``evaluation`` would score with now."""
+    recorded = test_metrics.get("scoring")
+    if not isinstance(recorded, dict):
+        logger.warning("test_metrics.json records no scoring settings (written by an older sketchseg): "
+                       "cannot check that the test tables were scored with the current settings")
+        return
+    now = scoring_settings(cfg, evaluation)
+    differ = {k: (recorded.get(k), v) for k, v in now.items() if recorded.get(k) != v}
+    if differ:
+        listed = ", ".join(f"{k}: tables {a!r}, now {b!r}" for k, (a, b) in sorted(differ.items()))
+        raise SketchSegConfigError(
+            f"the test tables (test_metrics.json, test_per_sketch, test_per_category) were scored with other "
+            f"settings than this run would use ({listed}); run with the tables' settings (--params), or re-run "
+            "--pipelines=evaluation with these settings first"
+        )
 
 
 def evaluate_test(
@@ -63,6 +96,7 @@ def evaluate_test(
         "checkpoint_epoch": int(meta.get("epoch", -1)),
         "checkpoint_val_miou": float(meta.get("val_miou", "nan")),
         "variant": meta.get("variant", ""),
+        "scoring": scoring_settings(cfg, evaluation),
     }
     logger.info(
         "test: mIoU %.2f, Acc@P %.2f, Acc@S %.2f, MeanAcc %.2f, FWIoU %.2f on %d sketches (checkpoint of epoch %s)",

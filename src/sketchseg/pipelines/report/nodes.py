@@ -15,7 +15,8 @@ import pandas as pd  # noqa: E402
 from sketchseg import tracking  # noqa: E402
 from sketchseg.engine.runtime import resolve_device  # noqa: E402
 from sketchseg.errors import SketchSegConfigError  # noqa: E402
-from sketchseg.pipelines.evaluation.nodes import load_model_from_checkpoint  # noqa: E402
+from sketchseg.model.config import ModelConfig  # noqa: E402
+from sketchseg.pipelines.evaluation.nodes import check_same_scoring, load_model_from_checkpoint  # noqa: E402
 from sketchseg.pipelines.training.nodes import annotated_split  # noqa: E402
 from sketchseg.reporting.analysis import (  # noqa: E402
     accuracy_share_above,
@@ -52,6 +53,7 @@ def _check_report_params(report: dict[str, Any]) -> None:
 
 def report_model_passes(
     checkpoint: dict[str, Any],
+    test_metrics: dict[str, Any],
     splits_table: pd.DataFrame,
     model_params: dict[str, Any],
     evaluation: dict[str, Any],
@@ -60,9 +62,12 @@ def report_model_passes(
     report: dict[str, Any],
 ) -> tuple[list[OverlaySample], pd.DataFrame]:
     """Load the best checkpoint once; segment a seeded sample of test sketches for the overlay
-    grid and run the single-category threshold sweep on the annotated val and test sketches."""
+    grid and run the single-category threshold sweep on the annotated val and test sketches; the
+    current settings must score as the evaluation that wrote ``test_metrics`` and its tables did."""
     _check_report_params(report)
     thresholds = threshold_grid(report["thresholds"])
+    cfg = ModelConfig.from_dict(model_params)
+    check_same_scoring(test_metrics, cfg, evaluation)
     model, cfg = load_model_from_checkpoint(checkpoint, model_params)
     device = resolve_device(str(training.get("device", "auto")))
     model.to(device)
@@ -132,9 +137,11 @@ def plot_threshold_sweep(sweep: pd.DataFrame, evaluation: dict[str, Any]) -> plt
     return threshold_sweep_figure(sweep, best_thresholds(sweep), reference=evaluation.get("isolation_threshold"))
 
 
-def plot_val_curves(history: pd.DataFrame, training: dict[str, Any]) -> plt.Figure:
-    """Per-epoch validation curves with the selected epoch."""
-    return val_curves_figure(history, selection_metric=str(training.get("selection_metric", "val_miou")))
+def plot_val_curves(history: pd.DataFrame, test_metrics: dict[str, Any], training: dict[str, Any]) -> plt.Figure:
+    """Per-epoch validation curves with the epoch of the evaluated checkpoint marked."""
+    epoch = test_metrics.get("checkpoint_epoch")
+    return val_curves_figure(history, selection_metric=str(training.get("selection_metric", "val_miou")),
+                             chosen_epoch=int(epoch) if epoch is not None and int(epoch) >= 0 else None)
 
 
 def _finite_or_none(value: Any) -> Any:

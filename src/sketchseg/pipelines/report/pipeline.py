@@ -22,6 +22,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 report_model_passes,
                 inputs=[
                     "best_checkpoint",
+                    "test_metrics",
                     "sketch_splits",
                     "params:model",
                     "params:evaluation",
@@ -44,7 +45,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  outputs="report_seen_unseen_plot", name="plot_report_seen_unseen"),
             node(plot_threshold_sweep, inputs=["threshold_sweep", "params:evaluation"],
                  outputs="report_threshold_sweep_plot", name="plot_report_threshold_sweep"),
-            node(plot_val_curves, inputs=["training_history", "params:training"],
+            node(plot_val_curves, inputs=["training_history", "test_metrics", "params:training"],
                  outputs="report_val_curves_plot", name="plot_report_val_curves"),
             node(summarise_report,
                  inputs=["test_per_sketch", "category_report", "threshold_sweep", "params:report"],
