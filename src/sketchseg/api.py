@@ -25,7 +25,7 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from sketchseg.data.strokes import _border_median, _open_grey, _to_grey
 from sketchseg.engine.runtime import resolve_device
@@ -33,6 +33,7 @@ from sketchseg.errors import CheckpointMismatchError, SketchSegConfigError, Sket
 from sketchseg.model.checkpoint import FORMAT, load_trainable_state, read_checkpoint_metadata
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import SketchSegModel, build_model
+from sketchseg.model.similarity import upsample
 from sketchseg.reporting.overlays import PAPER_RGB, category_colors, colorize_labels
 
 logger = logging.getLogger(__name__)
@@ -96,13 +97,14 @@ def image_to_grey(image: ImageInput, *, source: str | None = None) -> tuple[np.n
     """Any sketch image -> (grey (H, W) float32 in [0, 1], 1 = paper; whether it was inverted).
 
     Files are fully decoded (truncated or non-image files raise ``SketchSegDataError`` naming the
-    file); alpha is composited on white; light ink on a dark background is inverted.
+    file); an EXIF orientation (phone photos) is applied, so the sketch is read the way viewers
+    show it; alpha is composited on white; light ink on a dark background is inverted.
     """
     if isinstance(image, (str, Path)):
-        grey, _ = _open_grey(image)
+        grey, _ = _open_grey(image, exif_orientation=True)
         name = str(image)
     elif isinstance(image, Image.Image):
-        grey = _to_grey(image)
+        grey = _to_grey(ImageOps.exif_transpose(image))
         name = source or "<PIL image>"
     elif isinstance(image, np.ndarray):
         grey = _array_to_grey(image, source or "<array>")
@@ -126,7 +128,12 @@ def _array_to_grey(arr: np.ndarray, name: str) -> np.ndarray:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
         raise SketchSegDataError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
     if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
-        top = 1.0 if a.dtype == bool else (65535.0 if a.max(initial=0) > 255 else 255.0)
+        if a.dtype == bool:
+            top = 1.0
+        elif a.dtype in (np.uint8, np.uint16):  # the dtype says the range (a 16-bit scan: 0..65535)
+            top = float(np.iinfo(a.dtype).max)
+        else:  # plain ints (e.g. int64 from a list): 0..255 unless larger values say 16 bit
+            top = 65535.0 if a.max(initial=0) > 255 else 255.0
         a = a.astype(np.float32) / top
     else:
         a = a.astype(np.float32)
@@ -197,19 +204,28 @@ class Segmenter:
         h, w = grey.shape
         square, (y0, x0), side = _square_input(grey, int(self.model.cfg.image_size))
         pixels = torch.from_numpy(square).to(self.device).expand(1, 3, -1, -1)
-        maps = self.model.segment(pixels, [names], size=side)[0].float()
-        sim = maps[:, y0 : y0 + h, x0 : x0 + w].cpu().numpy().astype(np.float32, copy=False)
+        crop = (y0, x0, h, w)
+        grid_maps = self.model.segment(pixels, [names], size=None)[0].float()
+        sim = np.empty((len(names), h, w), dtype=np.float32)
+        for c in range(len(names)):  # one map at a time: a big sketch never holds C maps of side x side
+            sim[c] = self._upsample_crop(grid_maps[c], side, crop)
         ink = grey <= self.paper_threshold
         label_map = np.where(ink, sim.argmax(axis=0), -1).astype(np.int64)
         isolated = None
         if isolate is not None:
-            norm = self.model.segment_normalised(pixels, [[isolate]], size=side)[0][0].float()
-            norm = norm[y0 : y0 + h, x0 : x0 + w].cpu().numpy()
-            isolated = (norm > float(threshold)) & ink
+            norm = self.model.segment_normalised(pixels, [[isolate]], size=None)[0][0].float()
+            isolated = (self._upsample_crop(norm, side, crop) > float(threshold)) & ink
         return SegmentationResult(
             label_map=label_map, categories=names, similarity=sim, ink=ink, grey=grey, isolated=isolated,
             isolated_category=isolate, threshold=float(threshold) if isolate is not None else None, inverted=inverted,
         )
+
+
+    def _upsample_crop(self, grid_map: torch.Tensor, side: int, crop: tuple[int, int, int, int]) -> np.ndarray:
+        """One patch-grid map upsampled to the padded square (``cfg.upsample_mode``), cropped to the image."""
+        y0, x0, h, w = crop
+        full = upsample(grid_map, side, self.model.cfg.upsample_mode)
+        return full[y0 : y0 + h, x0 : x0 + w].cpu().numpy().astype(np.float32, copy=False)
 
 
 def _config_from_checkpoint(meta: Mapping[str, str], path: Path) -> dict[str, Any]:

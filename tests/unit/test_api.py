@@ -214,3 +214,45 @@ def test_overlay_and_label_map_pictures(segmenter):
     plain = segmenter.segment(image, ["tree"])
     with pytest.raises(SketchSegConfigError):
         overlay(plain, isolated=True)
+
+
+def test_maps_are_upsampled_one_at_a_time_as_the_model_would(segmenter):
+    """The per-map upsampling of a wide sketch equals the model's own all-at-once maps, cropped."""
+    from sketchseg.api import _square_input, image_to_grey
+
+    image = draw_rgba(size=(400, 90))
+    cats = ["tree", "house", "sun"]
+    result = segmenter.segment(image, cats, isolate="sun", threshold=0.5)
+    grey, _ = image_to_grey(image)
+    square, (y0, x0), side = _square_input(grey, segmenter.config.image_size)
+    pixels = torch.from_numpy(square).expand(1, 3, -1, -1)
+    full = segmenter.model.segment(pixels, [cats], size=side)[0][:, y0 : y0 + 90, x0 : x0 + 400].numpy()
+    np.testing.assert_allclose(result.similarity, full, atol=1e-6)
+    norm = segmenter.model.segment_normalised(pixels, [["sun"]], size=side)[0][0, y0 : y0 + 90, x0 : x0 + 400]
+    np.testing.assert_array_equal(result.isolated, (norm.numpy() > 0.5) & result.ink)
+
+
+def test_exif_orientation_is_applied(segmenter, tmp_path):
+    """A phone photo stored landscape with 'rotate 90' in its EXIF is read as viewers show it."""
+    upright = draw_grey(size=(120, 200))  # portrait, as seen
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # landscape pixels on disk
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    path = tmp_path / "photo.jpg"
+    stored.save(path, exif=exif, quality=95)
+    result = segmenter.segment(path, ["sun", "grass"])
+    assert result.label_map.shape == (200, 120) and result.image_size == (120, 200)
+    with Image.open(path) as im:
+        pil = segmenter.segment(im, ["sun", "grass"])
+    np.testing.assert_array_equal(pil.label_map, result.label_map)
+
+
+def test_sixteen_bit_arrays_are_scaled_by_their_dtype(segmenter):
+    from sketchseg.api import image_to_grey
+
+    scan = np.full((40, 40), 65535, dtype=np.uint16)  # white paper ...
+    scan[15:25, 15:25] = 200  # ... and ink at 200 of 65535: nearly black
+    grey, inverted = image_to_grey(scan)
+    assert not inverted and grey[20, 20] == pytest.approx(200 / 65535) and grey[0, 0] == 1.0
+    plain = np.array([[0, 255], [128, 255]])  # int64 from a list: 8-bit values
+    np.testing.assert_allclose(image_to_grey(plain)[0], plain / 255.0)

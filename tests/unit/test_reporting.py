@@ -363,3 +363,14 @@ def test_report_refuses_tables_scored_otherwise():
     with pytest.raises(SketchSegConfigError, match=r"evaluation\.overlap_rule"):
         check_same_scoring({"scoring": recorded}, cfg, {**evaluation, "overlap_rule": "most_strokes"})
     check_same_scoring({"test_miou": 1.0}, other, evaluation)  # an older file: warned, not refused
+
+
+def test_best_threshold_at_an_end_of_the_grid_is_warned(caplog):
+    from sketchseg.pipelines.report.nodes import warn_best_at_grid_end
+
+    grid = np.array([0.3, 0.5, 0.7])
+    sweep = pd.DataFrame({"split": ["val"] * 3 + ["test"] * 3, "threshold": list(grid) * 2,
+                          "pixel_acc": [50.0, 70.0, 60.0, 50.0, 60.0, 70.0]})
+    with caplog.at_level("WARNING"):
+        assert warn_best_at_grid_end(sweep, grid) == ["test"]  # val peaks inside the grid
+    assert "threshold sweep (test): the best threshold 0.70 is at an end" in caplog.text

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sketchseg.errors import SketchSegDataError
 
@@ -266,12 +266,15 @@ def render_labelled_strokes(
 # --------------------------------------------------------------------------------------------------
 # raster sketches
 # --------------------------------------------------------------------------------------------------
-def _open_grey(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """Decode an image fully and return a float32 grey array in [0, 1] (alpha composited on white)."""
+def _open_grey(path: str | Path, *, exif_orientation: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decode an image fully and return a float32 grey array in [0, 1] (alpha composited on white);
+    ``exif_orientation``: turn it as its EXIF orientation tag says (user photos of sketches)."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()  # forces a full decode: truncated files raise here
+            if exif_orientation:
+                im = ImageOps.exif_transpose(im)
             info = {"width": int(im.width), "height": int(im.height), "mode": str(im.mode)}
             grey = _to_grey(im)
     except FileNotFoundError as exc:

@@ -654,27 +654,28 @@ class SketchSegModel(nn.Module):
         return self.training_losses(images, captions, categories, prompts, gather=gather)
 
     # ------------------------------------------------------------------ inference
-    def _segment(self, images: torch.Tensor, categories: Sequence[Sequence[str]], size: int | tuple[int, int],
+    def _segment(self, images: torch.Tensor, categories: Sequence[Sequence[str]], size: int | tuple[int, int] | None,
                  prompts: Sequence[Sequence[str]] | None, minmax: bool) -> list[torch.Tensor]:
         batch = images.shape[0]
         b_list, names, texts, counts = self._pairs(categories, prompts, batch)
-        size_hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
         out = self.encode_sketch(images, vv=self.cfg.vv_inference)
         if not b_list:
-            return [torch.empty(0, *size_hw, device=self.device) for _ in range(batch)]
+            hw = out.grid if size is None else (int(size), int(size)) if isinstance(size, int) else tuple(size)
+            return [torch.empty(0, *hw, device=self.device) for _ in range(batch)]
         b_idx = self._index(b_list)
         cct = self.inference_text(names, texts, explicit_prompts=prompts is not None)
         sim = patch_similarity(cct.unsqueeze(1), out.patches[b_idx], out.grid)[:, 0]
         if minmax:
             sim = minmax_normalise(sim)
-        maps = upsample(sim, size_hw, self.cfg.upsample_mode)
+        maps = sim if size is None else upsample(sim, size, self.cfg.upsample_mode)
         return list(torch.split(maps, counts, dim=0))
 
     @torch.no_grad()
-    def segment(self, images: torch.Tensor, categories: Sequence[Sequence[str]], size: int | tuple[int, int],
+    def segment(self, images: torch.Tensor, categories: Sequence[Sequence[str]], size: int | tuple[int, int] | None,
                 prompts: Sequence[Sequence[str]] | None = None) -> list[torch.Tensor]:
         """Per-sketch similarity maps ``(C_b, H, W)`` (§3.4): raw cosine similarities (v-v path
-        per ``cfg.vv_inference``) upsampled to ``size``; min-max normalised per map when
+        per ``cfg.vv_inference``) upsampled to ``size`` (``None``: the patch grid, not upsampled;
+        ``similarity.upsample`` with ``cfg.upsample_mode`` does it later, one map at a time); min-max normalised per map when
         ``cfg.inference_normalization == "minmax"``. Labels = argmax over C. Duplicate category
         names of a sketch are kept once. A category's text is ``prompts`` when given, else
         ``cfg.prompt_template`` filled with its name, or its 85-template ensemble under
@@ -684,7 +685,7 @@ class SketchSegModel(nn.Module):
 
     @torch.no_grad()
     def segment_normalised(self, images: torch.Tensor, categories: Sequence[Sequence[str]],
-                           size: int | tuple[int, int],
+                           size: int | tuple[int, int] | None,
                            prompts: Sequence[Sequence[str]] | None = None) -> list[torch.Tensor]:
         """Like ``segment`` but always min-max normalised per map (for ``similarity.isolate``)."""
         return self._segment(images, categories, size, prompts, minmax=True)

@@ -79,15 +79,29 @@ def report_model_passes(
     samples = predict_samples(model, test_set, indices, device=device, batch_size=batch_size, precision=precision)
     logger.info("overlays: %d of %d test sketches (seed %s)", len(samples), len(test_set), report["seed"])
 
-    max_sketches = report.get("max_sweep_sketches")
+    cap = report.get("max_sweep_sketches")
     per_split = {}
     for split, dataset in (("val", val_set), ("test", test_set)):
-        acc, _ = sweep_accuracies(
-            model, dataset, thresholds, device=device, batch_size=batch_size, precision=precision,
-            max_sketches=None if max_sketches is None else int(max_sketches), desc=f"threshold sweep ({split})",
-        )
+        if cap is not None and int(cap) < len(dataset):  # spread over participants, not the first ones
+            dataset = annotated_split(splits_table, split, cfg.image_size, evaluation, data, limit=int(cap))
+        acc, _ = sweep_accuracies(model, dataset, thresholds, device=device, batch_size=batch_size,
+                                  precision=precision, desc=f"threshold sweep ({split})")
         per_split[split] = acc
-    return samples, sweep_table(per_split, thresholds)
+    sweep = sweep_table(per_split, thresholds)
+    warn_best_at_grid_end(sweep, thresholds)
+    return samples, sweep
+
+
+def warn_best_at_grid_end(sweep: pd.DataFrame, thresholds) -> list[str]:  # noqa: ANN001 - numpy array
+    """Warn (and return the splits) where the best threshold is the first or last of the grid:
+    the true best may lie outside ``report.thresholds``."""
+    ends = (float(min(thresholds)), float(max(thresholds)))
+    splits = [split for split, best in best_thresholds(sweep).items() if best["threshold"] in ends]
+    for split in splits:
+        logger.warning("threshold sweep (%s): the best threshold %.2f is at an end of report.thresholds %s; "
+                       "the true best may lie outside it: widen the grid", split,
+                       best_thresholds(sweep)[split]["threshold"], list(ends))
+    return splits
 
 
 def plot_overlays(samples: list[OverlaySample], report: dict[str, Any]) -> plt.Figure:

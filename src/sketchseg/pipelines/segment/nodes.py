@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -110,11 +111,29 @@ def category_lists(
 
 
 def partition_names(files: Sequence[Path]) -> dict[str, str]:
-    """Output name of each file: its stem, or ``<stem>_<ext>`` where two files share a stem."""
+    """Output name of each file, unique even on a case-insensitive disk: its stem, or
+    ``<stem>_<ext>`` where two files share a stem (case ignored), then ``_2``, ``_3``, ... in file
+    name order wherever a name is still taken ("a.png" and "a.PNG"; "b.png", "b.jpg" and "b_png.png")."""
     stems: dict[str, int] = {}
     for f in files:
-        stems[f.stem] = stems.get(f.stem, 0) + 1
-    return {f.name: (f.stem if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}") for f in files}
+        stems[f.stem.casefold()] = stems.get(f.stem.casefold(), 0) + 1
+    wanted = {f.name: (f.stem if stems[f.stem.casefold()] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}")
+              for f in files}
+    counts: dict[str, int] = {}
+    for name in wanted.values():
+        counts[name.casefold()] = counts.get(name.casefold(), 0) + 1
+    taken = {name.casefold() for name in wanted.values() if counts[name.casefold()] == 1}
+    out: dict[str, str] = {}
+    for file_name in sorted(wanted):
+        name = wanted[file_name]
+        if counts[name.casefold()] > 1:  # shared: the first holder keeps it, the others get a free number
+            base, k = name, 1
+            while name.casefold() in taken:
+                k += 1
+                name = f"{base}_{k}"
+            taken.add(name.casefold())
+        out[file_name] = name
+    return out
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -193,9 +212,11 @@ def segment_sketches(
             continue
         try:
             result = segmenter.segment(f, cats, isolate=isolate, threshold=threshold)
-        except SketchSegDataError as exc:
-            row.update(status="failed", reason=str(exc), categories=";".join(cats), n_categories=len(cats))
-            logger.error("%s", exc)
+        except (SketchSegDataError, MemoryError, torch.OutOfMemoryError) as exc:
+            reason = str(exc) if isinstance(exc, SketchSegDataError) else (
+                f"{f}: out of memory ({type(exc).__name__}: {exc}); segment a smaller image or fewer categories")
+            row.update(status="failed", reason=reason, categories=";".join(cats), n_categories=len(cats))
+            logger.error("%s", reason)
             rows.append(row)
             continue
         key = names[f.name]

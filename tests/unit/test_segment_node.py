@@ -1,0 +1,52 @@
+"""segment node: unique output names and per-file failures (no Kedro runner needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sketchseg.pipelines.segment import nodes
+from sketchseg.pipelines.segment.nodes import partition_names
+
+
+def test_output_names_never_collide():
+    files = [Path(n) for n in ("a.png", "a.PNG", "b.png", "b.jpg", "b_png.png", "c.png", "C.jpg", "solo.png")]
+    names = partition_names(files)
+    assert names["solo.png"] == "solo" and names["b.jpg"] == "b_jpg"
+    assert len({n.casefold() for n in names.values()}) == len(files)  # unique, even on a case-insensitive disk
+    assert {names["b.png"], names["b_png.png"]} == {"b_png", "b_png_2"}
+    assert {names["a.PNG"], names["a.png"]} == {"a_png", "a_png_2"}
+    assert {names["c.png"], names["C.jpg"]} == {"c_png", "C_jpg"}
+    assert partition_names([Path("x.png"), Path("y.png")]) == {"x.png": "x", "y.png": "y"}
+
+
+def test_out_of_memory_fails_that_file_only(tmp_path, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("big.png", "small.png"):
+        Image.fromarray(np.full((32, 32), 255, dtype=np.uint8)).save(folder / name)
+
+    class FakeSegmenter:
+        def segment(self, path, cats, **kw):  # noqa: ANN001, ANN003, ANN201
+            if Path(path).name == "big.png":
+                raise MemoryError("cannot allocate 40 GB")
+            raise RuntimeError("reached only for small.png")
+
+    monkeypatch.setattr(nodes, "load_model", lambda *a, **k: FakeSegmenter())
+    params = {"input_dir": str(folder), "output_dir": str(tmp_path / "out"), "categories": ["tree"]}
+    with pytest.raises(RuntimeError, match="only for small.png"):  # other errors are not swallowed
+        nodes.segment_sketches(params)
+
+    class BigOnly(FakeSegmenter):
+        def segment(self, path, cats, **kw):  # noqa: ANN001, ANN003, ANN201
+            raise MemoryError("cannot allocate 40 GB")
+
+    monkeypatch.setattr(nodes, "load_model", lambda *a, **k: BigOnly())
+    table, label_maps, _, _ = nodes.segment_sketches(params)
+    table = table.set_index("file")
+    assert (table["status"] == "failed").all() and not label_maps
+    assert "big.png: out of memory" in table.loc["big.png", "reason"]
+    assert "cannot allocate 40 GB" in table.loc["big.png", "reason"]
