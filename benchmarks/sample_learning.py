@@ -64,7 +64,7 @@ def copy_project(dest: Path) -> Path:
 
 
 def kedro_env() -> dict[str, str]:
-    return project.kedro_subprocess_env(REPO.parent / "shared" / "nltk_data")
+    return project.kedro_subprocess_env(REPO.parent / "shared" / "nltk_data", offline=True)
 
 
 def run_kedro(project: Path, args: list[str], log: Path) -> float:

@@ -64,8 +64,13 @@ def tag_run_with_experiment(params: Mapping[str, Any], pipeline_name: Any = None
     model = params.get("model") or {}
     for key in ("clip_model", "finetune", "num_visual_prompts", "vv_train", "vv_inference",
                 "use_category_level", "cross_attention", "thresholding", "use_global_loss",
-                "upsample_mode", "distance", "margin"):
+                "upsample_mode", "distance", "margin", "holistic_token", "category_loss_layers",
+                "inference_normalization", "inference_prompts"):
         if key in model:
             tags[f"sketchseg.model.{key}"] = model[key]
+    for section, key in (("training", "train_mode"), ("evaluation", "overlap_rule")):
+        value = (params.get(section) or {}).get(key)
+        if value is not None:
+            tags[f"sketchseg.{section}.{key}"] = value
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
     logger.info("MLflow run %s tagged as variant '%s'", run.info.run_id, variant)

@@ -12,8 +12,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sketchseg.errors import SketchSegConfigError
-from sketchseg.experiments.compare import compare, comparison_table, fetch_runs, markdown_table, write_comparison
-from sketchseg.experiments.grid import kedro_command, parse_params, run_grid
+from sketchseg.experiments.compare import (
+    check_grid_id,
+    compare,
+    comparison_table,
+    fetch_runs,
+    markdown_table,
+    write_comparison,
+)
+from sketchseg.experiments.grid import kedro_command, mark_unfinished_runs, parse_params, run_grid
 from tests.conftest import copy_project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +48,8 @@ RUNS = [
     ("ours", "g1", 2000, "FINISHED", "train", metrics(52.0, 4)),        # latest of ours in g1
     ("ours", "g0", 3000, "FINISHED", "train", metrics(99.0, 1)),        # another grid, newest overall
     ("wo_vv", "g1", 1500, "FINISHED", "train", metrics(40.5, 5)),
-    ("wo_vv", "g1", 2500, "FAILED", "train", {"val_miou": 1.0}),        # newer but failed: not chosen
+    ("wo_vv", "g1", 2500, "FAILED", "train", {"val_miou": 1.0}),        # newer but failed: not chosen, named
+    ("ours", "g1", 2600, "FINISHED", "evaluation", metrics(77.0, 4)),  # a re-scoring: not the row, not the Δ
     ("zero_shot_clip", "g1", 1200, "FAILED", "train", {}),              # only a failed run
     ("ours-sample", "g1", 900, "FINISHED", "make_sample", {}),          # a data-only run
     ("custom", "g0", 2800, "FINISHED", "train", metrics(10.0, 0)),      # not a preset
@@ -65,7 +73,7 @@ def store(tmp_path_factory) -> str:
 
 def test_fetch_runs_filters_by_grid_newest_first(store):
     runs = fetch_runs(store, EXPERIMENT, grid="g1")
-    assert list(runs["start_time"]) == [2500, 2000, 1500, 1200, 1000, 900]
+    assert list(runs["start_time"]) == [2600, 2500, 2000, 1500, 1200, 1000, 900]
     assert set(runs["grid"]) == {"g1"}
     assert len(fetch_runs(store, EXPERIMENT)) == len(RUNS)
 
@@ -74,7 +82,10 @@ def test_table_takes_latest_finished_run_per_variant_in_the_grid(store):
     runs = fetch_runs(store, EXPERIMENT, grid="g1")
     table = comparison_table(runs, VARIANTS, selection=["ours", "zero_shot_clip", "wo_vv", "wo_global_loss"])
     assert list(table["variant"]) == ["ours", "zero_shot_clip", "wo_vv", "wo_global_loss"]
-    assert list(table["status"]) == ["ok", "FAILED", "ok", "missing"]
+    assert table["status"].iloc[0] == "ok" and table["status"].iloc[3] == "missing"
+    assert table["status"].iloc[1] == "FAILED"
+    newer_failed = runs.loc[(runs["variant"] == "wo_vv") & (runs["status"] == "FAILED"), "run_id"].iloc[0]
+    assert table["status"].iloc[2] == f"ok (newer run FAILED {newer_failed[:8]})"
     assert table["test_miou"].iloc[0] == 52.0 and table["best_epoch"].iloc[0] == 4
     assert table["test_miou"].iloc[2] == 40.5 and table["test_fwiou"].iloc[2] == 41.5
     assert math.isnan(table["test_miou"].iloc[1]) and math.isnan(table["test_miou"].iloc[3])
@@ -92,6 +103,59 @@ def test_without_grid_or_selection_every_model_run_variant_appears(store):
     assert table.loc[3, "description"] == "tagged custom" and table.loc[3, "group"] == "tagged group"
 
 
+def test_an_evaluation_only_run_is_used_only_without_a_trained_one(store):
+    runs = fetch_runs(store, EXPERIMENT, grid="g1")
+    assert table_row(runs, "ours")["test_miou"] == 52.0  # the trained run, not the newer re-scoring (77)
+    only_eval = runs[(runs["variant"] != "ours") | (runs["pipeline"] == "evaluation")]
+    row = table_row(only_eval, "ours")
+    assert row["test_miou"] == 77.0 and row["status"] == "ok (evaluation only)"
+
+
+def table_row(runs, variant):
+    return comparison_table(runs, VARIANTS, selection=[variant]).iloc[0]
+
+
+def test_grid_ids_that_kedro_would_retype_are_refused(store):
+    for bad in ("007", "0123", "1.10", "true", "it's", ""):
+        with pytest.raises(SketchSegConfigError, match="must start with a letter"):
+            check_grid_id(bad)
+        with pytest.raises(SketchSegConfigError, match="must start with a letter"):
+            run_grid(REPO, "sample", ["ours"], bad, runner=lambda *a: 0)
+    assert check_grid_id("grid-20261126-101010") == "grid-20261126-101010" and check_grid_id("v2.1_b") == "v2.1_b"
+    with pytest.raises(SketchSegConfigError, match="must start with a letter"):
+        fetch_runs(store, EXPERIMENT, grid="x' or '1'='1")
+
+
+def test_a_killed_variants_running_run_is_marked_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("exp")
+    runs = {}
+    for name, grid in (("wo_vv", "g1"), ("ours", "g1"), ("wo_vv", "g2")):
+        runs[name, grid] = client.create_run(exp, tags={"sketchseg.variant": name, "sketchseg.grid": grid}).info.run_id
+    assert mark_unfinished_runs(uri, "exp", "g1", "wo_vv") == [runs["wo_vv", "g1"]]
+    status = {key: client.get_run(run_id).info.status for key, run_id in runs.items()}
+    assert status == {("wo_vv", "g1"): "KILLED", ("ours", "g1"): "RUNNING", ("wo_vv", "g2"): "RUNNING"}
+
+
+def test_subprocess_runner_interrupts_a_variant_past_its_timeout(tmp_path):
+    import sys
+    import time
+
+    from sketchseg.experiments.grid import TIMEOUT_CODE, _subprocess_runner
+
+    script = ("import signal, sys, time\n"
+              "def stop(*a):\n    print('interrupted, cleaning up', flush=True); sys.exit(3)\n"
+              "signal.signal(signal.SIGINT, stop)\nprint('started', flush=True)\ntime.sleep(60)\n")
+    log = tmp_path / "v.log"
+    t0 = time.perf_counter()
+    assert _subprocess_runner([sys.executable, "-c", script], tmp_path, log, timeout=3) == TIMEOUT_CODE
+    assert time.perf_counter() - t0 < 30
+    text = log.read_text()
+    assert "timed out after 3 s" in text and "interrupted, cleaning up" in text  # Ctrl-C reached the child
+    assert _subprocess_runner([sys.executable, "-c", "pass"], tmp_path, log, timeout=30) == 0
+
+
 def test_markdown_and_csv_content(store, tmp_path):
     runs = fetch_runs(store, EXPERIMENT, grid="g1")
     table = comparison_table(runs, VARIANTS, selection=["ours", "wo_vv", "wo_global_loss"])
@@ -102,8 +166,9 @@ def test_markdown_and_csv_content(store, tmp_path):
                      "run id |")
     assert md[2] == (f"| ours | Ours | full model | 52.00 | 62.00 | 72.00 | 47.00 | 53.00 | 54.00 | 4 | 73.48 | 85.54 | "
                      f"87.02 | +0.00 | +0.00 | ok | {ours_id[:8]} |")
+    failed_id = runs.loc[(runs["variant"] == "wo_vv") & (runs["status"] == "FAILED"), "run_id"].iloc[0]
     assert md[3] == (f"| wo_vv | Tab. 4 | w/o v-v | 40.50 | 50.50 | 60.50 | 35.50 | 41.50 | 42.50 | 5 | 43.55 | 58.09 | "
-                     f"59.03 | -11.50 | -29.93 | ok | {wo_id[:8]} |")
+                     f"59.03 | -11.50 | -29.93 | ok (newer run FAILED {failed_id[:8]}) | {wo_id[:8]} |")
     assert md[4] == "| wo_global_loss | Tab. 4 | w/o global loss | – | – | – | – | – | – | – | – | – | – | – | – | missing |  |"
     csv_path, md_path = write_comparison(table, tmp_path / "out", env="sample", experiment=EXPERIMENT, grid="g1")
     back = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
@@ -190,3 +255,26 @@ def test_run_grid_goes_on_after_a_failure_and_skips_invalid_variants(tmp_path, m
     assert [(r.variant, r.ok) for r in results] == [("ft_ln", False), ("ours", True)]
     assert "num_visual_prompts" in results[0].error and results[0].log_path is None
     assert len(calls) == 1 and "variant=ours" in calls[0]
+    # block indices the backbone does not have (the sample's tiny CLIP has 6) fail before any run
+    calls.clear()
+    results = run_grid(REPO, "sample", ["ours"], "g-test", extra_params=f"model.category_loss_layers=[12],{RANDOM_WEIGHTS}",
+                       log_dir=tmp_path / "logs", runner=fake_runner)
+    assert not results[0].ok and "category_loss_layers" in results[0].error and "valid 1..6" in results[0].error
+    assert calls == []
+
+
+def test_grid_command_fails_when_a_variant_left_no_scored_run(monkeypatch, tmp_path):
+    from sketchseg.experiments import __main__ as cli
+    from sketchseg.experiments.grid import VariantRun
+
+    monkeypatch.setattr(cli, "run_grid", lambda *a, **k: [VariantRun("ours", 0, 1.0, None),
+                                                          VariantRun("wo_vv", 0, 1.0, None)])
+    statuses = {"ok": ["ok", "ok (newer run FAILED 1a2b3c4d)"], "missing": ["ok", "missing"]}
+    for case, expected in (("ok", 0), ("missing", 1)):
+        table = pd.DataFrame({"variant": ["ours", "wo_vv"], "status": statuses[case]})
+        monkeypatch.setattr(cli, "compare", lambda *a, **k: table)
+        monkeypatch.setattr(cli, "markdown_table", lambda t: "")
+        code = cli.main(["grid", "--project", str(REPO), "--env", "sample", "--variants", "ours,wo_vv",
+                         "--tag", "g-cli", "--out", str(tmp_path)])
+        assert code == expected, case
+    assert cli.main(["grid", "--project", str(REPO), "--env", "sample", "--tag", "007"]) == 2

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from sketchseg.errors import SketchSegError
-from sketchseg.experiments.compare import compare, load_project_config, markdown_table
+from sketchseg.experiments.compare import check_grid_id, compare, load_project_config, markdown_table
 from sketchseg.experiments.grid import DEFAULT_PIPELINE, default_grid_id, run_grid
 from sketchseg.experiments.variants import select_variants
 
@@ -74,16 +74,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "grid":
             names = select_variants(cfg.variants, args.variants)
-            grid_id = args.grid or default_grid_id()
+            grid_id = check_grid_id(args.grid or default_grid_id())
             results = run_grid(args.project, args.env, names, grid_id, extra_params=args.params,
                                pipeline=args.pipeline, timeout=args.timeout)
+            failed = [r for r in results if not r.ok]
+            unscored: list[str] = []
             if not args.no_compare:
                 table = compare(args.project, args.env, grid=grid_id, out=args.out, selection=names)
                 logger.info("comparison (grid %s):\n%s", grid_id, markdown_table(table))
-            failed = [r for r in results if not r.ok]
+                done = {r.variant for r in results if r.ok}
+                unscored = [v for v, status in zip(table["variant"], table["status"])
+                            if v in done and not str(status).startswith("ok")]
             for r in failed:
                 logger.error("variant %s failed: %s", r.variant, r.error)
-            return 1 if failed else 0
+            for v in unscored:
+                logger.error("variant %s ran but has no scored run of grid %s in MLflow (see its log)", v, grid_id)
+            return 1 if failed or unscored else 0
         selection = select_variants(cfg.variants, args.variants) if args.variants else None
         table = compare(args.project, args.env, grid=args.grid, out=args.out, selection=selection,
                         tracking_uri=args.tracking_uri, experiment_name=args.experiment)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,27 @@ def load_project_config(project: str | Path, env: str = "local",
 
 
 # ---------------------------------------------------------------------- runs
+_GRID_ID = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
+
+
+def _as_kedro_param(value: str) -> Any:
+    """``value`` as ``kedro run --params key=value`` types it (OmegaConf)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.from_dotlist([f"x={value}"]))["x"]
+
+
+def check_grid_id(grid: str) -> str:
+    """A grid id must start with a letter and hold only letters, digits, ``_ . -``: Kedro's
+    ``--params`` would type '007' as 7, '0123' as 83 and 'true' as True, and the tag would not match."""
+    if not isinstance(grid, str) or not _GRID_ID.fullmatch(grid) or _as_kedro_param(grid) != grid:
+        raise SketchSegConfigError(
+            f"grid id {grid!r} must start with a letter and hold only letters, digits, '_', '.' and '-' "
+            "(e.g. 'ablation-v2'): kedro run --params would turn '007' into 7 or 'true' into True"
+        )
+    return grid
+
+
 def fetch_runs(tracking_uri: str, experiment_name: str, grid: str | None = None) -> pd.DataFrame:
     """Every run of ``experiment_name`` tagged with a variant (optionally of one grid), newest first.
 
@@ -115,7 +137,7 @@ def fetch_runs(tracking_uri: str, experiment_name: str, grid: str | None = None)
         )
     query = "tags.`sketchseg.variant` != ''"
     if grid:
-        query += f" and tags.`sketchseg.grid` = '{grid}'"
+        query += f" and tags.`sketchseg.grid` = '{check_grid_id(grid)}'"
     runs = client.search_runs([experiment.experiment_id], filter_string=query, run_view_type=ViewType.ACTIVE_ONLY,
                               max_results=50_000, order_by=["attributes.start_time DESC"])
     rows = []
@@ -142,6 +164,12 @@ def _is_model_run(pipeline: str) -> bool:
     return bool(names & set(_MODEL_PIPELINES))
 
 
+def _trains(pipeline: str) -> bool:
+    """A run that trained its checkpoint (not an evaluation-only re-scoring of one on disk)."""
+    names = {p.strip() for p in str(pipeline or "").split(",")}
+    return bool(names & {"train", "training", "__default__"})
+
+
 def _num(value: Any) -> float:
     try:
         out = float(value)
@@ -154,9 +182,17 @@ def _row(name: str, mine: pd.DataFrame, spec: Mapping[str, Any]) -> dict[str, An
     """The table row of variant ``name`` from its runs ``mine`` (newest first) and its preset."""
     row: dict[str, Any] = {"variant": name, **{col: math.nan for col, _ in METRIC_COLUMNS}}
     scored = mine[(mine["status"] == "FINISHED") & mine["test_miou"].notna()] if "test_miou" in mine else mine.iloc[0:0]
+    trained = scored[scored["pipeline"].map(_trains)]
     if len(scored):
-        run = scored.iloc[0]
-        row.update(status="ok", run_id=run["run_id"], grid=run["grid"])
+        # a run that trained and scored its checkpoint; an evaluation-only re-scoring (other
+        # settings, whichever checkpoint was on disk) only when the variant has no such run
+        run = trained.iloc[0] if len(trained) else scored.iloc[0]
+        status = "ok" if len(trained) else "ok (evaluation only)"
+        newer = mine[mine["pipeline"].map(_trains) & (mine["start_time"] > run["start_time"])
+                     & (mine["run_id"] != run["run_id"])]
+        if len(newer) and newer.iloc[0]["status"] != "FINISHED":  # a later attempt failed / was killed
+            status += f" (newer run {newer.iloc[0]['status']} {str(newer.iloc[0]['run_id'])[:8]})"
+        row.update(status=status, run_id=run["run_id"], grid=run["grid"])
         row.update({col: _num(run.get(col)) for col, _ in METRIC_COLUMNS})
     else:
         model_runs = mine[mine["pipeline"].map(_is_model_run)]
@@ -179,8 +215,11 @@ def comparison_table(
 ) -> pd.DataFrame:
     """One row per variant (columns :data:`TABLE_COLUMNS`).
 
-    The row's run is the latest FINISHED run with a ``test_miou`` metric; a variant without one
-    shows the status of its latest model run (e.g. ``FAILED``) or ``missing``. Rows follow
+    The row's run is the latest FINISHED run with a ``test_miou`` metric that trained its checkpoint
+    (an evaluation-only run only when there is none: status ``ok (evaluation only)``); a newer
+    training run that did not finish is named in the status (``ok (newer run FAILED 1a2b3c4d)``).
+    A variant without a scored run shows the status of its latest model run (e.g. ``FAILED``,
+    ``KILLED``, ``RUNNING``) or ``missing``. Rows follow
     ``selection`` when given (all its variants, found or not), else every variant with a run, in the
     order of ``variants`` and then alphabetically (data-only runs, e.g. ``make_sample``, are ignored).
     """

@@ -10,6 +10,8 @@ TrainConfig), so a typo fails in seconds, not after hours of the other variants.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from sketchseg.errors import SketchSegConfigError, SketchSegError
-from sketchseg.experiments.compare import load_project_config
+from sketchseg.experiments.compare import check_grid_id, load_project_config
 from sketchseg.experiments.project import kedro_subprocess_env
 from sketchseg.experiments.variants import apply_variant, flatten_keys
 
@@ -93,6 +95,7 @@ def check_variants(project: str | Path, env: str, names: Sequence[str],
         try:
             params = apply_variant(cfg.params, cfg.variants, name, explicit)
             model = ModelConfig.from_dict(params.get("model"))
+            model.validate(backbone_layers(model.clip_model))  # block indices against the backbone
             TrainConfig.from_dict(dict(params.get("training") or {}))
             weights = model.pretrained  # runs start in the project folder: relative paths are from there
             if weights and looks_like_path(weights) and not (Path(project) / Path(weights).expanduser()).is_file():
@@ -105,18 +108,68 @@ def check_variants(project: str | Path, env: str, names: Sequence[str],
     return errors
 
 
+def backbone_layers(clip_model: str) -> int:
+    """Number of vision blocks of the open_clip model ``clip_model`` (sketchseg-tiny included)."""
+    import open_clip
+
+    from sketchseg.model.clip_loader import register_model_configs
+
+    register_model_configs()
+    config = open_clip.get_model_config(clip_model)
+    if config is None:
+        raise SketchSegConfigError(f"model.clip_model {clip_model!r} is not an open_clip model name")
+    return int(config["vision_cfg"]["layers"])
+
+
+TIMEOUT_CODE = 124
+_GRACE_SECONDS = 30.0
+
+
 def _subprocess_runner(cmd: list[str], cwd: Path, log_path: Path, timeout: float | None) -> int:
+    """Run ``cmd`` in its own process group; past ``timeout`` it gets Ctrl-C (SIGINT, so Kedro
+    and kedro-mlflow end the MLflow run), then the whole group SIGKILL after a grace period."""
     env = kedro_subprocess_env()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            return subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=timeout, check=False).returncode
+            return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            log.write(f"\n[grid] timed out after {timeout} s\n")
-            return 124
+            log.write(f"\n[grid] timed out after {timeout} s: interrupting\n")
+            log.flush()
+            _signal_group(proc, signal.SIGINT)
+            try:
+                proc.wait(timeout=_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+            return TIMEOUT_CODE
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):  # already gone
+        pass
+
+
+def mark_unfinished_runs(tracking_uri: str, experiment_name: str, grid_id: str, variant: str) -> list[str]:
+    """End the variant's grid runs that MLflow still shows RUNNING (a killed ``kedro run`` cannot
+    end its own run) as KILLED; returns their run ids."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    query = (f"tags.`sketchseg.grid` = '{check_grid_id(grid_id)}' and tags.`sketchseg.variant` = '{variant}' "
+             "and attributes.status = 'RUNNING'")
+    ids = [r.info.run_id for r in client.search_runs([experiment.experiment_id], filter_string=query)]
+    for run_id in ids:
+        client.set_terminated(run_id, status="KILLED")
+    return ids
 
 
 def run_grid(
@@ -137,6 +190,7 @@ def run_grid(
     goes to ``log_path`` (``<log_dir>/<variant>.log``, default ``data/08_reporting/grid/<grid id>``).
     """
     project = Path(project).resolve()
+    check_grid_id(grid_id)
     logs = Path(log_dir) if log_dir is not None else project / DEFAULT_LOG_DIR / grid_id
     logs = logs if logs.is_absolute() else project / logs
     runner = runner or _subprocess_runner
@@ -157,6 +211,15 @@ def run_grid(
         code = runner(cmd, project, log_path, timeout)
         seconds = time.perf_counter() - t0
         error = "" if code == 0 else f"exit code {code}, see {log_path}"
+        if code == TIMEOUT_CODE:
+            error = f"timed out after {timeout} s, see {log_path}"
+            try:
+                cfg = load_project_config(project, env)
+                killed = mark_unfinished_runs(cfg.tracking_uri, cfg.experiment_name, grid_id, name)
+                if killed:
+                    logger.warning("%s: MLflow run(s) %s marked KILLED", name, ", ".join(k[:8] for k in killed))
+            except Exception as exc:  # noqa: BLE001 - the grid goes on; the run stays RUNNING
+                logger.warning("%s: could not mark its unfinished MLflow run as KILLED: %s", name, exc)
         results.append(VariantRun(name, code, seconds, log_path, error))
         if code == 0:
             logger.info("[%d/%d] %s done in %.0f s", i, len(variants), name, seconds)

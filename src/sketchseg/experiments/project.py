@@ -33,11 +33,14 @@ def copy_project(repo: str | Path, dest: str | Path, *, replace: bool = False) -
     return dest
 
 
-def kedro_subprocess_env(nltk_fallback: str | Path | None = None) -> dict[str, str]:
-    """This process's environment for a ``kedro`` subprocess: offline hub, no telemetry prompt,
-    a non-interactive plot backend, and ``NLTK_DATA`` from ``nltk_fallback`` when unset."""
+def kedro_subprocess_env(nltk_fallback: str | Path | None = None, *, offline: bool = False) -> dict[str, str]:
+    """This process's environment for a ``kedro`` subprocess: no telemetry prompt, a
+    non-interactive plot backend, ``NLTK_DATA`` from ``nltk_fallback`` when unset, and with
+    ``offline`` the Hugging Face hub off (``HF_HUB_OFFLINE=1``) unless the caller set it; otherwise
+    the hub setting is the user's own (a grid child downloads the openai weights as ``kedro run``)."""
     env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
+    if offline:
+        env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
     env.setdefault("MPLBACKEND", "Agg")
     if not env.get("NLTK_DATA") and nltk_fallback is not None and Path(nltk_fallback).is_dir():
