@@ -254,5 +254,9 @@ def test_sixteen_bit_arrays_are_scaled_by_their_dtype(segmenter):
     scan[15:25, 15:25] = 200  # ... and ink at 200 of 65535: nearly black
     grey, inverted = image_to_grey(scan)
     assert not inverted and grey[20, 20] == pytest.approx(200 / 65535) and grey[0, 0] == 1.0
+    from sketchseg.api import _array_to_grey
+
+    faint = np.full((4, 4), 200, dtype=np.uint16)  # a dark 16-bit image whose values stay under 256
+    np.testing.assert_allclose(_array_to_grey(faint, "x"), 200 / 65535)
     plain = np.array([[0, 255], [128, 255]])  # int64 from a list: 8-bit values
     np.testing.assert_allclose(image_to_grey(plain)[0], plain / 255.0)
