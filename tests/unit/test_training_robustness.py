@@ -204,3 +204,25 @@ def test_logged_threshold_is_the_value_after_the_epoch(tables):
     result = fit(model, TrainSketches(train, image_size=64, max_categories=2, seed=cfg.seed), None, cfg)
     logged = float(result.history.set_index("epoch").loc[1, "threshold"])
     assert logged != before and logged == pytest.approx(float(model.threshold.value), abs=1e-7)
+
+
+def test_categories_per_sketch_cap_is_optional(tmp_path):
+    from PIL import Image
+
+    from sketchseg.engine.train import _most_categories
+
+    path = tmp_path / "s.png"
+    Image.new("L", (32, 32), 255).save(path)
+    cats = ["tree", "car", "dog", "sun", "house"]
+    table = pd.DataFrame({"sketch_id": [1, 2], "raster_path": [str(path)] * 2, "caption": ["a", "b"],
+                          "categories": [cats, cats[:2]], "prompts": [[f"A sketch of {c}." for c in cats],
+                                                                      ["A sketch of tree.", "A sketch of car."]]})
+    every = TrainSketches(table, image_size=32, max_categories=None, seed=0)  # the paper: every category
+    assert every[0]["categories"] == cats and every[0]["prompts"][-1] == "A sketch of house."
+    capped = TrainSketches(table, image_size=32, max_categories=3, seed=0)[0]
+    assert len(capped["categories"]) == 3 and set(capped["categories"]) <= set(cats)
+    assert _most_categories(every) == 5  # the data-parallel gather is sized for the longest list
+    assert TrainConfig.from_dict({}).max_categories_per_sketch is None
+    for bad in (0, -1, "3", True, 2.5):
+        with pytest.raises(SketchSegConfigError, match="max_categories_per_sketch"):
+            TrainConfig.from_dict({"max_categories_per_sketch": bad})

@@ -29,8 +29,9 @@ def to_pixels(grey: np.ndarray) -> torch.Tensor:
 class TrainSketches(Dataset):
     """Raster sketches with their caption and category prompts.
 
-    Each item draws at most ``max_categories`` of the sketch's categories; the draw depends only on
-    (seed, epoch, index), so a run is reproducible and a resumed run sees the same draws.
+    Each item draws at most ``max_categories`` of the sketch's categories (``None``: all of them, the
+    paper); the draw depends only on (seed, epoch, index), so a run is reproducible and a resumed
+    run sees the same draws.
     """
 
     def __init__(
@@ -38,7 +39,7 @@ class TrainSketches(Dataset):
         table: pd.DataFrame,
         *,
         image_size: int,
-        max_categories: int,
+        max_categories: int | None,
         seed: int,
     ) -> None:
         required = {"sketch_id", "raster_path", "caption", "categories", "prompts"}
@@ -66,7 +67,7 @@ class TrainSketches(Dataset):
         image = self.load_image(row)
         cats = list(row["categories"])
         prompts = list(row["prompts"])
-        if len(cats) > self.max_categories:
+        if self.max_categories is not None and len(cats) > self.max_categories:
             rng = np.random.default_rng([self.seed, self.epoch, int(i)])
             keep = np.sort(rng.choice(len(cats), size=self.max_categories, replace=False))
             cats = [cats[k] for k in keep]

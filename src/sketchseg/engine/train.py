@@ -64,7 +64,7 @@ class TrainConfig:
     learning_rate: float = 1e-6
     threshold_learning_rate: float | None = None  # the learnable threshold's own rate (None: learning_rate)
     weight_decay: float = 0.01
-    max_categories_per_sketch: int = 3
+    max_categories_per_sketch: int | None = None  # None: every category the caption names (the paper)
     drop_last: bool = False           # leave out an incomplete last batch each epoch
     seed: int = 42
     device: str = "auto"
@@ -100,6 +100,11 @@ class TrainConfig:
             raise SketchSegConfigError(f"training.nan_policy must be 'stop' or 'skip', got {cfg.nan_policy!r}")
         if cfg.epochs < 0 or cfg.batch_size < 1:
             raise SketchSegConfigError("training.epochs must be >= 0 and training.batch_size >= 1")
+        cap = cfg.max_categories_per_sketch
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise SketchSegConfigError(
+                f"training.max_categories_per_sketch must be a positive integer or null (every category), got {cap!r}"
+            )
         if cfg.sync_every < 1 or cfg.prefetch_factor < 1:
             raise SketchSegConfigError("training.sync_every and training.prefetch_factor must be >= 1")
         selectable = sorted(f"val_{k}" for k in METRIC_NAMES)
@@ -124,6 +129,14 @@ class FitResult:
     last_epoch: int
     history: pd.DataFrame
     extra: dict = field(default_factory=dict)
+
+
+def _most_categories(train_set: Any) -> int:
+    """The most categories one training sketch brings (the gather size without a cap)."""
+    rows = getattr(train_set, "rows", None)
+    if rows is None or "categories" not in rows or not len(rows):
+        return 1
+    return int(rows["categories"].map(len).max())
 
 
 def _clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -454,8 +467,9 @@ def fit(
                 find_unused_parameters=cfg.ddp_find_unused_parameters,
                 forward_sync_buffers=False,  # constant buffers (pixel mean/std, text mask)
             )
+            per_sketch = cfg.max_categories_per_sketch or _most_categories(train_set)
             gather = distributed.LossGather(info.world_size, max_captions=local_batch,
-                                            max_pairs=local_batch * max(1, cfg.max_categories_per_sketch))
+                                            max_pairs=local_batch * max(1, per_sketch))
             forward = functools.partial(ddp, gather=gather)
             logger.info("data parallel: %d processes x %d sketches per step", info.world_size, local_batch)
 
