@@ -57,6 +57,7 @@ def test_report_and_segment_after_training(kedro_project):
     report_params = {"report.n_overlay_sketches": 3, "report.min_category_count": 0}
     with pytest.raises(Exception, match=r"model\.inference_prompts: tables 'ensemble', now 'template'"):
         run(kedro_project, "report", params=report_params)  # would mix two scoring setups in one report
+    assert not (kedro_project / "data/08_reporting/report").exists()  # refused before any node wrote a file
     run(kedro_project, "report", params={**report_params, **authors})
     out = kedro_project / "data/08_reporting/report"
     for name in REPORT_FIGURES:

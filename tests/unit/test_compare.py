@@ -53,6 +53,7 @@ RUNS = [
     ("zero_shot_clip", "g1", 1200, "FAILED", "train", {}),              # only a failed run
     ("ours-sample", "g1", 900, "FINISHED", "make_sample", {}),          # a data-only run
     ("custom", "g0", 2800, "FINISHED", "train", metrics(10.0, 0)),      # not a preset
+    ("custom", "g0", 2900, "FINISHED", "training", {"best_val_miou": 3.0}),  # retrained, not scored yet
 ]
 
 
@@ -101,6 +102,8 @@ def test_without_grid_or_selection_every_model_run_variant_appears(store):
     assert list(table["variant"]) == ["ours", "zero_shot_clip", "wo_vv", "custom"]
     assert table["test_miou"].iloc[0] == 99.0  # the newest finished run, whatever its grid
     assert table.loc[3, "description"] == "tagged custom" and table.loc[3, "group"] == "tagged group"
+    retrained = fetch_runs(store, EXPERIMENT).query("pipeline == 'training'")["run_id"].iloc[0]
+    assert table.loc[3, "status"] == f"ok (newer run unscored {retrained[:8]})"
 
 
 def test_an_evaluation_only_run_is_used_only_without_a_trained_one(store):
@@ -278,4 +281,40 @@ def test_grid_command_fails_when_a_variant_left_no_scored_run(monkeypatch, tmp_p
         code = cli.main(["grid", "--project", str(REPO), "--env", "sample", "--variants", "ours,wo_vv",
                          "--tag", "g-cli", "--out", str(tmp_path)])
         assert code == expected, case
+    # a grid that does not score (--pipeline training) leaves no scored run by design
+    assert cli.main(["grid", "--project", str(REPO), "--env", "sample", "--variants", "ours,wo_vv", "--tag", "g-cli",
+                     "--pipeline", "training", "--out", str(tmp_path)]) == 0
     assert cli.main(["grid", "--project", str(REPO), "--env", "sample", "--tag", "007"]) == 2
+
+
+def test_an_interrupted_grid_stops_its_variant(tmp_path):
+    """Ctrl-C / SIGTERM on the grid reaches the variant's process group: no orphan keeps training."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    parent = ("import sys; from pathlib import Path; from sketchseg.experiments.grid import _subprocess_runner\n"
+              f"_subprocess_runner([sys.executable, '-c', {child!r}], Path({str(tmp_path)!r}), "
+              f"Path({str(tmp_path / 'v.log')!r}), None)\n")
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the variant outlived the interrupted grid")
+    assert "[grid] interrupted" in (tmp_path / "v.log").read_text()

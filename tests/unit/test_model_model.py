@@ -298,10 +298,20 @@ def test_segment_with_the_prompt_ensemble(backbone, subtract):
     single = make(backbone).eval().segment(x, cats, size=32)
     assert not torch.allclose(got[0], single[0])
     # the ensemble is cached by name and gives the same maps on a second call
-    assert set(model._ensemble_cache) == {"tree", "car", "dog"}
+    assert set(model._ensemble_cache) == {("tree", subtract), ("car", subtract), ("dog", subtract)}
     for a, b in zip(got, model.segment(x, cats, size=32)):
         torch.testing.assert_close(a, b)
     # prompts given by the caller win over the ensemble
     prompts = [["A sketch of tree.", "A sketch of car."], ["A sketch of dog."]]
     for a, b in zip(model.segment(x, cats, size=32, prompts=prompts), single):
         torch.testing.assert_close(a, b)
+    # the other subtraction setting is not served from the cache
+    model.cfg.ensemble_subtract_empty = not subtract
+    other = ensemble_embeddings(model.encode_text, ["tree"], ensemble_templates(), subtract_empty=not subtract)
+    torch.testing.assert_close(model.ensemble_text(["tree"]), other)
+    # the reference implementation encodes anew (no cache)
+    reference = make(backbone, inference_prompts="ensemble", ensemble_subtract_empty=subtract,
+                     implementation="reference").eval()
+    for a, b in zip(reference.segment(x, cats, size=32), got):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert not reference._ensemble_cache

@@ -14,8 +14,8 @@ from sketchseg.model.prompt_ensemble import SCENE_TEMPLATES, ensemble_embeddings
 VECTORS = {
     "a cat": [3.0, 0.0],  # not unit-norm: normalised before the mean
     "the cat": [0.0, 1.0],
-    "a dog": [1.0, 1.0],
-    "the dog": [1.0, 1.0],
+    "a dog": [0.0, 2.0],
+    "the dog": [0.0, 1.0],
     "a ": [2.0, 0.0],
     "the ": [0.0, -1.0],
 }
@@ -45,9 +45,9 @@ def test_ensemble_by_hand_with_the_empty_string_subtracted():
     enc = FakeEncoder()
     got = ensemble_embeddings(enc, ["cat", "dog"], ["a {}", "the {}"])
     r = 1 / math.sqrt(2)
-    # cat: mean of [1, 0] and [0, 1] = [.5, .5] -> [r, r]; dog: [r, r] twice -> [r, r]
+    # cat: mean of [1, 0] and [0, 1] = [.5, .5] -> [r, r]; dog: [0, 1] twice -> [0, 1]
     # empty: mean of [1, 0] and [0, -1] = [.5, -.5] -> [r, -r]
-    expected = torch.tensor([[r - r, r + r], [r - r, r + r]])
+    expected = torch.tensor([[r - r, r + r], [0 - r, 1 + r]])
     torch.testing.assert_close(got, expected)
     assert enc.calls == [["a cat", "the cat", "a dog", "the dog", "a ", "the "]]  # one text-tower call
 

@@ -363,6 +363,12 @@ def test_report_refuses_tables_scored_otherwise():
     with pytest.raises(SketchSegConfigError, match=r"evaluation\.overlap_rule"):
         check_same_scoring({"scoring": recorded}, cfg, {**evaluation, "overlap_rule": "most_strokes"})
     check_same_scoring({"test_miou": 1.0}, other, evaluation)  # an older file: warned, not refused
+    metrics = {"scoring": recorded, "checkpoint_epoch": 4, "checkpoint_val_miou": 23.018562}
+    check_same_scoring(metrics, cfg, evaluation, checkpoint_metadata={"epoch": "4", "val_miou": "23.018562"})
+    with pytest.raises(SketchSegConfigError, match="another checkpoint"):
+        check_same_scoring(metrics, cfg, evaluation, checkpoint_metadata={"epoch": "8", "val_miou": "27.6"})
+    with pytest.raises(SketchSegConfigError, match=r"model\.vv_blocks"):
+        check_same_scoring(metrics, ModelConfig(pretrained=None, allow_random_init=True, vv_blocks=[12]), evaluation)
 
 
 def test_best_threshold_at_an_end_of_the_grid_is_warned(caplog):

@@ -42,7 +42,10 @@ def test_out_of_memory_fails_that_file_only(tmp_path, monkeypatch):
 
     class BigOnly(FakeSegmenter):
         def segment(self, path, cats, **kw):  # noqa: ANN001, ANN003, ANN201
-            raise MemoryError("cannot allocate 40 GB")
+            if Path(path).name == "big.png":
+                raise MemoryError("cannot allocate 40 GB")
+            # what torch's CPU allocator raises: a plain RuntimeError
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory")
 
     monkeypatch.setattr(nodes, "load_model", lambda *a, **k: BigOnly())
     table, label_maps, _, _ = nodes.segment_sketches(params)
@@ -50,3 +53,4 @@ def test_out_of_memory_fails_that_file_only(tmp_path, monkeypatch):
     assert (table["status"] == "failed").all() and not label_maps
     assert "big.png: out of memory" in table.loc["big.png", "reason"]
     assert "cannot allocate 40 GB" in table.loc["big.png", "reason"]
+    assert "small.png: out of memory (RuntimeError" in table.loc["small.png", "reason"]

@@ -83,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 table = compare(args.project, args.env, grid=grid_id, out=args.out, selection=names)
                 logger.info("comparison (grid %s):\n%s", grid_id, markdown_table(table))
                 done = {r.variant for r in results if r.ok}
+                scores = args.pipeline in ("train", "__default__") or "evaluation" in args.pipeline.split(",")
                 unscored = [v for v, status in zip(table["variant"], table["status"])
-                            if v in done and not str(status).startswith("ok")]
+                            if scores and v in done and not str(status).startswith("ok")]
             for r in failed:
                 logger.error("variant %s failed: %s", r.variant, r.error)
             for v in unscored:

@@ -1,7 +1,7 @@
 """Comparison table of tracked variant runs (like the paper's Tab. 2 / Tab. 4), from MLflow.
 
-One row per variant: the latest finished run that was scored on the test set (within a grid when
-``grid`` is given), our test metrics, the best validation mIoU and its epoch, and the paper's
+One row per variant: the latest finished run that trained and was scored on the test set (within a
+grid when ``grid`` is given; an evaluation-only re-scoring only when there is none), our test metrics, the best validation mIoU and its epoch, and the paper's
 numbers beside them (``paper:`` of ``conf/base/parameters_variants.yml``). Written as
 ``comparison.csv`` and ``comparison.md``.
 """
@@ -190,8 +190,10 @@ def _row(name: str, mine: pd.DataFrame, spec: Mapping[str, Any]) -> dict[str, An
         status = "ok" if len(trained) else "ok (evaluation only)"
         newer = mine[mine["pipeline"].map(_trains) & (mine["start_time"] > run["start_time"])
                      & (mine["run_id"] != run["run_id"])]
-        if len(newer) and newer.iloc[0]["status"] != "FINISHED":  # a later attempt failed / was killed
-            status += f" (newer run {newer.iloc[0]['status']} {str(newer.iloc[0]['run_id'])[:8]})"
+        if len(newer):  # a later training attempt that failed, was killed or left no test score
+            latest = newer.iloc[0]
+            state = latest["status"] if latest["status"] != "FINISHED" else "unscored"
+            status += f" (newer run {state} {str(latest['run_id'])[:8]})"
         row.update(status=status, run_id=run["run_id"], grid=run["grid"])
         row.update({col: _num(run.get(col)) for col, _ in METRIC_COLUMNS})
     else:
@@ -217,7 +219,8 @@ def comparison_table(
 
     The row's run is the latest FINISHED run with a ``test_miou`` metric that trained its checkpoint
     (an evaluation-only run only when there is none: status ``ok (evaluation only)``); a newer
-    training run that did not finish is named in the status (``ok (newer run FAILED 1a2b3c4d)``).
+    training run is named in the status (``ok (newer run FAILED 1a2b3c4d)``; ``unscored`` when it
+    finished without test metrics, e.g. ``--pipelines=training``).
     A variant without a scored run shows the status of its latest model run (e.g. ``FAILED``,
     ``KILLED``, ``RUNNING``) or ``missing``. Rows follow
     ``selection`` when given (all its variants, found or not), else every variant with a run, in the
@@ -273,8 +276,9 @@ def markdown_report(table: pd.DataFrame, *, env: str, experiment: str, grid: str
     head = [
         "# Variant comparison",
         "",
-        f"Environment `{env}`, MLflow experiment `{experiment}`, {scope}: the latest finished, test-scored run "
-        "per variant. Test-set metrics in %; *best val mIoU* / *best epoch*: the checkpoint chosen on validation "
+        f"Environment `{env}`, MLflow experiment `{experiment}`, {scope}: the latest finished run per variant "
+        "that trained and scored its checkpoint (an evaluation-only run only where none did: status *ok (evaluation "
+        "only)*). Test-set metrics in %; *best val mIoU* / *best epoch*: the checkpoint chosen on validation "
         "mIoU; *paper*: the paper's FS-COCO test numbers (Tab. 2 / Tab. 4) for reference; Δ: difference to `ours`.",
         "",
     ]

@@ -126,8 +126,10 @@ _GRACE_SECONDS = 30.0
 
 
 def _subprocess_runner(cmd: list[str], cwd: Path, log_path: Path, timeout: float | None) -> int:
-    """Run ``cmd`` in its own process group; past ``timeout`` it gets Ctrl-C (SIGINT, so Kedro
-    and kedro-mlflow end the MLflow run), then the whole group SIGKILL after a grace period."""
+    """Run ``cmd`` in its own process group. Past ``timeout``, or when the grid itself is
+    interrupted (Ctrl-C, SIGTERM), the group gets Ctrl-C (SIGINT, so Kedro and kedro-mlflow end the
+    MLflow run), then the whole group SIGKILL after a grace period, so no child (nor its loader
+    workers) outlives it."""
     env = kedro_subprocess_env()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:
@@ -135,17 +137,33 @@ def _subprocess_runner(cmd: list[str], cwd: Path, log_path: Path, timeout: float
         log.flush()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            return proc.wait(timeout=timeout)
+            code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             log.write(f"\n[grid] timed out after {timeout} s: interrupting\n")
             log.flush()
-            _signal_group(proc, signal.SIGINT)
-            try:
-                proc.wait(timeout=_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
+            _stop_group(proc)
             return TIMEOUT_CODE
+        except BaseException:  # the grid was interrupted: its child must not run on as an orphan
+            log.write("\n[grid] interrupted: stopping the variant\n")
+            log.flush()
+            _stop_group(proc)
+            raise
+        return code
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGINT the process group, wait ``_GRACE_SECONDS`` for the leader, then SIGKILL the group."""
+    _signal_group(proc, signal.SIGINT)
+    try:
+        proc.wait(timeout=_GRACE_SECONDS)
+    except BaseException:  # noqa: BLE001 - grace over (or a second Ctrl-C): kill below either way
+        pass
+    finally:
+        _signal_group(proc, signal.SIGKILL)
+        try:
+            proc.wait(timeout=_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:  # pragma: no cover - unkillable child
+            logger.error("process %d did not end after SIGKILL", proc.pid)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

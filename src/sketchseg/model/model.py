@@ -234,7 +234,7 @@ class SketchSegModel(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1),
                              persistent=False)
         self._text_cache: dict[str, torch.Tensor] = {}
-        self._ensemble_cache: dict[str, torch.Tensor] = {}  # category name -> ensemble embedding
+        self._ensemble_cache: dict[tuple[str, bool], torch.Tensor] = {}  # (name, subtract_empty) -> embedding
         self._apply_finetune()
         counts = self.parameter_counts()
         logger.info(
@@ -403,12 +403,14 @@ class SketchSegModel(nn.Module):
         names = [str(n) for n in names]
         if not names:
             return torch.empty(0, self.embed_dim, device=self.device)
-        missing = list(dict.fromkeys(n for n in names if n not in self._ensemble_cache))
+        subtract = bool(self.cfg.ensemble_subtract_empty)
+        if not self.levers.text_cache:  # the reference path: encoded anew on every call
+            return ensemble_embeddings(self.encode_text, names, ensemble_templates(), subtract_empty=subtract)
+        missing = list(dict.fromkeys(n for n in names if (n, subtract) not in self._ensemble_cache))
         if missing:
-            rows = ensemble_embeddings(self.encode_text, missing, ensemble_templates(),
-                                       subtract_empty=self.cfg.ensemble_subtract_empty)
-            self._ensemble_cache.update(zip(missing, rows))
-        return torch.stack([self._ensemble_cache[n] for n in names])
+            rows = ensemble_embeddings(self.encode_text, missing, ensemble_templates(), subtract_empty=subtract)
+            self._ensemble_cache.update(((n, subtract), row) for n, row in zip(missing, rows))
+        return torch.stack([self._ensemble_cache[n, subtract] for n in names])
 
     def inference_text(self, names: Sequence[str], texts: Sequence[str], explicit_prompts: bool) -> torch.Tensor:
         """The category embeddings scored at inference: the pairs' prompts (``texts``), or the

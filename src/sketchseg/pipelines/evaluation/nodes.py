@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import pandas as pd
@@ -29,8 +30,8 @@ def load_model_from_checkpoint(checkpoint: dict[str, Any], model_params: dict[st
 
 #: what decides the test scores of a given checkpoint: ``report`` re-runs the model and must score
 #: exactly as the evaluation whose tables it draws (``check_same_scoring``)
-SCORING_MODEL_KEYS = ("image_size", "vv_inference", "upsample_mode", "inference_normalization", "inference_prompts",
-                      "ensemble_subtract_empty", "prompt_template")
+SCORING_MODEL_KEYS = ("clip_model", "pretrained", "image_size", "vv_blocks", "vv_inference", "upsample_mode",
+                      "inference_normalization", "inference_prompts", "ensemble_subtract_empty", "prompt_template")
 SCORING_EVALUATION_KEYS = ("render_size", "thickness", "overlap_rule")
 
 
@@ -41,14 +42,25 @@ def scoring_settings(cfg: ModelConfig, evaluation: dict[str, Any]) -> dict[str, 
     return out
 
 
-def check_same_scoring(test_metrics: dict[str, Any], cfg: ModelConfig, evaluation: dict[str, Any]) -> None:
+def check_same_scoring(test_metrics: dict[str, Any], cfg: ModelConfig, evaluation: dict[str, Any],
+                       checkpoint_metadata: dict[str, Any] | None = None) -> None:
     """Refuse to mix scoring setups: ``test_metrics`` (with the test tables beside it) must have
-    been scored with the settings ``cfg`` / ``evaluation`` would score with now."""
+    been scored with the settings ``cfg`` / ``evaluation`` would score with now, and (given its
+    metadata) from this checkpoint."""
     recorded = test_metrics.get("scoring")
     if not isinstance(recorded, dict):
         logger.warning("test_metrics.json records no scoring settings (written by an older sketchseg): "
                        "cannot check that the test tables were scored with the current settings")
         return
+    if checkpoint_metadata is not None:
+        epoch = int(checkpoint_metadata.get("epoch", -1))
+        if epoch != int(test_metrics.get("checkpoint_epoch", -1)) or not _same_number(
+                checkpoint_metadata.get("val_miou", "nan"), test_metrics.get("checkpoint_val_miou", float("nan"))):
+            raise SketchSegConfigError(
+                f"the test tables were scored from another checkpoint (epoch {test_metrics.get('checkpoint_epoch')}, "
+                f"val mIoU {test_metrics.get('checkpoint_val_miou')}) than best_checkpoint now holds (epoch {epoch}, "
+                f"val mIoU {checkpoint_metadata.get('val_miou')}); re-run --pipelines=evaluation first"
+            )
     now = scoring_settings(cfg, evaluation)
     differ = {k: (recorded.get(k), v) for k, v in now.items() if recorded.get(k) != v}
     if differ:
@@ -58,6 +70,14 @@ def check_same_scoring(test_metrics: dict[str, Any], cfg: ModelConfig, evaluatio
             f"settings than this run would use ({listed}); run with the tables' settings (--params), or re-run "
             "--pipelines=evaluation with these settings first"
         )
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    try:
+        x, y = float(a), float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+    return (math.isnan(x) and math.isnan(y)) or abs(x - y) <= 1e-6 * max(1.0, abs(x))
 
 
 def evaluate_test(

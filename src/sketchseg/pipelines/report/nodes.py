@@ -51,6 +51,22 @@ def _check_report_params(report: dict[str, Any]) -> None:
         raise SketchSegConfigError(f"report.n_overlay_sketches must be >= 0, got {report['n_overlay_sketches']!r}")
 
 
+def checked_test_tables(
+    checkpoint: dict[str, Any],
+    test_metrics: dict[str, Any],
+    per_sketch: pd.DataFrame,
+    per_category: pd.DataFrame,
+    model_params: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """The report's first node: the test tables pass on only when the last evaluation scored this
+    checkpoint with the settings the report's own model passes use (``check_same_scoring``), so a
+    refused report writes nothing and a report never mixes two scoring setups."""
+    check_same_scoring(test_metrics, ModelConfig.from_dict(model_params), evaluation,
+                       checkpoint_metadata=dict(checkpoint.get("metadata") or {}))
+    return test_metrics, per_sketch, per_category
+
+
 def report_model_passes(
     checkpoint: dict[str, Any],
     test_metrics: dict[str, Any],
@@ -62,12 +78,10 @@ def report_model_passes(
     report: dict[str, Any],
 ) -> tuple[list[OverlaySample], pd.DataFrame]:
     """Load the best checkpoint once; segment a seeded sample of test sketches for the overlay
-    grid and run the single-category threshold sweep on the annotated val and test sketches; the
-    current settings must score as the evaluation that wrote ``test_metrics`` and its tables did."""
+    grid and run the single-category threshold sweep on the annotated val and test sketches
+    (``test_metrics`` is ``checked_test_tables``' output: this node runs after the check)."""
     _check_report_params(report)
     thresholds = threshold_grid(report["thresholds"])
-    cfg = ModelConfig.from_dict(model_params)
-    check_same_scoring(test_metrics, cfg, evaluation)
     model, cfg = load_model_from_checkpoint(checkpoint, model_params)
     device = resolve_device(str(training.get("device", "auto")))
     model.to(device)

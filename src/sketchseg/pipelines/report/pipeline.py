@@ -4,6 +4,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from .nodes import (
     build_category_report,
+    checked_test_tables,
     plot_accuracy_histogram,
     plot_category_accuracy,
     plot_overlays,
@@ -19,10 +20,17 @@ def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
             node(
+                checked_test_tables,
+                inputs=["best_checkpoint", "test_metrics", "test_per_sketch", "test_per_category", "params:model",
+                        "params:evaluation"],
+                outputs=["report_test_metrics", "report_test_per_sketch", "report_test_per_category"],
+                name="check_report_scoring",
+            ),
+            node(
                 report_model_passes,
                 inputs=[
                     "best_checkpoint",
-                    "test_metrics",
+                    "report_test_metrics",
                     "sketch_splits",
                     "params:model",
                     "params:evaluation",
@@ -35,9 +43,9 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(plot_overlays, inputs=["report_overlay_samples", "params:report"],
                  outputs="report_overlays_plot", name="plot_report_overlays"),
-            node(plot_accuracy_histogram, inputs=["test_per_sketch", "params:report"],
+            node(plot_accuracy_histogram, inputs=["report_test_per_sketch", "params:report"],
                  outputs="report_accuracy_histogram_plot", name="plot_report_accuracy_histogram"),
-            node(build_category_report, inputs=["test_per_category", "sketch_prompts", "params:report"],
+            node(build_category_report, inputs=["report_test_per_category", "sketch_prompts", "params:report"],
                  outputs="category_report", name="build_category_report"),
             node(plot_category_accuracy, inputs=["category_report", "params:report"],
                  outputs="report_category_accuracy_plot", name="plot_report_category_accuracy"),
@@ -45,10 +53,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                  outputs="report_seen_unseen_plot", name="plot_report_seen_unseen"),
             node(plot_threshold_sweep, inputs=["threshold_sweep", "params:evaluation"],
                  outputs="report_threshold_sweep_plot", name="plot_report_threshold_sweep"),
-            node(plot_val_curves, inputs=["training_history", "test_metrics", "params:training"],
+            node(plot_val_curves, inputs=["training_history", "report_test_metrics", "params:training"],
                  outputs="report_val_curves_plot", name="plot_report_val_curves"),
             node(summarise_report,
-                 inputs=["test_per_sketch", "category_report", "threshold_sweep", "params:report"],
+                 inputs=["report_test_per_sketch", "category_report", "threshold_sweep", "params:report"],
                  outputs="report_summary", name="summarise_report"),
         ]
     )

@@ -136,6 +136,15 @@ def partition_names(files: Sequence[Path]) -> dict[str, str]:
     return out
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's allocation failures: ``torch.OutOfMemoryError`` on CUDA, a plain ``RuntimeError``
+    ("DefaultCPUAllocator: can't allocate memory") on the CPU."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc).lower()
+    return "can't allocate memory" in text or "out of memory" in text
+
+
 def _inside(child: Path, parent: Path) -> bool:
     try:
         child.resolve().relative_to(parent.resolve())
@@ -212,7 +221,11 @@ def segment_sketches(
             continue
         try:
             result = segmenter.segment(f, cats, isolate=isolate, threshold=threshold)
-        except (SketchSegDataError, MemoryError, torch.OutOfMemoryError) as exc:
+        except (SketchSegDataError, MemoryError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not _out_of_memory(exc):
+                raise
+            if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
+                torch.cuda.empty_cache()  # give the next file the memory back
             reason = str(exc) if isinstance(exc, SketchSegDataError) else (
                 f"{f}: out of memory ({type(exc).__name__}: {exc}); segment a smaller image or fewer categories")
             row.update(status="failed", reason=reason, categories=";".join(cats), n_categories=len(cats))
