@@ -141,6 +141,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--val", type=int, default=None, help="validation sketches per epoch (default 475)")
     p.add_argument("--epochs", type=int, default=2, help="epochs to run (>= 2 gives a steady-state epoch)")
     p.add_argument("--batch", type=int, default=16, help="training batch (the paper's 16)")
+    p.add_argument("--max-categories", type=int, default=3,
+                   help="category prompts per sketch and epoch (0: every category, conf/base's null = the paper)")
     p.add_argument("--eval-batch", type=int, default=None, help="validation batch (default 64; 8 with --quick)")
     p.add_argument("--workers", type=int, default=None, help="loader processes (default 8; 0 with --quick)")
     p.add_argument("--precision", default="bf16", help="bf16 (autocast on CUDA) | fp32")
@@ -176,8 +178,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     model = build_model(bench_model.model_config(args.model))
     size = int(model.cfg.image_size)
+    cap = args.max_categories if args.max_categories > 0 else None
     train_set = TrainSketches(repeat_rows(training_table(splits, prompts), args.train), image_size=size,
-                              max_categories=3, seed=args.seed)
+                              max_categories=cap, seed=args.seed)
     val_set = AnnotatedSketches(repeat_rows(annotated_subset(splits, "val"), args.val), image_size=size,
                                 render_size=512, thickness=3)
     rate = None if args.skip_loader_pass else loader_rate(train_set, args.batch, args.workers, device=device)
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         counts = args.loader_workers or ([0, 4, 8, 12] if device.type == "cuda" else [0, 1, 2])
         counts = sorted({min(w, os.cpu_count() or 1) for w in counts})
         subset = train_set if args.loader_sketches is None else TrainSketches(
-            train_set.rows.head(args.loader_sketches), image_size=size, max_categories=3, seed=args.seed)
+            train_set.rows.head(args.loader_sketches), image_size=size, max_categories=cap, seed=args.seed)
         levers = loader_levers(subset, args.batch, counts, device)
     base = {"environment": bench_model.environment(device), "device": str(device),
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

@@ -25,7 +25,7 @@ if [ "${GPU_SESSION_QUICK:-0}" = 1 ]; then
   DEV=(--device cpu --quick); T1=300; T2=300; T3=300; FIT=(--epochs 2 --loader-levers)
 else
   DEV=(--device cuda); T1=150; T2=200; T3=170
-  FIT=(--epochs 3 --workers 12 --loader-levers --loader-sketches 2000)
+  FIT=(--epochs 3 --workers 12 --max-categories 0 --loader-levers --loader-sketches 2000)  # 0: every category (paper)
 fi
 {
   date -u +%FT%TZ; git log -1 --format='commit %H' 2>/dev/null; nvidia-smi 2>&1 | head -15

@@ -66,6 +66,12 @@ def test_train_pipeline_end_to_end(kedro_project):
     for key in ("test_miou", "test_pixel_acc", "test_stroke_acc", "test_mean_acc", "test_fwiou"):
         assert 0.0 <= report[key] <= 100.0
     assert report["n_test_sketches"] == 6
+    # MeanAcc / FWIoU per category over the test set (S2.3.1), from the catalogued per-category table
+    from sketchseg.model.metrics import class_pooled_metrics
+
+    pooled = class_pooled_metrics(pd.read_csv(kedro_project / "data/08_reporting/test_per_category.csv"))
+    assert report["test_mean_acc"] == pytest.approx(pooled["mean_acc"], abs=1e-6)
+    assert report["test_fwiou"] == pytest.approx(pooled["fwiou"], abs=1e-6)
     assert report["checkpoint_epoch"] in (1, 2)
     assert (kedro_project / "data/06_models/sample/best.safetensors").stat().st_size > 0
     history = pd.read_csv(kedro_project / "data/07_model_output/training_history.csv")

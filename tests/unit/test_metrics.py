@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sketchseg.errors import SketchSegDataError
@@ -219,3 +220,22 @@ def test_fast_on_512() -> None:
     inter = int(((pred == c) & (gt == c)).sum())
     union = int((((pred == c) & mask) | (gt == c)).sum())
     assert (s.intersection[c], s.union[c]) == (inter, union)
+
+
+def test_mean_acc_and_fwiou_are_per_category_over_the_set() -> None:
+    """S2.3.1 by hand. Sketch 1 (tree, house): 100 tree px right, 10 house px labelled tree.
+    Sketch 2 (tree, dog): 10 tree px labelled dog, 10 dog px right."""
+    from sketchseg.model.metrics import class_pooled_metrics
+
+    gt1 = np.array([[0] * 100 + [1] * 10])
+    one = sketch_metrics(np.zeros_like(gt1), gt1, np.zeros_like(gt1), np.array([0]), n_classes=2)
+    gt2 = np.array([[0] * 10 + [1] * 10])
+    two = sketch_metrics(np.ones_like(gt2), gt2, np.zeros_like(gt2), np.array([0]), n_classes=2)
+    table = per_category_table([(["tree", "house"], one), (["tree", "dog"], two)])
+    got = class_pooled_metrics(table)
+    # accuracy: tree 100/110, house 0/10, dog 10/10 -> mean 63.64 (per sketch: (50 + 50) / 2 = 50)
+    assert got["mean_acc"] == pytest.approx(100 * (100 / 110 + 0 + 1) / 3)
+    # IoU: tree 100 / (110 + 110 - 100), house 0 / 10, dog 10 / (10 + 20 - 10); weights 110, 10, 10 of 130
+    assert got["fwiou"] == pytest.approx(100 * (110 * 100 / 120 + 10 * 0 + 10 * 0.5) / 130)
+    assert aggregate([one, two])["mean_acc"] == pytest.approx(50.0)  # the per-sketch reading differs
+    assert np.isnan(class_pooled_metrics(pd.DataFrame())["fwiou"])

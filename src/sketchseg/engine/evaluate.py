@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from sketchseg.engine.data import AnnotatedSketches, collate_annotated
 from sketchseg.engine.runtime import autocast
-from sketchseg.model.metrics import aggregate, per_category_table, sketch_metrics
+from sketchseg.model.metrics import aggregate, class_pooled_metrics, per_category_table, sketch_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ def evaluate_model(
     per_sketch = pd.DataFrame(rows)
     summary = aggregate([r[1] for r in records]) if records else {k: float("nan") for k in METRIC_NAMES}
     per_category = per_category_table(records) if records else pd.DataFrame()
+    if records:  # MeanAcc / FWIoU per category over the set (S2.3.1); the rest per sketch
+        summary.update(class_pooled_metrics(per_category))
     logger.info(
         "%s: %d sketches, mIoU %.2f, Acc@P %.2f, Acc@S %.2f",
         desc, len(rows), summary.get("miou", float("nan")), summary.get("pixel_acc", float("nan")),

@@ -1,15 +1,24 @@
-"""Per-sketch segmentation metrics (paper §4.2, Tab. S5; official-code-notes "Evaluation protocol").
+"""Segmentation metrics (paper §4.2, S2.3.1 / Tab. S5; official-code-notes "Evaluation protocol").
 
-Only stroke pixels are scored (ground truth ``-1`` = background, excluded). Every metric is
-computed per sketch, then averaged over sketches by :func:`aggregate` (not pooled over the set).
+Only stroke pixels are scored (ground truth ``-1`` = background, excluded). mIoU, Acc@P and Acc@S
+are computed per sketch, then averaged over sketches by :func:`aggregate` (the authors'
+evaluation protocol, from which the paper's numbers come):
 
 * Acc@P  = correct stroke pixels / stroke pixels.
 * Acc@S  = fraction of visible, labelled strokes whose majority predicted label (ties -> lowest
   class index) equals the stroke label.
 * mIoU   = mean IoU over the classes with union > 0 (a class predicted but absent from the ground
   truth has IoU 0 and counts).
-* MeanAcc = mean over ground-truth classes of the per-class pixel accuracy.
-* FWIoU  = sum over classes of (ground-truth pixel frequency) x IoU.
+
+MeanAcc and FWIoU are the paper's per-category measures (S2.3.1), over the whole set (the authors'
+code has neither): :func:`class_pooled_metrics` of :func:`per_category_table`, categories by name:
+
+* MeanAcc = mean over the set's ground-truth categories of their pixel accuracy (Acc@P of each
+  category: its correctly labelled pixels / its pixels, over every sketch).
+* FWIoU  = sum over those categories of (their share of all ground-truth pixels) x their IoU.
+
+``sketch_metrics`` also gives a sketch's own MeanAcc / FWIoU (its classes only): the per-sketch
+table's columns.
 
 Pure numpy; vectorised with ``np.bincount``.
 """
@@ -252,7 +261,8 @@ def sketch_metrics(
 
 
 def aggregate(scores: Sequence[SketchScores]) -> dict[str, float]:
-    """Average each metric over sketches (per-sketch protocol), in percent.
+    """Average each metric over sketches (per-sketch protocol), in percent. Evaluation replaces
+    ``mean_acc`` / ``fwiou`` by the set-level :func:`class_pooled_metrics` (S2.3.1).
 
     Sketches where a metric is undefined (NaN: no stroke pixel / no visible stroke) are left out
     of that metric's mean. Also returns ``n_sketches``.
@@ -268,6 +278,22 @@ def aggregate(scores: Sequence[SketchScores]) -> dict[str, float]:
         out[name] = float(np.nanmean(values) * 100.0) if n_nan < len(values) else float("nan")
     out["n_sketches"] = float(len(scores))
     return out
+
+
+def class_pooled_metrics(per_category: pd.DataFrame) -> dict[str, float]:
+    """MeanAcc and FWIoU of the set (S2.3.1), in percent, from :func:`per_category_table`: the mean
+    of the categories' pooled pixel accuracy, and their pooled IoU weighted by their share of the
+    ground-truth pixels. Categories without ground-truth pixels (only predicted) weigh nothing."""
+    if per_category is None or len(per_category) == 0:
+        return {"mean_acc": float("nan"), "fwiou": float("nan")}
+    gt = per_category["gt_pixels"].to_numpy(dtype=np.float64)
+    present = gt > 0
+    if not present.any():
+        return {"mean_acc": float("nan"), "fwiou": float("nan")}
+    acc = per_category["pixel_acc"].to_numpy(dtype=np.float64)[present]
+    iou = per_category["iou"].to_numpy(dtype=np.float64)[present]
+    weights = gt[present] / gt[present].sum()
+    return {"mean_acc": float(acc.mean() * 100.0), "fwiou": float(np.sum(weights * iou) * 100.0)}
 
 
 def per_category_table(records: Sequence[tuple[Sequence[str], SketchScores]]) -> pd.DataFrame:
