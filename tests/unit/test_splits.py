@@ -247,3 +247,19 @@ def test_tables_of_other_data_are_refused(tmp_path) -> None:
     with pytest.raises(SketchSegDataError, match="lists 1 of 2"):
         check_data_root(table.assign(raster_path=[table["raster_path"][0], "elsewhere/2/2.jpg"]),
                         {"fscoco_root": str(tmp_path / "sample/fscoco")})
+
+
+def test_split_sizes_are_compared_with_the_papers(caplog):
+    from sketchseg.errors import SketchSegConfigError
+    from sketchseg.pipelines.ingestion.nodes import compare_with_paper
+
+    paper = {"train": 9025, "val": 475, "test": 500, "test_participants": 5}
+    same = {"n_train": 9025, "n_val": 475, "n_test": 500, "n_participants_test": 5, "n_sketches": 10000}
+    assert compare_with_paper(same, paper) == []
+    partial = {**same, "n_train": 8990, "n_participants_test": 4}
+    with caplog.at_level("WARNING"):
+        assert compare_with_paper(partial, paper) == ["train", "test_participants"]
+    assert "train 8990 (expected 9025)" in caplog.text and "test_participants 4 (expected 5)" in caplog.text
+    assert compare_with_paper(partial, None) == []  # conf/sample: nothing to compare with
+    with pytest.raises(SketchSegConfigError, match="unknown keys"):
+        compare_with_paper(same, {"training": 9025})

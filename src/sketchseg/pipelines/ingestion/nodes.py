@@ -65,6 +65,25 @@ def ingest(data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return manifest, quarantine, as_metric_items(counts)
 
 
+def compare_with_paper(counts: dict[str, int], expected: dict[str, Any] | None) -> list[str]:
+    """Warn where the split sizes differ from ``splits.expected_sizes`` (conf/base: the paper's
+    train 9025 / val 475 / test 500 sketches, 5 test participants): another FS-COCO release or a
+    partial download makes the numbers incomparable. Returns the differing names."""
+    if not expected:
+        return []
+    keys = {"train": "n_train", "val": "n_val", "test": "n_test", "test_participants": "n_participants_test"}
+    unknown = sorted(set(expected) - set(keys))
+    if unknown:
+        raise SketchSegConfigError(f"splits.expected_sizes has unknown keys {unknown}; known: {sorted(keys)}")
+    differ = [k for k, v in expected.items() if v is not None and keys[k] in counts and counts[keys[k]] != int(v)]
+    if differ:
+        logger.warning(
+            "split sizes differ from splits.expected_sizes (the paper's §4.1 split): %s; results are not "
+            "comparable to the paper's", ", ".join(f"{k} {counts[keys[k]]} (expected {expected[k]})" for k in differ),
+        )
+    return differ
+
+
 def split(manifest: pd.DataFrame, splits: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Assign every sketch to train / val / test (paper §4.1) and check the invariants."""
     mode = splits["mode"]
@@ -100,6 +119,7 @@ def split(manifest: pd.DataFrame, splits: dict[str, Any]) -> tuple[pd.DataFrame,
                 "(e.g. %s): results are then not comparable to the published split",
                 mode, len(moved), moved["sketch_id"].head(5).tolist(),
             )
+    compare_with_paper(counts, splits.get("expected_sizes"))
     summary = split_summary(table)
     logger.info("splits (%s): %s", mode, counts)
     return table, summary, as_metric_items({k: v for k, v in counts.items() if isinstance(v, (int, float))})
