@@ -32,7 +32,8 @@ def load_model_from_checkpoint(checkpoint: dict[str, Any], model_params: dict[st
 #: exactly as the evaluation whose tables it draws (``check_same_scoring``)
 SCORING_MODEL_KEYS = ("clip_model", "pretrained", "image_size", "vv_blocks", "vv_inference", "upsample_mode",
                       "inference_normalization", "inference_prompts", "ensemble_subtract_empty", "prompt_template")
-SCORING_EVALUATION_KEYS = ("render_size", "thickness", "overlap_rule")
+SCORING_EVALUATION_KEYS = ("checkpoint", "render_size", "thickness", "overlap_rule")
+CHECKPOINT_CHOICES = ("best", "last")
 
 
 def scoring_settings(cfg: ModelConfig, evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +81,18 @@ def _same_number(a: Any, b: Any) -> bool:
     return (math.isnan(x) and math.isnan(y)) or abs(x - y) <= 1e-6 * max(1.0, abs(x))
 
 
+def choose_checkpoint(best: dict[str, Any], last: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint to score: ``evaluation.checkpoint`` ``best`` (chosen on validation, §4.3; the
+    default) or ``last`` (the final epoch's, Tab. S9 "Last": no annotated validation set needed)."""
+    choice = evaluation.get("checkpoint", "best")
+    if choice not in CHECKPOINT_CHOICES:
+        raise SketchSegConfigError(f"evaluation.checkpoint must be one of {list(CHECKPOINT_CHOICES)}, got {choice!r}")
+    chosen = best if choice == "best" else last
+    meta = dict(chosen.get("metadata") or {})
+    logger.info("scoring the %s checkpoint (epoch %s)", choice, meta.get("epoch", "?"))
+    return chosen
+
+
 def evaluate_test(
     checkpoint: dict[str, Any],
     splits_table: pd.DataFrame,
@@ -116,6 +129,7 @@ def evaluate_test(
         "checkpoint_epoch": int(meta.get("epoch", -1)),
         "checkpoint_val_miou": float(meta.get("val_miou", "nan")),
         "variant": meta.get("variant", ""),
+        "checkpoint": meta.get("kind", ""),
         "scoring": scoring_settings(cfg, evaluation),
     }
     logger.info(
@@ -124,5 +138,6 @@ def evaluate_test(
         metrics["test_fwiou"], result.n_sketches, meta.get("epoch", "?"),
     )
     tracking.log_metrics(metrics)
-    tracking.set_tags({"sketchseg.checkpoint_epoch": meta.get("epoch", "?")})
+    tracking.set_tags({"sketchseg.checkpoint_epoch": meta.get("epoch", "?"),
+                       "sketchseg.checkpoint": meta.get("kind", "?")})
     return report, result.per_sketch, result.per_category

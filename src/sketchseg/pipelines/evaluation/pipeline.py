@@ -1,15 +1,17 @@
 from kedro.pipeline import Pipeline, node, pipeline
 
-from .nodes import evaluate_test
+from .nodes import choose_checkpoint, evaluate_test
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
+            node(choose_checkpoint, inputs=["best_checkpoint", "last_checkpoint", "params:evaluation"],
+                 outputs="evaluated_checkpoint", name="choose_evaluated_checkpoint"),
             node(
                 evaluate_test,
                 inputs=[
-                    "best_checkpoint",
+                    "evaluated_checkpoint",
                     "sketch_splits",
                     "params:model",
                     "params:evaluation",

@@ -2,6 +2,8 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from sketchseg.pipelines.evaluation.nodes import choose_checkpoint
+
 from .nodes import (
     build_category_report,
     checked_test_tables,
@@ -19,9 +21,11 @@ from .nodes import (
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
+            node(choose_checkpoint, inputs=["best_checkpoint", "last_checkpoint", "params:evaluation"],
+                 outputs="report_checkpoint", name="choose_report_checkpoint"),
             node(
                 checked_test_tables,
-                inputs=["best_checkpoint", "test_metrics", "test_per_sketch", "test_per_category", "params:model",
+                inputs=["report_checkpoint", "test_metrics", "test_per_sketch", "test_per_category", "params:model",
                         "params:evaluation"],
                 outputs=["report_test_metrics", "report_test_per_sketch", "report_test_per_category"],
                 name="check_report_scoring",
@@ -29,7 +33,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 report_model_passes,
                 inputs=[
-                    "best_checkpoint",
+                    "report_checkpoint",
                     "report_test_metrics",
                     "sketch_splits",
                     "params:model",
