@@ -72,8 +72,13 @@ def test_train_pipeline_end_to_end(kedro_project):
     pooled = class_pooled_metrics(pd.read_csv(kedro_project / "data/08_reporting/test_per_category.csv"))
     assert report["test_mean_acc"] == pytest.approx(pooled["mean_acc"], abs=1e-6)
     assert report["test_fwiou"] == pytest.approx(pooled["fwiou"], abs=1e-6)
-    assert report["checkpoint_epoch"] in (1, 2)
+    assert report["checkpoint_epoch"] in (1, 2) and report["checkpoint"] == "best"
     assert (kedro_project / "data/06_models/sample/best.safetensors").stat().st_size > 0
+    # Tab. S9 "Last": the same run's final checkpoint scored instead of the chosen one
+    run(kedro_project, "evaluation", params={"evaluation.checkpoint": "last", **as_configured})
+    last = json.loads((kedro_project / "data/08_reporting/test_metrics.json").read_text())
+    assert last["checkpoint"] == "last" and last["checkpoint_epoch"] == 2
+    assert last["scoring"]["evaluation.checkpoint"] == "last"
     history = pd.read_csv(kedro_project / "data/07_model_output/training_history.csv")
     assert history["epoch"].tolist() == [0, 1, 2]
     assert history["val_miou"].notna().all()

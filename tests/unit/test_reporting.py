@@ -380,3 +380,15 @@ def test_best_threshold_at_an_end_of_the_grid_is_warned(caplog):
     with caplog.at_level("WARNING"):
         assert warn_best_at_grid_end(sweep, grid) == ["test"]  # val peaks inside the grid
     assert "threshold sweep (test): the best threshold 0.70 is at an end" in caplog.text
+
+
+def test_evaluation_scores_the_chosen_checkpoint():
+    from sketchseg.errors import SketchSegConfigError
+    from sketchseg.pipelines.evaluation.nodes import choose_checkpoint
+
+    best, last = {"metadata": {"kind": "best", "epoch": "3"}}, {"metadata": {"kind": "last", "epoch": "10"}}
+    assert choose_checkpoint(best, last, {}) is best  # the default: chosen on validation (§4.3)
+    assert choose_checkpoint(best, last, {"checkpoint": "best"}) is best
+    assert choose_checkpoint(best, last, {"checkpoint": "last"}) is last
+    with pytest.raises(SketchSegConfigError, match="evaluation.checkpoint"):
+        choose_checkpoint(best, last, {"checkpoint": "optimal"})
