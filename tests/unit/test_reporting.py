@@ -363,6 +363,8 @@ def test_report_refuses_tables_scored_otherwise():
     with pytest.raises(SketchSegConfigError, match=r"evaluation\.overlap_rule"):
         check_same_scoring({"scoring": recorded}, cfg, {**evaluation, "overlap_rule": "most_strokes"})
     check_same_scoring({"test_miou": 1.0}, other, evaluation)  # an older file: warned, not refused
+    older = {k: v for k, v in recorded.items() if k != "evaluation.checkpoint"}  # a key added since
+    check_same_scoring({"scoring": older}, cfg, {**evaluation, "checkpoint": "best"})
     metrics = {"scoring": recorded, "checkpoint_epoch": 4, "checkpoint_val_miou": 23.018562}
     check_same_scoring(metrics, cfg, evaluation, checkpoint_metadata={"epoch": "4", "val_miou": "23.018562"})
     with pytest.raises(SketchSegConfigError, match="another checkpoint"):

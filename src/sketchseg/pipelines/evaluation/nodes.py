@@ -63,7 +63,8 @@ def check_same_scoring(test_metrics: dict[str, Any], cfg: ModelConfig, evaluatio
                 f"val mIoU {checkpoint_metadata.get('val_miou')}); re-run --pipelines=evaluation first"
             )
     now = scoring_settings(cfg, evaluation)
-    differ = {k: (recorded.get(k), v) for k, v in now.items() if recorded.get(k) != v}
+    # keys an older file did not record cannot be checked (no refusal for them)
+    differ = {k: (recorded[k], v) for k, v in now.items() if k in recorded and recorded[k] != v}
     if differ:
         listed = ", ".join(f"{k}: tables {a!r}, now {b!r}" for k, (a, b) in sorted(differ.items()))
         raise SketchSegConfigError(
