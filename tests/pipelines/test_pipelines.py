@@ -83,8 +83,10 @@ def test_train_pipeline_end_to_end(kedro_project):
     assert history["epoch"].tolist() == [0, 1, 2]
     assert history["val_miou"].notna().all()
     client, runs = _mlflow_runs(kedro_project)
-    train_runs = [r for r in runs if "test_miou" in r.data.metrics]
+    train_runs = [r for r in runs if "test_miou" in r.data.metrics and r.data.tags["sketchseg.pipeline"] == "train"]
     assert len(train_runs) == 1
+    last_runs = [r for r in runs if r.data.tags["sketchseg.pipeline"] == "evaluation"]
+    assert len(last_runs) == 1 and last_runs[0].data.tags["sketchseg.checkpoint"] == "last"
     r = train_runs[0]
     assert r.data.tags["sketchseg.variant"] == "ours-sample"
     assert r.data.params["model.margin"] == "0.3"

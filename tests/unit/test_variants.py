@@ -159,19 +159,21 @@ SAME_AS_OURS = {"base": {"ours", "ft_ln_prompts"}, "sample": {"ours", "ft_full",
 @pytest.mark.parametrize("env", ENVS)
 def test_every_variant_is_described_and_changes_something(env):
     ours = effective("ours", env)
-    groups = {"Ours", "Tab. 2", "Tab. 4", "Fig. 6a", "Fig. 6b", "authors' code"}
+    groups = {"Ours", "Tab. 2", "Tab. 4", "Fig. 6a", "Fig. 6b", "Tab. S9", "authors' code"}
     same = set()
     for name, spec in variants().items():
         assert spec["group"] in groups and spec["description"], name
         for value in (spec.get("paper") or {}).values():
             assert 0 < float(value) < 100, name
         mine = effective(name, env)
-        if (mine["model"], mine["training"]) == (ours["model"], ours["training"]):
+        if (mine["model"], mine["training"], mine["evaluation"]) == (ours["model"], ours["training"],
+                                                                    ours["evaluation"]):
             same.add(name)
     assert same == SAME_AS_OURS[env]
     paper = {n: s["paper"]["miou"] for n, s in variants().items() if s.get("paper")}
     assert paper["ours"] == 73.48 and paper["wo_vv"] == 43.55 and paper["zero_shot_clip"] == 17.33
     assert paper["clip_surgery_ft"] == 59.98 and paper["wo_multilayer_loss"] == 71.29
+    assert paper["ours_last"] == 72.51 and effective("ours_last", env)["evaluation"]["checkpoint"] == "last"
 
 
 # ---------------------------------------------------------------------- switches in the built model
