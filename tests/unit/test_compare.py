@@ -297,7 +297,9 @@ def test_an_interrupted_grid_stops_its_variant(tmp_path):
 
     pid_file = tmp_path / "child.pid"
     child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
-    parent = ("import sys; from pathlib import Path; from sketchseg.experiments.grid import _subprocess_runner\n"
+    # the grid as a user runs it, Ctrl-C live (a CI job may start everything with SIGINT ignored)
+    parent = ("import signal, sys; from pathlib import Path; from sketchseg.experiments.grid import _subprocess_runner\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               f"_subprocess_runner([sys.executable, '-c', {child!r}], Path({str(tmp_path)!r}), "
               f"Path({str(tmp_path / 'v.log')!r}), None)\n")
     proc = subprocess.Popen([sys.executable, "-c", parent])
@@ -318,3 +320,21 @@ def test_an_interrupted_grid_stops_its_variant(tmp_path):
         os.kill(pid, signal.SIGKILL)
         pytest.fail("the variant outlived the interrupted grid")
     assert "[grid] interrupted" in (tmp_path / "v.log").read_text()
+
+
+def test_a_variant_gets_ctrl_c_even_when_the_grid_ignores_it(tmp_path):
+    """Started under nohup / as a background job, the grid has Ctrl-C ignored; its variants must
+    not inherit that, or a timed-out variant could only be killed, never interrupted."""
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "v.log"
+    parent = ("import signal, sys; from pathlib import Path; from sketchseg.experiments.grid import _subprocess_runner\n"
+              "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+              "sys.exit(_subprocess_runner([sys.executable, '-c', 'import time; time.sleep(60)'], "
+              f"Path({str(tmp_path)!r}), Path({str(log)!r}), 2))\n")
+    t0 = time.perf_counter()
+    assert subprocess.run([sys.executable, "-c", parent], timeout=60).returncode == 124
+    assert time.perf_counter() - t0 < 20  # interrupted at once, not killed after the 30 s grace
+    assert "KeyboardInterrupt" in log.read_text().split("timed out after 2 s", 1)[1]

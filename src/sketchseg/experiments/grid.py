@@ -135,7 +135,8 @@ def _subprocess_runner(cmd: list[str], cwd: Path, log_path: Path, timeout: float
     with log_path.open("w", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_default_sigint)
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -149,6 +150,12 @@ def _subprocess_runner(cmd: list[str], cwd: Path, log_path: Path, timeout: float
             _stop_group(proc)
             raise
         return code
+
+
+def _default_sigint() -> None:
+    """In the child, before exec: Ctrl-C back to its default, even when the grid itself started
+    with it ignored (``nohup``, a background job), so that the interruption reaches Kedro."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
