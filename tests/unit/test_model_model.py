@@ -315,3 +315,24 @@ def test_segment_with_the_prompt_ensemble(backbone, subtract):
     for a, b in zip(reference.segment(x, cats, size=32), got):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert not reference._ensemble_cache
+
+
+def test_ln_prompts_ca_also_trains_the_cross_attention_blocks_attention(backbone, tmp_path):
+    from sketchseg.model.checkpoint import trainable_state_dict
+
+    base = make(backbone, finetune="ln_prompts")  # (models built on one backbone share its tensors)
+    base_names = {n for n, p in base.named_parameters() if p.requires_grad}
+    wide = make(backbone, finetune="ln_prompts_ca")
+    layers = wide.cfg.cross_attention_layers
+    names = {n for n, p in wide.named_parameters() if p.requires_grad}
+    attn = {f"encoder.visual.transformer.resblocks.{i - 1}.attn.{k}" for i in layers
+            for k in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")}
+    assert names - base_names == attn  # exactly those, on top of LN + prompts + added modules
+    assert "encoder.visual.transformer.resblocks.0.attn.in_proj_weight" not in names
+    assert attn <= set(trainable_state_dict(wide))  # and they are saved in checkpoints
+    out = wide.training_losses(sketches(), CAPTIONS, CATEGORIES)
+    out["loss"].backward()
+    grad = dict(wide.named_parameters())[f"encoder.visual.transformer.resblocks.{layers[0] - 1}.attn.in_proj_weight"].grad
+    assert grad is not None and grad.abs().sum() > 0
+    with pytest.raises(SketchSegConfigError, match="ln_prompts_ca"):
+        tiny_cfg(finetune="ln_prompts_ca", cross_attention=False)

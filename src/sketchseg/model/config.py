@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 THRESHOLDING_MODES = ("learnable", "none")
 UPSAMPLE_MODES = ("bicubic", "bilinear")
 DISTANCES = ("l2", "l1", "cosine")
-FINETUNE_STRATEGIES = ("ln", "prompts", "ln_prompts", "full")
+# ln_prompts_ca: LN + prompts + the attention projections (in_proj: q/k/v, out_proj) of the blocks at
+# cross_attention_layers, the wider reading of §3.3 "linear layers which take part in cross-attention"
+FINETUNE_STRATEGIES = ("ln", "prompts", "ln_prompts", "ln_prompts_ca", "full")
 INFERENCE_NORMALISATIONS = ("none", "minmax")
 # the text of a category at evaluation / segmentation: "template" = model.prompt_template filled with
 # its name (paper §3.4); "ensemble" = the 85-template ensemble of the authors' evaluation code
@@ -213,6 +215,12 @@ class ModelConfig:
         if not self.use_global_loss and not self.use_category_level:
             raise SketchSegConfigError(
                 "model.use_global_loss and model.use_category_level are both false: there would be no loss"
+            )
+        if self.finetune == "ln_prompts_ca" and not (self.cross_attention and self.use_category_level
+                                                     and self.cross_attention_layers):
+            raise SketchSegConfigError(
+                "model.finetune='ln_prompts_ca' also trains the attention of the cross-attention blocks, but this "
+                "model has no cross-attention (model.cross_attention / use_category_level / cross_attention_layers)"
             )
         if self.cross_attention and self.use_category_level and not self.cross_attention_layers:
             raise SketchSegConfigError(

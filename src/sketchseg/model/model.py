@@ -249,7 +249,7 @@ class SketchSegModel(nn.Module):
             p.requires_grad_(False)
         visual = self.encoder.visual
         strategy = self.cfg.finetune
-        if strategy in ("ln", "ln_prompts"):
+        if strategy in ("ln", "ln_prompts", "ln_prompts_ca"):
             for module in visual.modules():
                 if isinstance(module, nn.LayerNorm):
                     for p in module.parameters():
@@ -257,7 +257,11 @@ class SketchSegModel(nn.Module):
         if strategy == "full":
             for p in visual.parameters():
                 p.requires_grad_(True)
-        if strategy in ("prompts", "ln_prompts", "full") and self.encoder.prompts is not None:
+        if strategy == "ln_prompts_ca":  # the blocks' own attention projections where CCT joins in
+            for layer in self.cfg.cross_attention_layers:
+                for p in visual.transformer.resblocks[layer - 1].attn.parameters():
+                    p.requires_grad_(True)
+        if strategy in ("prompts", "ln_prompts", "ln_prompts_ca", "full") and self.encoder.prompts is not None:
             for p in self.encoder.prompts.parameters():
                 p.requires_grad_(True)
         for module in self.added_modules():
