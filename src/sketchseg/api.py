@@ -220,7 +220,6 @@ class Segmenter:
             isolated_category=isolate, threshold=float(threshold) if isolate is not None else None, inverted=inverted,
         )
 
-
     def _upsample_crop(self, grid_map: torch.Tensor, side: int, crop: tuple[int, int, int, int]) -> np.ndarray:
         """One patch-grid map upsampled to the padded square (``cfg.upsample_mode``), cropped to the image."""
         y0, x0, h, w = crop

@@ -394,3 +394,18 @@ def test_evaluation_scores_the_chosen_checkpoint():
     assert choose_checkpoint(best, last, {"checkpoint": "last"}) is last
     with pytest.raises(SketchSegConfigError, match="evaluation.checkpoint"):
         choose_checkpoint(best, last, {"checkpoint": "optimal"})
+
+
+def test_report_checks_the_checkpoint_evaluation_checkpoint_names():
+    from sketchseg.errors import SketchSegConfigError
+    from sketchseg.pipelines.report.nodes import checked_test_tables
+
+    model = {"pretrained": None, "allow_random_init": True}
+    best = {"metadata": {"kind": "best", "epoch": "3", "val_miou": "20.5"}}
+    last = {"metadata": {"kind": "last", "epoch": "10", "val_miou": "19.0"}}
+    scored_last = {"scoring": {}, "checkpoint_epoch": 10, "checkpoint_val_miou": 19.0}
+    chosen, metrics, per_sketch, per_category = checked_test_tables(
+        best, last, scored_last, pd.DataFrame({"a": [1]}), pd.DataFrame({"b": [2]}), model, {"checkpoint": "last"})
+    assert chosen is last and metrics is scored_last and per_sketch["a"].tolist() == [1]
+    with pytest.raises(SketchSegConfigError, match="than the best checkpoint now on disk"):
+        checked_test_tables(best, last, scored_last, pd.DataFrame(), pd.DataFrame(), model, {"checkpoint": "best"})

@@ -159,15 +159,18 @@ def fetch_runs(tracking_uri: str, experiment_name: str, grid: str | None = None)
     return table.sort_values("start_time", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def _pipelines(pipeline: str) -> set[str]:
+    """The pipeline names of a run's ``sketchseg.pipeline`` tag ("train" or "data,training")."""
+    return {p.strip() for p in str(pipeline or "").split(",")}
+
+
 def _is_model_run(pipeline: str) -> bool:
-    names = {p.strip() for p in str(pipeline or "").split(",")}
-    return bool(names & set(_MODEL_PIPELINES))
+    return bool(_pipelines(pipeline) & set(_MODEL_PIPELINES))
 
 
 def _trains(pipeline: str) -> bool:
     """A run that trained its checkpoint (not an evaluation-only re-scoring of one on disk)."""
-    names = {p.strip() for p in str(pipeline or "").split(",")}
-    return bool(names & {"train", "training", "__default__"})
+    return bool(_pipelines(pipeline) & {"train", "training", "__default__"})
 
 
 def _num(value: Any) -> float:

@@ -59,7 +59,8 @@ def check_same_scoring(test_metrics: dict[str, Any], cfg: ModelConfig, evaluatio
                 checkpoint_metadata.get("val_miou", "nan"), test_metrics.get("checkpoint_val_miou", float("nan"))):
             raise SketchSegConfigError(
                 f"the test tables were scored from another checkpoint (epoch {test_metrics.get('checkpoint_epoch')}, "
-                f"val mIoU {test_metrics.get('checkpoint_val_miou')}) than best_checkpoint now holds (epoch {epoch}, "
+                f"val mIoU {test_metrics.get('checkpoint_val_miou')}) than the {evaluation.get('checkpoint', 'best')} "
+                f"checkpoint now on disk (epoch {epoch}, "
                 f"val mIoU {checkpoint_metadata.get('val_miou')}); re-run --pipelines=evaluation first"
             )
     now = scoring_settings(cfg, evaluation)

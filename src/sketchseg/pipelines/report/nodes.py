@@ -16,7 +16,11 @@ from sketchseg import tracking  # noqa: E402
 from sketchseg.engine.runtime import resolve_device  # noqa: E402
 from sketchseg.errors import SketchSegConfigError  # noqa: E402
 from sketchseg.model.config import ModelConfig  # noqa: E402
-from sketchseg.pipelines.evaluation.nodes import check_same_scoring, load_model_from_checkpoint  # noqa: E402
+from sketchseg.pipelines.evaluation.nodes import (  # noqa: E402
+    check_same_scoring,
+    choose_checkpoint,
+    load_model_from_checkpoint,
+)
 from sketchseg.pipelines.training.nodes import annotated_split  # noqa: E402
 from sketchseg.reporting.analysis import (  # noqa: E402
     accuracy_share_above,
@@ -52,24 +56,26 @@ def _check_report_params(report: dict[str, Any]) -> None:
 
 
 def checked_test_tables(
-    checkpoint: dict[str, Any],
+    best: dict[str, Any],
+    last: dict[str, Any],
     test_metrics: dict[str, Any],
     per_sketch: pd.DataFrame,
     per_category: pd.DataFrame,
     model_params: dict[str, Any],
     evaluation: dict[str, Any],
-) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """The report's first node: the test tables pass on only when the last evaluation scored this
-    checkpoint with the settings the report's own model passes use (``check_same_scoring``), so a
-    refused report writes nothing and a report never mixes two scoring setups."""
+) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """The report's first node: the checkpoint ``evaluation.checkpoint`` names and the test tables
+    pass on only when the last evaluation scored that checkpoint with the settings the report's own
+    model passes use (``check_same_scoring``), so a refused report writes nothing and a report
+    never mixes two scoring setups."""
+    checkpoint = choose_checkpoint(best, last, evaluation)
     check_same_scoring(test_metrics, ModelConfig.from_dict(model_params), evaluation,
                        checkpoint_metadata=dict(checkpoint.get("metadata") or {}))
-    return test_metrics, per_sketch, per_category
+    return checkpoint, test_metrics, per_sketch, per_category
 
 
 def report_model_passes(
     checkpoint: dict[str, Any],
-    test_metrics: dict[str, Any],
     splits_table: pd.DataFrame,
     model_params: dict[str, Any],
     evaluation: dict[str, Any],
@@ -77,9 +83,9 @@ def report_model_passes(
     data: dict[str, Any],
     report: dict[str, Any],
 ) -> tuple[list[OverlaySample], pd.DataFrame]:
-    """Load the best checkpoint once; segment a seeded sample of test sketches for the overlay
-    grid and run the single-category threshold sweep on the annotated val and test sketches
-    (``test_metrics`` is ``checked_test_tables``' output: this node runs after the check)."""
+    """Load the checkpoint (``checked_test_tables``' output, so this runs after the check) once;
+    segment a seeded sample of test sketches for the overlay grid and run the single-category
+    threshold sweep on the annotated val and test sketches."""
     _check_report_params(report)
     thresholds = threshold_grid(report["thresholds"])
     model, cfg = load_model_from_checkpoint(checkpoint, model_params)
@@ -110,12 +116,11 @@ def warn_best_at_grid_end(sweep: pd.DataFrame, thresholds) -> list[str]:  # noqa
     """Warn (and return the splits) where the best threshold is the first or last of the grid:
     the true best may lie outside ``report.thresholds``."""
     ends = (float(min(thresholds)), float(max(thresholds)))
-    splits = [split for split, best in best_thresholds(sweep).items() if best["threshold"] in ends]
-    for split in splits:
+    at_end = {split: best["threshold"] for split, best in best_thresholds(sweep).items() if best["threshold"] in ends}
+    for split, threshold in at_end.items():
         logger.warning("threshold sweep (%s): the best threshold %.2f is at an end of report.thresholds %s; "
-                       "the true best may lie outside it: widen the grid", split,
-                       best_thresholds(sweep)[split]["threshold"], list(ends))
-    return splits
+                       "the true best may lie outside it: widen the grid", split, threshold, list(ends))
+    return list(at_end)
 
 
 def plot_overlays(samples: list[OverlaySample], report: dict[str, Any]) -> plt.Figure:

@@ -2,8 +2,6 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from sketchseg.pipelines.evaluation.nodes import choose_checkpoint
-
 from .nodes import (
     build_category_report,
     checked_test_tables,
@@ -21,20 +19,18 @@ from .nodes import (
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
-            node(choose_checkpoint, inputs=["best_checkpoint", "last_checkpoint", "params:evaluation"],
-                 outputs="report_checkpoint", name="choose_report_checkpoint"),
             node(
                 checked_test_tables,
-                inputs=["report_checkpoint", "test_metrics", "test_per_sketch", "test_per_category", "params:model",
-                        "params:evaluation"],
-                outputs=["report_test_metrics", "report_test_per_sketch", "report_test_per_category"],
+                inputs=["best_checkpoint", "last_checkpoint", "test_metrics", "test_per_sketch", "test_per_category",
+                        "params:model", "params:evaluation"],
+                outputs=["report_checkpoint", "report_test_metrics", "report_test_per_sketch",
+                         "report_test_per_category"],
                 name="check_report_scoring",
             ),
             node(
                 report_model_passes,
                 inputs=[
                     "report_checkpoint",
-                    "report_test_metrics",
                     "sketch_splits",
                     "params:model",
                     "params:evaluation",
