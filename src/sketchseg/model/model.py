@@ -681,8 +681,8 @@ class SketchSegModel(nn.Module):
                 prompts: Sequence[Sequence[str]] | None = None) -> list[torch.Tensor]:
         """Per-sketch similarity maps ``(C_b, H, W)`` (§3.4): raw cosine similarities (v-v path
         per ``cfg.vv_inference``) upsampled to ``size`` (``None``: the patch grid, not upsampled;
-        ``similarity.upsample`` with ``cfg.upsample_mode`` does it later, one map at a time); min-max normalised per map when
-        ``cfg.inference_normalization == "minmax"``. Labels = argmax over C. Duplicate category
+        ``similarity.upsample`` with ``cfg.upsample_mode`` does it later, one map at a time); min-max
+        normalised per map when ``cfg.inference_normalization == "minmax"``. Labels = argmax over C. Duplicate category
         names of a sketch are kept once. A category's text is ``prompts`` when given, else
         ``cfg.prompt_template`` filled with its name, or its 85-template ensemble under
         ``cfg.inference_prompts: ensemble``. Call ``model.eval()`` first."""
