@@ -43,10 +43,11 @@ import bench_model  # noqa: E402  (sets up the import of sketchseg from a checko
 
 from sketchseg.data.strokes import load_vector_sketch, render_strokes  # noqa: E402
 from sketchseg.engine.runtime import resolve_device  # noqa: E402
-from sketchseg.engine.data import AnnotatedSketches, TrainSketches, collate_train  # noqa: E402
+from sketchseg.data.annotated import AnnotatedSketches, annotated_subset  # noqa: E402
+from sketchseg.data.train_set import TrainSketches, collate_train  # noqa: E402
 from sketchseg.engine.train import TrainConfig, fit  # noqa: E402
 from sketchseg.model.model import build_model  # noqa: E402
-from sketchseg.pipelines.training.nodes import annotated_subset, training_table  # noqa: E402
+from sketchseg.pipelines.training.nodes import training_table  # noqa: E402
 
 logger = logging.getLogger("bench_fit")
 TARGET_MIN = 10.0  # issue #5: 20 epochs at FS-COCO scale on one H100

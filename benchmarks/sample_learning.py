@@ -102,13 +102,13 @@ def paired_difference(before: pd.Series, after: pd.Series, *, n_boot: int = 10_0
 
 def score(project: Path, params: dict[str, Any]) -> dict[str, dict[str, float]]:
     """val/test metrics of the untrained and the trained (chosen checkpoint) model."""
-    from sketchseg.datasets import SafetensorsCheckpointDataset
+    from sketchseg.pipelines.datasets import SafetensorsCheckpointDataset
     from sketchseg.engine.evaluate import evaluate_model
     from sketchseg.engine.runtime import resolve_device, seed_everything
     from sketchseg.model.checkpoint import load_trainable_state
     from sketchseg.model.config import ModelConfig
     from sketchseg.model.model import build_model
-    from sketchseg.pipelines.training.nodes import annotated_split
+    from sketchseg.data.annotated import annotated_split
 
     cwd = Path.cwd()
     os.chdir(project)  # the conf's data paths are relative to the project

@@ -1,6 +1,6 @@
 """Data-parallel training with torchrun: every process runs the SAME Kedro training node.
 
-    torchrun --nproc-per-node=N -m sketchseg.distributed [--env ENV] [--pipeline train]
+    torchrun --nproc-per-node=N -m sketchseg.launch [--env ENV] [--pipeline train]
              [--params "training.epochs=20,model.margin=0.5"] [--prepare-data] [--backend auto]
 
 * All processes join one process group (nccl on CUDA, each on ``cuda:LOCAL_RANK``; gloo on CPU).
@@ -35,7 +35,7 @@ import yaml
 from sketchseg.engine import distributed as dist_utils
 from sketchseg.errors import SketchSegConfigError
 
-logger = logging.getLogger("sketchseg.distributed")
+logger = logging.getLogger("sketchseg.launch")
 
 FIT_NODE = "fit_and_select_checkpoint"
 
@@ -80,7 +80,7 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m sketchseg.distributed", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m sketchseg.launch", description=__doc__.splitlines()[0])
     p.add_argument("--env", default=None, help="Kedro environment (default: Kedro's, i.e. local)")
     p.add_argument("--pipeline", default="train",
                    help="pipeline that rank 0 runs from the training node on (train, training, __default__ ...)")

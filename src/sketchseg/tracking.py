@@ -74,3 +74,8 @@ def tag_run_with_experiment(params: Mapping[str, Any], pipeline_name: Any = None
             tags[f"sketchseg.{section}.{key}"] = value
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
     logger.info("MLflow run %s tagged as variant '%s'", run.info.run_id, variant)
+
+
+def as_metric_items(values: dict[str, float], step: int = 0) -> dict[str, dict[str, float]]:
+    """``{name: value}`` -> the ``{name: {"value", "step"}}`` form kedro-mlflow's metric datasets log."""
+    return {k: {"value": float(v), "step": step} for k, v in values.items()}

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from sketchseg.api import SegmentationResult, label_map_image, load_model, mask_image, overlay
-from sketchseg.datasets import SafetensorsCheckpointDataset
+from sketchseg.pipelines.datasets import SafetensorsCheckpointDataset
 from sketchseg.errors import CheckpointMismatchError, SketchSegConfigError, SketchSegDataError
 from sketchseg.model.checkpoint import save_checkpoint, trainable_state_dict
 from sketchseg.model.config import ModelConfig

@@ -15,7 +15,8 @@ from PIL import Image
 
 from sketchseg.data.fscoco import ingest_fscoco
 from sketchseg.data.sample import generate_sample
-from sketchseg.engine.data import AnnotatedSketches, TrainSketches, collate_train
+from sketchseg.data.annotated import AnnotatedSketches
+from sketchseg.data.train_set import TrainSketches, collate_train
 from sketchseg.errors import SketchSegDataError
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import build_model

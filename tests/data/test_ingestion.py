@@ -17,7 +17,7 @@ from sketchseg.data import fscoco
 from sketchseg.data.fscoco import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, ingest_fscoco
 from sketchseg.data.sample import generate_sample
 from sketchseg.data.splits import splits_from_fscoco_seg
-from sketchseg.engine.data import AnnotatedSketches
+from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.errors import SketchSegDataError
 
 N_PART, PER = 4, 5
@@ -409,7 +409,7 @@ def test_missing_subfolder_error(tree: Path):
 
 
 def test_class_order_reads_the_release_layout(tmp_path: Path, caplog):
-    from sketchseg.pipelines.training.nodes import class_order
+    from sketchseg.data.annotated import class_order
 
     data = {"fscoco_seg_root": str(tmp_path)}
     with caplog.at_level(logging.WARNING):

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sketchseg.engine.data import AnnotatedSketches
+from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
-from sketchseg.model.metrics import gt_label_map_by_count
-from sketchseg.pipelines.training.nodes import annotated_split
+from sketchseg.data.ground_truth import gt_label_map_by_count
+from sketchseg.data.annotated import annotated_split
 
 
 # ------------------------------------------------------------------------ gt_label_map_by_count

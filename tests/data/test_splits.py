@@ -225,7 +225,7 @@ def test_protocol_split_without_test_participants_is_a_config_error(test_partici
 
 
 def test_max_val_sketches_spreads_over_participants() -> None:
-    from sketchseg.pipelines.training.nodes import annotated_subset
+    from sketchseg.data.annotated import annotated_subset
 
     table = pd.DataFrame({"sketch_id": range(10), "participant_id": [1] * 5 + [2] * 5, "split": ["val"] * 10,
                           "labels_json": ["[]"] * 10})
@@ -236,7 +236,7 @@ def test_max_val_sketches_spreads_over_participants() -> None:
 
 
 def test_tables_of_other_data_are_refused(tmp_path) -> None:
-    from sketchseg.pipelines.training.nodes import check_data_root
+    from sketchseg.data.annotated import check_data_root
 
     table = pd.DataFrame({"raster_path": [str(tmp_path / "sample/fscoco/raster_sketches/1/1.jpg"),
                                           str(tmp_path / "sample/fscoco/raster_sketches/2/2.jpg")]})

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from sketchseg.distributed import parse_params
+from sketchseg.launch import parse_params
 from sketchseg.engine.distributed import ShardedBatchSampler, merge_eval_rows
 from sketchseg.model.clip_loader import load_clip
 from sketchseg.model.config import ModelConfig
@@ -192,7 +192,8 @@ def _tables(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _train(data_dir: str):
-    from sketchseg.engine.data import AnnotatedSketches, TrainSketches
+    from sketchseg.data.annotated import AnnotatedSketches
+    from sketchseg.data.train_set import TrainSketches
     from sketchseg.engine.runtime import seed_everything
     from sketchseg.engine.train import TrainConfig, fit
     from sketchseg.model.model import build_model
@@ -272,7 +273,7 @@ def test_torchrun_runs_the_kedro_training_node_on_two_processes(tmp_path):
               "model.pretrained=null,model.allow_random_init=true")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node=2",
-           "-m", "sketchseg.distributed", "--env=sample", "--pipeline=training", "--prepare-data",
+           "-m", "sketchseg.launch", "--env=sample", "--pipeline=training", "--prepare-data",
            f"--params={params}"]
     proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]

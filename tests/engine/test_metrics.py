@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from sketchseg.errors import SketchSegDataError
-from sketchseg.model.metrics import (
+from sketchseg.data.ground_truth import gt_label_map
+from sketchseg.engine.metrics import (
     SketchScores,
     aggregate,
-    gt_label_map,
     per_category_table,
     sketch_metrics,
 )
@@ -225,7 +225,7 @@ def test_fast_on_512() -> None:
 def test_mean_acc_and_fwiou_are_per_category_over_the_set() -> None:
     """S2.3.1 by hand. Sketch 1 (tree, house): 100 tree px right, 10 house px labelled tree.
     Sketch 2 (tree, dog): 10 tree px labelled dog, 10 dog px right."""
-    from sketchseg.model.metrics import class_pooled_metrics
+    from sketchseg.engine.metrics import class_pooled_metrics
 
     gt1 = np.array([[0] * 100 + [1] * 10])
     one = sketch_metrics(np.zeros_like(gt1), gt1, np.zeros_like(gt1), np.array([0]), n_classes=2)

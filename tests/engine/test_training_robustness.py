@@ -13,7 +13,8 @@ import torch
 from sketchseg.data.fscoco import ingest_fscoco
 from sketchseg.data.sample import generate_sample
 from sketchseg.data.splits import make_protocol_splits
-from sketchseg.engine.data import AnnotatedSketches, TrainSketches
+from sketchseg.data.annotated import AnnotatedSketches
+from sketchseg.data.train_set import TrainSketches
 from sketchseg.engine.runtime import seed_everything
 from sketchseg.engine.train import NonFiniteLossError, TrainConfig, fit, load_training_state
 from sketchseg.errors import SketchSegConfigError

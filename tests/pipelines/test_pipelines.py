@@ -67,7 +67,7 @@ def test_train_pipeline_end_to_end(kedro_project):
         assert 0.0 <= report[key] <= 100.0
     assert report["n_test_sketches"] == 6
     # MeanAcc / FWIoU per category over the test set (S2.3.1), from the catalogued per-category table
-    from sketchseg.model.metrics import class_pooled_metrics
+    from sketchseg.engine.metrics import class_pooled_metrics
 
     pooled = class_pooled_metrics(pd.read_csv(kedro_project / "data/08_reporting/test_per_category.csv"))
     assert report["test_mean_acc"] == pytest.approx(pooled["mean_acc"], abs=1e-6)

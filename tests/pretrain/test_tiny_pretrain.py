@@ -11,7 +11,7 @@ import torch
 
 from sketchseg.data.sample import CATEGORIES, PLURALS, make_scene
 from sketchseg.errors import SketchSegConfigError
-from sketchseg.model import tiny_pretrain as tp
+from sketchseg.pretrain import tiny_clip as tp
 from sketchseg.model.clip_loader import load_clip
 from sketchseg.model.config import ModelConfig
 

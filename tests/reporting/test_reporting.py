@@ -349,7 +349,7 @@ def test_val_curves_mark_the_given_checkpoint_epoch():
 def test_report_refuses_tables_scored_otherwise():
     from sketchseg.errors import SketchSegConfigError
     from sketchseg.model.config import ModelConfig
-    from sketchseg.pipelines.evaluation.nodes import check_same_scoring, scoring_settings
+    from sketchseg.engine.scoring import check_same_scoring, scoring_settings
 
     cfg = ModelConfig(pretrained=None, allow_random_init=True)
     evaluation = {"render_size": 512, "thickness": 3, "overlap_rule": "lowest_class_index", "batch_size": 4}
@@ -386,7 +386,7 @@ def test_best_threshold_at_an_end_of_the_grid_is_warned(caplog):
 
 def test_evaluation_scores_the_chosen_checkpoint():
     from sketchseg.errors import SketchSegConfigError
-    from sketchseg.pipelines.evaluation.nodes import choose_checkpoint
+    from sketchseg.engine.scoring import choose_checkpoint
 
     best, last = {"metadata": {"kind": "best", "epoch": "3"}}, {"metadata": {"kind": "last", "epoch": "10"}}
     assert choose_checkpoint(best, last, {}) is best  # the default: chosen on validation (§4.3)

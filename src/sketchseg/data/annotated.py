@@ -1,4 +1,5 @@
-"""Torch datasets for training (raster sketch + caption + categories) and evaluation (strokes + labels)."""
+"""The annotated val/test sets (FS-COCO-seg strokes + labels) as a torch dataset, FS-COCO-seg's class
+order, and the check that the sketch tables belong to the configured data root."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,82 +16,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from sketchseg.data.strokes import load_sketch_image, load_vector_array, parse_strokes, render_labelled_strokes
+from sketchseg.data.ground_truth import gt_label_map, gt_label_map_by_count
+from sketchseg.data.strokes import load_vector_array, parse_strokes, render_labelled_strokes
+from sketchseg.data.train_set import to_pixels
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
-from sketchseg.model.metrics import gt_label_map, gt_label_map_by_count
+
 
 logger = logging.getLogger(__name__)
-
-
-def to_pixels(grey: np.ndarray) -> torch.Tensor:
-    """(H, W) float in [0, 1] (1 = paper) -> (3, H, W) float tensor."""
-    t = torch.from_numpy(np.ascontiguousarray(grey, dtype=np.float32))
-    return t.unsqueeze(0).expand(3, -1, -1).contiguous()
-
-
-class TrainSketches(Dataset):
-    """Raster sketches with their caption and category prompts.
-
-    Each item draws at most ``max_categories`` of the sketch's categories (``None``: all of them, the
-    paper); the draw depends only on (seed, epoch, index), so a run is reproducible and a resumed
-    run sees the same draws.
-    """
-
-    def __init__(
-        self,
-        table: pd.DataFrame,
-        *,
-        image_size: int,
-        max_categories: int | None,
-        seed: int,
-    ) -> None:
-        required = {"sketch_id", "raster_path", "caption", "categories", "prompts"}
-        missing = required - set(table.columns)
-        if missing:
-            raise SketchSegDataError(f"training table lacks columns {sorted(missing)}")
-        self.rows = table.reset_index(drop=True)
-        self.image_size = image_size
-        self.max_categories = max_categories
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def load_image(self, row: pd.Series) -> np.ndarray:
-        """The sketch as float32 ``(image_size, image_size)`` in [0, 1]: its pre-rendered raster."""
-        return load_sketch_image(row["raster_path"], self.image_size)
-
-    def __getitem__(self, i: int) -> dict:
-        row = self.rows.iloc[i]
-        image = self.load_image(row)
-        cats = list(row["categories"])
-        prompts = list(row["prompts"])
-        if self.max_categories is not None and len(cats) > self.max_categories:
-            rng = np.random.default_rng([self.seed, self.epoch, int(i)])
-            keep = np.sort(rng.choice(len(cats), size=self.max_categories, replace=False))
-            cats = [cats[k] for k in keep]
-            prompts = [prompts[k] for k in keep]
-        return {
-            "sketch_id": int(row["sketch_id"]),
-            "image": to_pixels(image),
-            "caption": str(row["caption"]),
-            "categories": cats,
-            "prompts": prompts,
-        }
-
-
-def collate_train(items: list[dict]) -> dict:
-    return {
-        "sketch_id": [it["sketch_id"] for it in items],
-        "images": torch.stack([it["image"] for it in items]),
-        "captions": [it["caption"] for it in items],
-        "categories": [it["categories"] for it in items],
-        "prompts": [it["prompts"] for it in items],
-    }
 
 
 @dataclass
@@ -179,3 +113,84 @@ class AnnotatedSketches(Dataset):
 
 def collate_annotated(items: list[AnnotatedSketch]) -> list[AnnotatedSketch]:
     return items
+
+
+CLASS_LIST_PLACES = ("test/all_classes.json", "val/all_classes.json", "all_classes.json")
+
+
+def class_order(data: dict[str, Any]) -> list[str]:
+    """FS-COCO-seg's global class order (``all_classes.json``, background first): where strokes of
+    two classes overlap, the lower index wins (``evaluation.overlap_rule: lowest_class_index``). The release has one list in each of ``test/`` and
+    ``val/`` (read in that order; labels only the later one has are appended); an empty list (no
+    file: a warning) falls back to alphabetical order."""
+    root = Path(data["fscoco_seg_root"])
+    order: list[str] = []
+    for rel in CLASS_LIST_PLACES:
+        path = root / rel
+        if not path.is_file():
+            continue
+        try:
+            classes = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SketchSegDataError(f"{path}: cannot read the class list ({exc})") from exc
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise SketchSegDataError(f"{path}: the class list must be a JSON list of strings")
+        order += [c for c in classes if c != "blank_pixel" and c not in order]
+    if not order:
+        logger.warning("no all_classes.json under %s (looked for %s): overlapping strokes of different classes "
+                       "are resolved in alphabetical class order", root, ", ".join(CLASS_LIST_PLACES))
+    return order
+
+
+def annotated_subset(splits_table: pd.DataFrame, split: str, limit: int | None = None) -> pd.DataFrame:
+    """The sketches of ``split`` that carry FS-COCO-seg stroke labels (others are counted, not scored)."""
+    part = splits_table[splits_table["split"] == split]
+    labelled = part[part["labels_json"].notna()]
+    if len(labelled) < len(part):
+        logger.warning(
+            "%d of %d %s sketches have no FS-COCO-seg labels and are not scored", len(part) - len(labelled), len(part), split
+        )
+    if limit is not None and int(limit) < len(labelled):
+        # evenly spread over the table (participant order), not the first participants' sketches
+        keep = np.linspace(0, len(labelled) - 1, num=max(int(limit), 0)).round().astype(int)
+        labelled = labelled.iloc[keep]
+    return labelled.reset_index(drop=True)
+
+
+def check_data_root(splits_table: pd.DataFrame, data: dict[str, Any]) -> None:
+    """The sketch tables must come from ``data.fscoco_root``: tables another environment wrote
+    (e.g. the sample's, left in data/03_primary by the demo) would otherwise be trained on or
+    scored silently."""
+    if "fscoco_root" not in data or "raster_path" not in splits_table.columns or splits_table.empty:
+        return
+    root = Path(data["fscoco_root"]).expanduser().resolve()
+    paths = splits_table["raster_path"].dropna().astype(str)
+    folders = paths.map(lambda p: str(Path(p).parent))
+
+    def inside(folder: str) -> bool:
+        resolved = Path(folder).expanduser().resolve()
+        return resolved == root or root in resolved.parents
+
+    foreign = [f for f in folders.unique() if not inside(f)]  # one check per folder, not per sketch
+    outside = paths[folders.isin(foreign)].tolist()
+    if outside:
+        raise SketchSegDataError(
+            f"sketch_splits lists {len(outside)} of {len(paths)} sketches outside data.fscoco_root={root} "
+            f"(e.g. {outside[0]}): the tables were written for other data (another --env?); run "
+            "`kedro run --pipelines=data --env=<this env>` first"
+        )
+
+
+def annotated_split(splits_table: pd.DataFrame, split: str, image_size: int, evaluation: dict[str, Any],
+                    data: dict[str, Any], limit: int | None = None) -> AnnotatedSketches:
+    """The annotated sketches of one split (at most ``limit``), rendered as ``evaluation`` says
+    (reference protocol); the tables must come from ``data.fscoco_root`` (``check_data_root``)."""
+    check_data_root(splits_table, data)
+    return AnnotatedSketches(
+        annotated_subset(splits_table, split, limit),
+        image_size=int(image_size),
+        render_size=int(evaluation["render_size"]),
+        thickness=int(evaluation["thickness"]),
+        class_order=class_order(data),
+        overlap_rule=str(evaluation.get("overlap_rule", "lowest_class_index")),
+    )

@@ -1,10 +1,10 @@
 """Data-parallel helpers for ``engine.train.fit`` (``torchrun`` / DistributedDataParallel).
 
-Nothing here starts processes: ``torchrun --nproc-per-node=N -m sketchseg.distributed`` (or a test
+Nothing here starts processes: ``torchrun --nproc-per-node=N -m sketchseg.launch`` (or a test
 with ``torch.multiprocessing``) starts them and :func:`init_from_env` joins the process group. When
 no group is initialised every helper is the single-process identity, so ``fit`` has one code path.
 
-Equivalence with one process (what tests/unit/test_ddp.py checks):
+Equivalence with one process (what tests/engine/test_ddp.py checks):
 
 * :class:`ShardedBatchSampler` draws one permutation per epoch from ``(seed, epoch)`` and cuts it
   into GLOBAL batches of ``training.batch_size``; rank ``r`` takes ``batch[r::world]`` of every

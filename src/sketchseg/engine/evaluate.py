@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from sketchseg.engine.data import AnnotatedSketches, collate_annotated
+from sketchseg.data.annotated import AnnotatedSketches, collate_annotated
 from sketchseg.engine.runtime import autocast
-from sketchseg.model.metrics import aggregate, class_pooled_metrics, per_category_table, sketch_metrics
+from sketchseg.engine.metrics import aggregate, class_pooled_metrics, per_category_table, sketch_metrics
 
 logger = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ host every step (the previous behaviour). Text embeddings of every caption / pro
 once before the first epoch (``training.precompute_text``), the validation sketches are rendered
 once (``training.cache_val_set``), loader workers are persistent and prefetch.
 
-Data parallel (``torchrun --nproc-per-node=N -m sketchseg.distributed``, see
+Data parallel (``torchrun --nproc-per-node=N -m sketchseg.launch``, see
 ``engine/distributed.py``): when a process group is initialised, ``fit`` wraps the model in
 DistributedDataParallel, gives each process ``batch_size / N`` sketches of every global batch,
 computes the loss of the global batch (negatives mined across processes), validates on shards
 and merges the scores; only rank 0 writes the training state. The result equals one process
-with the same global batch up to float rounding (tests/unit/test_ddp.py), except that a last global
+with the same global batch up to float rounding (tests/engine/test_ddp.py), except that a last global
 batch with fewer sketches than processes is left out (on FS-COCO at batch 16: one sketch per epoch);
 ``training.drop_last`` leaves out every incomplete last batch, the same with one process or several.
 """
@@ -44,7 +44,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from sketchseg.engine import distributed
-from sketchseg.engine.data import AnnotatedSketches, TrainSketches, collate_annotated, collate_train
+from sketchseg.data.annotated import AnnotatedSketches, collate_annotated
+from sketchseg.data.train_set import TrainSketches, collate_train
 from sketchseg.engine.evaluate import METRIC_NAMES, evaluate_model
 from sketchseg.engine.runtime import autocast, rng_state, seed_everything, set_rng_state
 from sketchseg.errors import SketchSegConfigError, SketchSegError

@@ -1,7 +1,7 @@
 """Sketch encoder, two-level training losses and inference (plain PyTorch + open_clip).
 
 Heavy imports (torch, open_clip) happen on first attribute access, so importing a light
-submodule (e.g. ``sketchseg.model.metrics``) stays cheap.
+submodule (e.g. ``sketchseg.engine.metrics``) stays cheap.
 """
 
 from __future__ import annotations

@@ -169,3 +169,14 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, *, strict: b
         raise CheckpointMismatchError(f"could not read checkpoint {path}: {exc}") from exc
     load_trainable_state(model, tensors, source=f"checkpoint {path}", strict=strict, metadata=meta)
     return meta
+
+
+def load_model_from_checkpoint(checkpoint: dict[str, Any], model_params: dict[str, Any]):
+    """Build the configured model and load a catalogued checkpoint into it (shapes and keys checked)."""
+    from sketchseg.model.config import ModelConfig
+    from sketchseg.model.model import build_model
+
+    cfg = ModelConfig.from_dict(model_params)
+    model = build_model(cfg)
+    load_trainable_state(model, checkpoint["state"], source=str(checkpoint.get("metadata", {}).get("kind", "checkpoint")))
+    return model, cfg

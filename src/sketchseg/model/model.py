@@ -23,7 +23,7 @@ v-v path exists from construction on (so the optimiser sees every parameter).
 
 Speed (``cfg.implementation``, see ``Levers``): the "fast" implementation and the "reference"
 (straightforward) one compute the same losses and maps up to float rounding
-(tests/unit/test_fast_vs_reference.py); benchmarks/bench_model.py measures both.
+(tests/model/test_fast_vs_reference.py); benchmarks/bench_model.py measures both.
 
 Data-parallel training: ``training_losses(..., gather=...)`` computes the loss of the GLOBAL batch
 spread over several processes (see ``LossGather``): hardest negatives are mined among the caption

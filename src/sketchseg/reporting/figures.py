@@ -266,3 +266,27 @@ def val_curves_figure(history: pd.DataFrame, *, selection_metric: str = "val_mio
         axes[1].grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def training_curves_figure(history: pd.DataFrame) -> plt.Figure:
+    """Per-epoch losses, validation metrics and the learnable threshold."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    h = history.sort_values("epoch")
+    for col, label in (("train_loss", "total"), ("train_loss_global", "global (Eq. 1)"), ("train_loss_category", "category")):
+        if col in h and h[col].notna().any():
+            axes[0].plot(h["epoch"], h[col], marker="o", label=label)
+    axes[0].set_title("training loss")
+    for col, label in (("val_miou", "mIoU"), ("val_pixel_acc", "Acc@P"), ("val_stroke_acc", "Acc@S")):
+        if col in h and h[col].notna().any():
+            axes[1].plot(h["epoch"], h[col], marker="o", label=label)
+    axes[1].set_title("validation (%)")
+    if "threshold" in h and h["threshold"].notna().any():
+        axes[2].plot(h["epoch"], h["threshold"], marker="o", color="#C44E52")
+    axes[2].set_title("learnable threshold")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,7 +1,7 @@
 """The model passes behind the report (torch, no Kedro): predictions for the overlay grid and the
 single-category threshold sweep (S4.3) over annotated sketches.
 
-Both take an :class:`sketchseg.engine.data.AnnotatedSketches` data set, so the sketches are
+Both take an :class:`sketchseg.data.annotated.AnnotatedSketches` data set, so the sketches are
 rendered, labelled and given their class lists exactly as in the evaluation.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sketchseg.engine.data import AnnotatedSketches
+from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.engine.runtime import autocast
 from sketchseg.reporting.analysis import sketch_threshold_sweep
 from sketchseg.reporting.overlays import OverlaySample, pixel_accuracy

@@ -18,13 +18,9 @@ from sketchseg.data.splits import (
     splits_from_fscoco_seg,
 )
 from sketchseg.errors import SketchSegConfigError
+from sketchseg.tracking import as_metric_items
 
 logger = logging.getLogger(__name__)
-
-
-def as_metric_items(values: dict[str, float], step: int = 0) -> dict[str, dict[str, float]]:
-    """``{name: value}`` -> the ``{name: {"value", "step"}}`` form kedro-mlflow's metric datasets log."""
-    return {k: {"value": float(v), "step": step} for k, v in values.items()}
 
 
 def quarantine_counts(quarantine: pd.DataFrame) -> dict[str, int]:

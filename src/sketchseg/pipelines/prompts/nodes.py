@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sketchseg.pipelines.ingestion.nodes import as_metric_items  # noqa: E402
+from sketchseg.tracking import as_metric_items  # noqa: E402
 from sketchseg.text.nltk_setup import ensure_nltk_data  # noqa: E402
 from sketchseg.text.nouns import extract_table  # noqa: E402
 

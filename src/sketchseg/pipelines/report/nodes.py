@@ -16,12 +16,9 @@ from sketchseg import tracking  # noqa: E402
 from sketchseg.engine.runtime import resolve_device  # noqa: E402
 from sketchseg.errors import SketchSegConfigError  # noqa: E402
 from sketchseg.model.config import ModelConfig  # noqa: E402
-from sketchseg.pipelines.evaluation.nodes import (  # noqa: E402
-    check_same_scoring,
-    choose_checkpoint,
-    load_model_from_checkpoint,
-)
-from sketchseg.pipelines.training.nodes import annotated_split  # noqa: E402
+from sketchseg.engine.scoring import check_same_scoring, choose_checkpoint  # noqa: E402
+from sketchseg.model.checkpoint import load_model_from_checkpoint  # noqa: E402
+from sketchseg.data.annotated import annotated_split  # noqa: E402
 from sketchseg.reporting.analysis import (  # noqa: E402
     accuracy_share_above,
     best_thresholds,
