@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from sketchseg.data.strokes import _border_median, _open_grey, _to_grey
+from sketchseg.data.strokes import border_median as _border_median, open_grey as _open_grey, to_grey as _to_grey
 from sketchseg.engine.runtime import resolve_device
 from sketchseg.errors import CheckpointMismatchError, SketchSegConfigError, SketchSegDataError
 from sketchseg.model.checkpoint import FORMAT, load_trainable_state, read_checkpoint_metadata

@@ -11,9 +11,13 @@ import torch
 
 from sketchseg.data.sample import CATEGORIES, PLURALS, make_scene
 from sketchseg.errors import SketchSegConfigError
-from sketchseg.pretrain import tiny_clip as tp
 from sketchseg.model.clip_loader import load_clip
 from sketchseg.model.config import ModelConfig
+from sketchseg.pretrain.config import SEED_TAG, PretrainConfig
+from sketchseg.pretrain.loop import PretrainResult, pretrain_clip
+from sketchseg.pretrain.losses import contrastive_loss, ink_patch_loss, mil_loss, patch_ink, soft_max_pool
+from sketchseg.pretrain.pairs import make_pair, single_object_text
+from sketchseg.pretrain.weights import WEIGHTS_FORMAT, read_cached_weights, save_weights, weights_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,9 +35,9 @@ def test_contrastive_loss_hand_case_diagonal():
     eye = _e([1.0, 0.0], [0.0, 1.0])
     # logits [[1, 0], [0, 1]]: every row and column gives -log(e / (e + 1)) = log(1 + 1/e)
     expected = math.log(1.0 + math.exp(-1.0))
-    assert float(tp.contrastive_loss(eye, eye, 1.0)) == pytest.approx(expected, abs=1e-6)
+    assert float(contrastive_loss(eye, eye, 1.0)) == pytest.approx(expected, abs=1e-6)
     # logit scale 2: log(1 + e^-2)
-    assert float(tp.contrastive_loss(eye, eye, 2.0)) == pytest.approx(math.log(1.0 + math.exp(-2.0)), abs=1e-6)
+    assert float(contrastive_loss(eye, eye, 2.0)) == pytest.approx(math.log(1.0 + math.exp(-2.0)), abs=1e-6)
 
 
 def test_contrastive_loss_is_symmetric_in_its_two_directions():
@@ -44,17 +48,17 @@ def test_contrastive_loss_is_symmetric_in_its_two_directions():
     # columns: [[0, 0.8], [1, 0.6]] -> [log(1 + e^0.8), -0.6 + log(e + e^0.6)]
     cols = [math.log(1 + math.exp(0.8)), -0.6 + math.log(math.e + math.exp(0.6))]
     expected = 0.5 * (sum(rows) / 2 + sum(cols) / 2)
-    assert float(tp.contrastive_loss(img, txt, 1.0)) == pytest.approx(expected, abs=1e-6)
+    assert float(contrastive_loss(img, txt, 1.0)) == pytest.approx(expected, abs=1e-6)
 
 
 def test_contrastive_loss_groups_share_positives():
     eye = _e([1.0, 0.0], [0.0, 1.0])
     # one group: each row's target is (0.5, 0.5): -(0.5 * log(e/(e+1)) + 0.5 * log(1/(e+1))) = log(1+e) - 0.5
-    assert float(tp.contrastive_loss(eye, eye, 1.0, groups=[7, 7])) == pytest.approx(
+    assert float(contrastive_loss(eye, eye, 1.0, groups=[7, 7])) == pytest.approx(
         math.log(1.0 + math.e) - 0.5, abs=1e-6)
     # distinct groups = the plain diagonal loss
-    assert float(tp.contrastive_loss(eye, eye, 1.0, groups=[0, 1])) == pytest.approx(
-        float(tp.contrastive_loss(eye, eye, 1.0)), abs=1e-7)
+    assert float(contrastive_loss(eye, eye, 1.0, groups=[0, 1])) == pytest.approx(
+        float(contrastive_loss(eye, eye, 1.0)), abs=1e-7)
 
 
 def test_ink_patch_loss_hand_case():
@@ -63,23 +67,23 @@ def test_ink_patch_loss_hand_case():
     texts = _e(e1, e2)
     # only patch 0 of image 0 (logits [1, 0], target 0) and patch 1 of image 1 (logits [0, 1], target 1)
     ink = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    assert float(tp.ink_patch_loss(patches, texts, 1.0, ink)) == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
+    assert float(ink_patch_loss(patches, texts, 1.0, ink)) == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
     # both patches of image 0: the second one (e2) points at the wrong text: log(1 + e)
     ink = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
     expected = 0.5 * (math.log(1 + math.exp(-1)) + math.log(1 + math.e))
-    assert float(tp.ink_patch_loss(patches, texts, 1.0, ink)) == pytest.approx(expected, abs=1e-6)
+    assert float(ink_patch_loss(patches, texts, 1.0, ink)) == pytest.approx(expected, abs=1e-6)
     # one group: targets (0.5, 0.5) for every patch: log(1 + e) - 0.5
-    assert float(tp.ink_patch_loss(patches, texts, 1.0, torch.tensor([[1.0, 0.0], [0.0, 0.0]]), groups=[3, 3])) == \
+    assert float(ink_patch_loss(patches, texts, 1.0, torch.tensor([[1.0, 0.0], [0.0, 0.0]]), groups=[3, 3])) == \
         pytest.approx(math.log(1 + math.e) - 0.5, abs=1e-6)
-    assert float(tp.ink_patch_loss(patches, texts, 1.0, torch.zeros(2, 2))) == 0.0
+    assert float(ink_patch_loss(patches, texts, 1.0, torch.zeros(2, 2))) == 0.0
 
 
 def test_soft_max_pool_between_mean_and_max():
     patches = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # one image, patches e1, e2
     text = _e([1.0, 0.0])                                 # cosines [1, 0]
-    assert float(tp.soft_max_pool(patches, text, 1.0)) == pytest.approx(math.log((math.e + 1) / 2), abs=1e-6)
-    assert float(tp.soft_max_pool(patches, text, 0.01)) == pytest.approx(1.0 - 0.01 * math.log(2), abs=1e-5)
-    assert float(tp.soft_max_pool(patches, text, 100.0)) == pytest.approx(0.5, abs=1e-2)
+    assert float(soft_max_pool(patches, text, 1.0)) == pytest.approx(math.log((math.e + 1) / 2), abs=1e-6)
+    assert float(soft_max_pool(patches, text, 0.01)) == pytest.approx(1.0 - 0.01 * math.log(2), abs=1e-5)
+    assert float(soft_max_pool(patches, text, 100.0)) == pytest.approx(0.5, abs=1e-2)
 
 
 def test_mil_loss_hand_case():
@@ -87,17 +91,17 @@ def test_mil_loss_hand_case():
     prompts = _e([1.0, 0.0], [-1.0, 0.0])
     # scores (temperature 1): log((e + 1)/2) and log((1/e + 1)/2): they differ by exactly 1
     present = torch.tensor([[True, False]])
-    assert float(tp.mil_loss(patches, prompts, 1.0, present, 1.0)) == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
+    assert float(mil_loss(patches, prompts, 1.0, present, 1.0)) == pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
     both = torch.tensor([[True, True]])
     expected = 0.5 * (math.log(1 + math.exp(-1)) + math.log(1 + math.e))
-    assert float(tp.mil_loss(patches, prompts, 1.0, both, 1.0)) == pytest.approx(expected, abs=1e-6)
+    assert float(mil_loss(patches, prompts, 1.0, both, 1.0)) == pytest.approx(expected, abs=1e-6)
     # an untagged sketch is skipped; none tagged -> 0
     two = torch.cat([patches, patches])
-    assert float(tp.mil_loss(two, prompts, 1.0, torch.tensor([[True, False], [False, False]]), 1.0)) == \
+    assert float(mil_loss(two, prompts, 1.0, torch.tensor([[True, False], [False, False]]), 1.0)) == \
         pytest.approx(math.log(1 + math.exp(-1)), abs=1e-6)
-    assert float(tp.mil_loss(patches, prompts, 1.0, torch.tensor([[False, False]]), 1.0)) == 0.0
+    assert float(mil_loss(patches, prompts, 1.0, torch.tensor([[False, False]]), 1.0)) == 0.0
     with pytest.raises(ValueError, match="present"):
-        tp.mil_loss(patches, prompts, 1.0, torch.tensor([[True]]), 1.0)
+        mil_loss(patches, prompts, 1.0, torch.tensor([[True]]), 1.0)
 
 
 def test_patch_ink_per_patch_and_threshold():
@@ -105,25 +109,25 @@ def test_patch_ink_per_patch_and_threshold():
     img[0, :8, :8] = 0            # patch 0 all ink
     img[0, 0, 8] = 0              # patch 1: 1 of 64 pixels -> 1/64 < 0.02
     img[0, 8:10, 8:16] = 0        # patch 3: 16 of 64 pixels -> 0.25
-    ink = tp.patch_ink(img, 8, 0.02)
+    ink = patch_ink(img, 8, 0.02)
     assert ink.shape == (1, 4)
     assert ink[0].tolist() == pytest.approx([1.0, 0.0, 0.0, 0.25])
 
 
 def test_contrastive_loss_rejects_bad_shapes():
     with pytest.raises(ValueError, match="both be"):
-        tp.contrastive_loss(torch.zeros(2, 3), torch.zeros(3, 3), 1.0)
+        contrastive_loss(torch.zeros(2, 3), torch.zeros(3, 3), 1.0)
     with pytest.raises(ValueError, match="one entry per pair"):
-        tp.contrastive_loss(torch.eye(2), torch.eye(2), 1.0, groups=[0, 1, 2])
+        contrastive_loss(torch.eye(2), torch.eye(2), 1.0, groups=[0, 1, 2])
 
 
 # ------------------------------------------------------------------------------------------ data
 def test_pairs_are_deterministic_and_vary():
-    cfg = tp.PretrainConfig(seed=0)
-    a = tp.make_pair(cfg, 0, 5, image_size=64)
-    b = tp.make_pair(cfg, 0, 5, image_size=64)
-    c = tp.make_pair(cfg, 0, 6, image_size=64)
-    d = tp.make_pair(tp.PretrainConfig(seed=1), 0, 5, image_size=64)
+    cfg = PretrainConfig(seed=0)
+    a = make_pair(cfg, 0, 5, image_size=64)
+    b = make_pair(cfg, 0, 5, image_size=64)
+    c = make_pair(cfg, 0, 6, image_size=64)
+    d = make_pair(PretrainConfig(seed=1), 0, 5, image_size=64)
     assert a.image.shape == (64, 64) and a.image.dtype == np.uint8
     assert np.array_equal(a.image, b.image) and (a.kind, a.category, a.count, a.caption) == (
         b.kind, b.category, b.count, b.caption)
@@ -132,17 +136,17 @@ def test_pairs_are_deterministic_and_vary():
 
 
 def test_pair_kinds_and_forced_category():
-    cfg = tp.PretrainConfig(seed=0, single_fraction=0.5)
-    s = tp.make_pair(cfg, 1, 0, image_size=64, kind="single", category="giraffe")
+    cfg = PretrainConfig(seed=0, single_fraction=0.5)
+    s = make_pair(cfg, 1, 0, image_size=64, kind="single", category="giraffe")
     assert s.kind == "single" and s.category == "giraffe" and s.caption is None and 1 <= s.count <= 2
-    sc = tp.make_pair(cfg, 1, 0, image_size=64, kind="scene")
+    sc = make_pair(cfg, 1, 0, image_size=64, kind="scene")
     assert sc.kind == "scene" and sc.category is None and isinstance(sc.caption, str) and sc.caption
     assert s.objects == ("giraffe",) and len(sc.objects) >= 2 and set(sc.objects) <= set(CATEGORIES)
-    kinds = {tp.make_pair(cfg, 0, i, image_size=64).kind for i in range(30)}
+    kinds = {make_pair(cfg, 0, i, image_size=64).kind for i in range(30)}
     assert kinds == {"single", "scene"}
-    assert {tp.make_pair(tp.PretrainConfig(single_fraction=1.0), 0, i, image_size=64).kind for i in range(10)} == {"single"}
+    assert {make_pair(PretrainConfig(single_fraction=1.0), 0, i, image_size=64).kind for i in range(10)} == {"single"}
     with pytest.raises(ValueError, match="kind"):
-        tp.make_pair(cfg, 0, 0, image_size=64, kind="photo")
+        make_pair(cfg, 0, 0, image_size=64, kind="photo")
 
 
 def test_zoom_enlarges_single_objects_inside_the_canvas():
@@ -150,8 +154,8 @@ def test_zoom_enlarges_single_objects_inside_the_canvas():
         ys, xs = np.nonzero(img < 200)
         return float(max(xs.max() - xs.min(), ys.max() - ys.min()))
 
-    natural = [tp.make_pair(tp.PretrainConfig(), 0, i, image_size=64, kind="single", category="house") for i in range(8)]
-    zoomed = [tp.make_pair(tp.PretrainConfig(max_zoom=3.0), 0, i, image_size=64, kind="single", category="house")
+    natural = [make_pair(PretrainConfig(), 0, i, image_size=64, kind="single", category="house") for i in range(8)]
+    zoomed = [make_pair(PretrainConfig(max_zoom=3.0), 0, i, image_size=64, kind="single", category="house")
               for i in range(8)]
     assert np.mean([ink_box(p.image) for p in zoomed]) > 1.3 * np.mean([ink_box(p.image) for p in natural])
     for p in zoomed:  # never cut off: no ink on the border rows / columns
@@ -162,40 +166,40 @@ def test_pretraining_seed_space_is_apart_from_the_sample():
     # the sample draws sketch k of participant p from default_rng([seed, p, k]); pre-training pairs
     # from default_rng([SEED_TAG, seed, stream, i]): their scenes differ
     sample_captions = {make_scene(np.random.default_rng([0, p, k])).caption for p in range(1, 4) for k in range(8)}
-    ours = {make_scene(np.random.default_rng([tp.SEED_TAG, 0, s, i])).caption for s in range(2) for i in range(12)}
+    ours = {make_scene(np.random.default_rng([SEED_TAG, 0, s, i])).caption for s in range(2) for i in range(12)}
     assert len(sample_captions & ours) <= 1  # (a short caption could repeat by chance, not the streams)
-    assert tp.SEED_TAG > 10_000  # never a sample seed / participant number in practice
+    assert SEED_TAG > 10_000  # never a sample seed / participant number in practice
 
 
 def test_single_object_texts_name_the_category():
     rng = np.random.default_rng(0)
     for cat in CATEGORIES:
         for count in (1, 2, 3):
-            text = tp.single_object_text(rng, cat, count).lower()
+            text = single_object_text(rng, cat, count).lower()
             word = cat if count == 1 else PLURALS[cat]
             assert word in text, (cat, count, text)
-    texts = {tp.single_object_text(np.random.default_rng(i), "tree", 1) for i in range(60)}
+    texts = {single_object_text(np.random.default_rng(i), "tree", 1) for i in range(60)}
     assert "A sketch of tree." in texts and len(texts) >= 4  # the sketch model's own prompt is among them
 
 
 # ------------------------------------------------------------------------------------------ config
 def test_config_rejects_unknown_and_bad_values():
     with pytest.raises(SketchSegConfigError, match="unknown pretrain parameter"):
-        tp.PretrainConfig.from_dict({"stepz": 3})
+        PretrainConfig.from_dict({"stepz": 3})
     with pytest.raises(SketchSegConfigError, match="pretrain.steps"):
-        tp.PretrainConfig.from_dict({"steps": -1})
+        PretrainConfig.from_dict({"steps": -1})
     with pytest.raises(SketchSegConfigError, match="single_fraction"):
-        tp.PretrainConfig.from_dict({"single_fraction": 1.5})
-    a, b = tp.PretrainConfig(), tp.PretrainConfig(device="cuda", num_threads=4)
+        PretrainConfig.from_dict({"single_fraction": 1.5})
+    a, b = PretrainConfig(), PretrainConfig(device="cuda", num_threads=4)
     assert a.fingerprint() == b.fingerprint()  # where it runs does not change the weights' identity
-    assert a.fingerprint() != tp.PretrainConfig(steps=a.steps + 1).fingerprint()
+    assert a.fingerprint() != PretrainConfig(steps=a.steps + 1).fingerprint()
 
 
 # ------------------------------------------------------------------------------------------ training
 @pytest.fixture(scope="module")
-def short_run() -> tuple[tp.PretrainConfig, tp.PretrainResult]:
-    cfg = tp.PretrainConfig.from_dict(SMALL)
-    return cfg, tp.pretrain_clip(cfg, progress=False, log_every=1)
+def short_run() -> tuple[PretrainConfig, PretrainResult]:
+    cfg = PretrainConfig.from_dict(SMALL)
+    return cfg, pretrain_clip(cfg, progress=False, log_every=1)
 
 
 def test_short_pretraining_lowers_the_loss(short_run):
@@ -213,19 +217,19 @@ def test_short_pretraining_lowers_the_loss(short_run):
 
 
 def test_pretraining_is_deterministic():
-    cfg = tp.PretrainConfig.from_dict(dict(steps=3, batch_size=8, pool_size=16, warmup_steps=1, num_threads=1,
+    cfg = PretrainConfig.from_dict(dict(steps=3, batch_size=8, pool_size=16, warmup_steps=1, num_threads=1,
                                            eval_per_category=0, eval_scenes=0, seed=11))
-    a = tp.pretrain_clip(cfg, progress=False)
-    b = tp.pretrain_clip(cfg, progress=False)
+    a = pretrain_clip(cfg, progress=False)
+    b = pretrain_clip(cfg, progress=False)
     assert a.state.keys() == b.state.keys()
     assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)
-    c = tp.pretrain_clip(tp.PretrainConfig.from_dict({**cfg.to_dict(), "seed": 12}), progress=False)
+    c = pretrain_clip(PretrainConfig.from_dict({**cfg.to_dict(), "seed": 12}), progress=False)
     assert not torch.equal(a.state["visual.conv1.weight"], c.state["visual.conv1.weight"])
 
 
 def test_saved_weights_load_through_clip_loader(short_run, tmp_path):
     cfg, result = short_run
-    path = tp.save_weights(tmp_path / "tiny-clip.safetensors", result.state, tp.weights_metadata(cfg, result.summary))
+    path = save_weights(tmp_path / "tiny-clip.safetensors", result.state, weights_metadata(cfg, result.summary))
     clip, _, _ = load_clip(ModelConfig(clip_model="sketchseg-tiny", pretrained=str(path), image_size=64,
                                        vv_blocks=[6], cross_attention_layers=[6], category_loss_layers=[6]))
     loaded = clip.state_dict()
@@ -236,12 +240,12 @@ def test_saved_weights_load_through_clip_loader(short_run, tmp_path):
 
 def test_cached_weights_need_the_same_config(short_run, tmp_path):
     cfg, result = short_run
-    path = tp.save_weights(tmp_path / "w.safetensors", result.state, tp.weights_metadata(cfg, result.summary))
-    hit = tp.read_cached_weights(path, cfg.fingerprint())
-    assert hit is not None and hit["metadata"]["format"] == tp.WEIGHTS_FORMAT
+    path = save_weights(tmp_path / "w.safetensors", result.state, weights_metadata(cfg, result.summary))
+    hit = read_cached_weights(path, cfg.fingerprint())
+    assert hit is not None and hit["metadata"]["format"] == WEIGHTS_FORMAT
     assert torch.equal(hit["state"]["visual.proj"], result.state["visual.proj"])
-    assert tp.read_cached_weights(path, tp.PretrainConfig(steps=1).fingerprint()) is None
-    assert tp.read_cached_weights(tmp_path / "missing.safetensors", cfg.fingerprint()) is None
+    assert read_cached_weights(path, PretrainConfig(steps=1).fingerprint()) is None
+    assert read_cached_weights(tmp_path / "missing.safetensors", cfg.fingerprint()) is None
 
 
 # ------------------------------------------------------------------------------------------ node + conf
@@ -249,7 +253,7 @@ def test_node_reuses_matching_weights_and_checks_the_model(short_run, tmp_path, 
     from sketchseg.pipelines.make_sample import nodes
 
     cfg, result = short_run
-    path = tp.save_weights(tmp_path / "w.safetensors", result.state, tp.weights_metadata(cfg, result.summary))
+    path = save_weights(tmp_path / "w.safetensors", result.state, weights_metadata(cfg, result.summary))
     params = {**cfg.to_dict(), "weights_path": str(path), "reuse_existing": True}
     model = {"clip_model": "sketchseg-tiny", "pretrained": str(path)}
 
@@ -277,4 +281,4 @@ def test_sample_conf_catalogues_the_pretrained_weights_where_the_model_can_read_
     weights = params["pretrain"]["weights_path"]
     assert catalog["tiny_clip_weights"]["filepath"] == weights
     assert params["model"]["clip_model"] == params["pretrain"]["clip_model"]
-    tp.PretrainConfig.from_dict({k: v for k, v in params["pretrain"].items() if k not in ("weights_path", "reuse_existing")})
+    PretrainConfig.from_dict({k: v for k, v in params["pretrain"].items() if k not in ("weights_path", "reuse_existing")})

@@ -23,7 +23,20 @@ __all__ = [
     "render_labelled_strokes",
     "load_sketch_image",
     "image_info",
+    "open_grey",
+    "to_grey",
+    "border_median",
+    "CANVAS",
+    "RENDER_SIZE",
+    "THICKNESS",
 ]
+
+CANVAS = 256.0  # FS-COCO's stroke frame: vector sketch coordinates lie in [0, CANVAS)
+# The evaluation protocol's rendering (the FS-COCO authors'): strokes drawn at RENDER_SIZE px as
+# 1-px polylines, then dilated by a THICKNESS x THICKNESS kernel (conf: evaluation.render_size /
+# evaluation.thickness).
+RENDER_SIZE = 512
+THICKNESS = 3
 
 _BIG = np.iinfo(np.int32).max
 
@@ -31,7 +44,7 @@ _BIG = np.iinfo(np.int32).max
 # --------------------------------------------------------------------------------------------------
 # vector sketches
 # --------------------------------------------------------------------------------------------------
-def parse_strokes(arr: np.ndarray, *, source: str = "<array>", canvas: float = 256.0,
+def parse_strokes(arr: np.ndarray, *, source: str = "<array>", canvas: float = CANVAS,
                   open_tail: bool = True) -> list[np.ndarray]:
     """Split an FS-COCO ``(N, 3)`` array (x, y, flag) into strokes.
 
@@ -74,7 +87,7 @@ def parse_strokes(arr: np.ndarray, *, source: str = "<array>", canvas: float = 2
     return strokes
 
 
-def load_vector_sketch(path: str | Path, *, canvas: float = 256.0, open_tail: bool = True) -> list[np.ndarray]:
+def load_vector_sketch(path: str | Path, *, canvas: float = CANVAS, open_tail: bool = True) -> list[np.ndarray]:
     """Load a ``.npy`` vector sketch (``allow_pickle=False``) and split it into strokes
     (``open_tail``: see ``parse_strokes``)."""
     return parse_strokes(load_vector_array(path), source=str(path), canvas=canvas, open_tail=open_tail)
@@ -200,10 +213,10 @@ def _line_pixels(flat: np.ndarray, sid: np.ndarray, size: int, k: int) -> np.nda
 
 def render_strokes(
     strokes: Sequence[np.ndarray],
-    size: int = 512,
+    size: int = RENDER_SIZE,
     *,
-    canvas: float = 256.0,
-    thickness: int = 3,
+    canvas: float = CANVAS,
+    thickness: int = THICKNESS,
     order: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render strokes as the FS-COCO authors do: 1-px polylines, then a ``thickness`` x ``thickness`` dilation.
@@ -229,10 +242,10 @@ def render_strokes(
 
 def stroke_pixels(
     strokes: Sequence[np.ndarray],
-    size: int = 512,
+    size: int = RENDER_SIZE,
     *,
-    canvas: float = 256.0,
-    thickness: int = 3,
+    canvas: float = CANVAS,
+    thickness: int = THICKNESS,
 ) -> np.ndarray:
     """Every stroke's own pixels as ``render_strokes`` draws it alone (overlaps not resolved).
 
@@ -248,10 +261,10 @@ def stroke_pixels(
 
 def render_labelled_strokes(
     strokes: Sequence[np.ndarray],
-    size: int = 512,
+    size: int = RENDER_SIZE,
     *,
-    canvas: float = 256.0,
-    thickness: int = 3,
+    canvas: float = CANVAS,
+    thickness: int = THICKNESS,
     order: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``render_strokes`` and ``stroke_pixels`` of the same strokes, rasterising the lines once:
@@ -266,7 +279,7 @@ def render_labelled_strokes(
 # --------------------------------------------------------------------------------------------------
 # raster sketches
 # --------------------------------------------------------------------------------------------------
-def _open_grey(path: str | Path, *, exif_orientation: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+def open_grey(path: str | Path, *, exif_orientation: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode an image fully and return a float32 grey array in [0, 1] (alpha composited on white);
     ``exif_orientation``: turn it as its EXIF orientation tag says (user photos of sketches)."""
     path = Path(path)
@@ -276,7 +289,7 @@ def _open_grey(path: str | Path, *, exif_orientation: bool = False) -> tuple[np.
             if exif_orientation:
                 im = ImageOps.exif_transpose(im)
             info = {"width": int(im.width), "height": int(im.height), "mode": str(im.mode)}
-            grey = _to_grey(im)
+            grey = to_grey(im)
     except FileNotFoundError as exc:
         raise SketchSegDataError(f"{path}: image file not found") from exc
     except UnidentifiedImageError as exc:
@@ -290,7 +303,9 @@ def _open_grey(path: str | Path, *, exif_orientation: bool = False) -> tuple[np.
     return grey, info
 
 
-def _to_grey(im: Image.Image) -> np.ndarray:
+def to_grey(im: Image.Image) -> np.ndarray:
+    """A decoded image as a float32 grey array in [0, 1] (1 = white; alpha composited on white;
+    16-bit and float modes scaled to [0, 1])."""
     mode = im.mode
     if mode.startswith("I;16"):
         return np.asarray(im, dtype=np.float32) / 65535.0
@@ -311,7 +326,8 @@ def _to_grey(im: Image.Image) -> np.ndarray:
     return np.asarray(im, dtype=np.float32) / 255.0
 
 
-def _border_median(grey: np.ndarray) -> float:
+def border_median(grey: np.ndarray) -> float:
+    """Median grey value of the outermost pixel rows and columns (< 0.5: light ink on dark paper)."""
     b = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     return float(np.median(b))
 
@@ -322,8 +338,8 @@ def image_info(path: str | Path) -> dict[str, Any]:
     Returns ``{"width", "height", "mode", "inverted"}``; ``inverted`` is True for light ink on a dark
     background (median of the border pixels < 0.5). Raises SketchSegDataError for unreadable files.
     """
-    grey, info = _open_grey(path)
-    info["inverted"] = bool(_border_median(grey) < 0.5)
+    grey, info = open_grey(path)
+    info["inverted"] = bool(border_median(grey) < 0.5)
     return info
 
 
@@ -334,8 +350,8 @@ def load_sketch_image(path: str | Path, size: int) -> np.ndarray:
     I;16. Inverted sketches (light ink on dark paper) are inverted back with a warning. Non-square
     images are padded with white to a centred square, then resized with antialiasing (Lanczos).
     """
-    grey, info = _open_grey(path)
-    if _border_median(grey) < 0.5:
+    grey, info = open_grey(path)
+    if border_median(grey) < 0.5:
         logger.warning("%s looks inverted (light ink on a dark background); inverting it", path)
         grey = 1.0 - grey
     h, w = grey.shape

@@ -9,7 +9,9 @@ from typing import Any
 from sketchseg import tracking
 from sketchseg.data.sample import generate_sample
 from sketchseg.errors import SketchSegConfigError
-from sketchseg.pretrain.tiny_clip import PretrainConfig, pretrain_clip, read_cached_weights, weights_metadata
+from sketchseg.pretrain.config import PretrainConfig
+from sketchseg.pretrain.loop import pretrain_clip
+from sketchseg.pretrain.weights import read_cached_weights, weights_metadata
 
 logger = logging.getLogger(__name__)
 
