@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from sketchseg.data.splits import (
+    check_expected_sizes,
     check_splits,
     make_protocol_splits,
+    make_splits,
     split_summary,
     splits_from_file,
     splits_from_fscoco_seg,
@@ -198,30 +200,61 @@ def test_redrawn_split_warns_when_fscoco_seg_sketches_land_in_train(caplog) -> N
     """protocol / file mode may put sketches of FS-COCO-seg's own val/test folders into train: say so."""
     import logging
 
-    from sketchseg.pipelines.ingestion.nodes import split
-
     m = _manifest(n_participants=4, per_participant=3)
     m["annotated_split"] = None
     m.loc[m["participant_id"] == 2, "annotated_split"] = "test"  # the release's test participant
     params = {"mode": "protocol", "test_participants": [1], "val_per_participant": 1, "seed": 0}
-    with caplog.at_level(logging.WARNING, logger="sketchseg.pipelines.ingestion.nodes"):
-        table, _, _ = split(m, params)
+    with caplog.at_level(logging.WARNING, logger="sketchseg.data.splits"):
+        table, _ = make_splits(m, **params)
     moved = table[(table["participant_id"] == 2) & (table["split"] == "train")]
     assert len(moved) == 2  # participant 2: one sketch drawn for val, two left in train
     assert "puts 2 sketches of FS-COCO-seg's own val/test folders into train" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="sketchseg.pipelines.ingestion.nodes"):
-        split(m, {**params, "test_participants": [2]})  # the release's test participant is test again
+    with caplog.at_level(logging.WARNING, logger="sketchseg.data.splits"):
+        make_splits(m, **{**params, "test_participants": [2]})  # the release's test participant is test again
     assert "FS-COCO-seg's own val/test" not in caplog.text
 
 
 @pytest.mark.parametrize("test_participants", [[], None])
 def test_protocol_split_without_test_participants_is_a_config_error(test_participants) -> None:
+    with pytest.raises(SketchSegConfigError, match="splits.test_participants is empty"):
+        make_splits(_manifest(n_participants=4, per_participant=3), mode="protocol",
+                    test_participants=test_participants, val_per_participant=1, seed=0)
+
+
+def test_make_splits_modes(tmp_path: Path) -> None:
+    """The mode switch: each mode gives its split function's table and the check_splits counts."""
+    m = _manifest(n_participants=4, per_participant=3)
+    table, counts = make_splits(m, mode="protocol", test_participants=[1], val_per_participant=1, seed=0)
+    pd.testing.assert_frame_equal(table, make_protocol_splits(m, test_participants=[1], val_per_participant=1, seed=0))
+    assert counts == check_splits(table, [1])
+    seg = m.assign(annotated_split=[None] * 9 + ["test"] * 3)
+    table, counts = make_splits(seg, mode="fscoco_seg", val_per_participant=None, seed=None)
+    pd.testing.assert_frame_equal(table, splits_from_fscoco_seg(seg))
+    assert counts["n_test"] == 3 and counts["n_participants_test"] == 1
+    path = _write(tmp_path / "splits.csv", [(s, "train") for s in m["sketch_id"]])
+    table, counts = make_splits(m, mode="file", split_file=path)
+    assert counts["n_train"] == len(m)
+    with pytest.raises(SketchSegConfigError, match="split_file is not set"):
+        make_splits(m, mode="file")
+    with pytest.raises(SketchSegConfigError, match="must be protocol, fscoco_seg or file"):
+        make_splits(m, mode="participants")
+
+
+def test_split_node_unpacks_its_params(caplog) -> None:
+    """The ingestion node: params -> make_splits -> expected-size check, summary and metric items."""
     from sketchseg.pipelines.ingestion.nodes import split
 
-    params = {"mode": "protocol", "test_participants": test_participants, "val_per_participant": 1, "seed": 0}
-    with pytest.raises(SketchSegConfigError, match="splits.test_participants is empty"):
-        split(_manifest(n_participants=4, per_participant=3), params)
+    m = _manifest(n_participants=4, per_participant=3)
+    params = {"mode": "protocol", "test_participants": [1], "val_per_participant": 1, "seed": 0,
+              "split_file": None, "expected_sizes": {"train": 6, "test": 4}}
+    with caplog.at_level("WARNING"):
+        table, summary, metrics = split(m, params)
+    pd.testing.assert_frame_equal(table, make_splits(m, mode="protocol", test_participants=[1],
+                                                     val_per_participant=1, seed=0)[0])
+    pd.testing.assert_frame_equal(summary, split_summary(table))
+    assert "test 3 (expected 4)" in caplog.text and "train 6" not in caplog.text
+    assert metrics
 
 
 def test_max_val_sketches_spreads_over_participants() -> None:
@@ -250,16 +283,13 @@ def test_tables_of_other_data_are_refused(tmp_path) -> None:
 
 
 def test_split_sizes_are_compared_with_the_papers(caplog):
-    from sketchseg.errors import SketchSegConfigError
-    from sketchseg.pipelines.ingestion.nodes import compare_with_paper
-
     paper = {"train": 9025, "val": 475, "test": 500, "test_participants": 5}
     same = {"n_train": 9025, "n_val": 475, "n_test": 500, "n_participants_test": 5, "n_sketches": 10000}
-    assert compare_with_paper(same, paper) == []
+    assert check_expected_sizes(same, paper) == []
     partial = {**same, "n_train": 8990, "n_participants_test": 4}
     with caplog.at_level("WARNING"):
-        assert compare_with_paper(partial, paper) == ["train", "test_participants"]
+        assert check_expected_sizes(partial, paper) == ["train", "test_participants"]
     assert "train 8990 (expected 9025)" in caplog.text and "test_participants 4 (expected 5)" in caplog.text
-    assert compare_with_paper(partial, None) == []  # conf/sample: nothing to compare with
+    assert check_expected_sizes(partial, None) == []  # conf/sample: nothing to compare with
     with pytest.raises(SketchSegConfigError, match="unknown keys"):
-        compare_with_paper(same, {"training": 9025})
+        check_expected_sizes(same, {"training": 9025})

@@ -14,6 +14,9 @@ from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+SPLIT_MODES = ("protocol", "fscoco_seg", "file")
+#: ``splits.expected_sizes`` keys -> the ``check_splits`` counts they are compared with
+EXPECTED_SIZE_KEYS = {"train": "n_train", "val": "n_val", "test": "n_test", "test_participants": "n_participants_test"}
 
 
 def make_protocol_splits(
@@ -228,3 +231,81 @@ def split_summary(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["split", "n_sketches", "n_participants"]).astype(
         {"n_sketches": "int64", "n_participants": "int64"}
     )
+
+
+def make_splits(
+    manifest: pd.DataFrame,
+    *,
+    mode: str,
+    test_participants: Sequence[int] | None = None,
+    val_per_participant: int | None = None,
+    seed: int | None = None,
+    split_file: str | Path | None = None,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Assign every sketch to train / val / test by ``mode`` (``splits.mode``) and check the result.
+
+    ``protocol``: the paper's participant protocol (:func:`make_protocol_splits`; needs
+    ``test_participants``, ``val_per_participant`` and ``seed``); ``fscoco_seg``: FS-COCO-seg's own
+    val/test folders (:func:`splits_from_fscoco_seg`); ``file``: a ``sketch_id,split`` CSV
+    (:func:`splits_from_file`). Outside ``fscoco_seg``, sketches of FS-COCO-seg's val/test folders
+    that land in train are reported with a warning.
+
+    Returns
+    -------
+    (table, counts)
+        the manifest plus a ``split`` column, and the :func:`check_splits` counts.
+    """
+    participants = [int(p) for p in test_participants or []]
+    if mode == "protocol":
+        if not participants:
+            raise SketchSegConfigError(
+                "splits.mode is 'protocol' but splits.test_participants is empty: list the participants whose "
+                "sketches form the test set (the paper: 5 participants, 500 sketches), or use splits.mode: fscoco_seg"
+            )
+        if val_per_participant is None or seed is None:
+            raise SketchSegConfigError("splits.mode is 'protocol' but splits.val_per_participant or splits.seed is not set")
+        table = make_protocol_splits(
+            manifest,
+            test_participants=participants,
+            val_per_participant=int(val_per_participant),
+            seed=int(seed),
+        )
+    elif mode == "fscoco_seg":
+        table = splits_from_fscoco_seg(manifest)
+        participants = sorted(table.loc[table["split"] == "test", "participant_id"].unique().tolist())
+    elif mode == "file":
+        if not split_file:
+            raise SketchSegConfigError("splits.mode is 'file' but splits.split_file is not set")
+        table = splits_from_file(manifest, split_file)
+        participants = []
+    else:
+        raise SketchSegConfigError(f"splits.mode must be protocol, fscoco_seg or file, got {mode!r}")
+    counts = check_splits(table, participants if mode == "protocol" else None)
+    if mode != "fscoco_seg" and "annotated_split" in table.columns:
+        moved = table[(table["split"] == "train") & table["annotated_split"].isin(["val", "test"])]
+        if len(moved):
+            logger.warning(
+                "splits.mode=%s puts %d sketches of FS-COCO-seg's own val/test folders into train "
+                "(e.g. %s): results are then not comparable to the published split",
+                mode, len(moved), moved["sketch_id"].head(5).tolist(),
+            )
+    return table, counts
+
+
+def check_expected_sizes(counts: dict[str, int], expected: dict[str, int | None] | None) -> list[str]:
+    """Warn where the split sizes differ from ``splits.expected_sizes`` (conf/base: the paper's
+    train 9025 / val 475 / test 500 sketches, 5 test participants): another FS-COCO release or a
+    partial download makes the numbers incomparable. Returns the differing names."""
+    if not expected:
+        return []
+    keys = EXPECTED_SIZE_KEYS
+    unknown = sorted(set(expected) - set(keys))
+    if unknown:
+        raise SketchSegConfigError(f"splits.expected_sizes has unknown keys {unknown}; known: {sorted(keys)}")
+    differ = [k for k, v in expected.items() if v is not None and keys[k] in counts and counts[keys[k]] != int(v)]
+    if differ:
+        logger.warning(
+            "split sizes differ from splits.expected_sizes (the paper's §4.1 split): %s; results are not "
+            "comparable to the paper's", ", ".join(f"{k} {counts[keys[k]]} (expected {expected[k]})" for k in differ),
+        )
+    return differ

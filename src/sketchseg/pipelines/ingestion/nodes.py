@@ -10,14 +10,7 @@ from typing import Any
 import pandas as pd
 
 from sketchseg.data.fscoco import ingest_fscoco
-from sketchseg.data.splits import (
-    check_splits,
-    make_protocol_splits,
-    split_summary,
-    splits_from_file,
-    splits_from_fscoco_seg,
-)
-from sketchseg.errors import SketchSegConfigError
+from sketchseg.data.splits import check_expected_sizes, make_splits, split_summary
 from sketchseg.tracking import as_metric_items
 
 logger = logging.getLogger(__name__)
@@ -61,61 +54,19 @@ def ingest(data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return manifest, quarantine, as_metric_items(counts)
 
 
-def compare_with_paper(counts: dict[str, int], expected: dict[str, Any] | None) -> list[str]:
-    """Warn where the split sizes differ from ``splits.expected_sizes`` (conf/base: the paper's
-    train 9025 / val 475 / test 500 sketches, 5 test participants): another FS-COCO release or a
-    partial download makes the numbers incomparable. Returns the differing names."""
-    if not expected:
-        return []
-    keys = {"train": "n_train", "val": "n_val", "test": "n_test", "test_participants": "n_participants_test"}
-    unknown = sorted(set(expected) - set(keys))
-    if unknown:
-        raise SketchSegConfigError(f"splits.expected_sizes has unknown keys {unknown}; known: {sorted(keys)}")
-    differ = [k for k, v in expected.items() if v is not None and keys[k] in counts and counts[keys[k]] != int(v)]
-    if differ:
-        logger.warning(
-            "split sizes differ from splits.expected_sizes (the paper's §4.1 split): %s; results are not "
-            "comparable to the paper's", ", ".join(f"{k} {counts[keys[k]]} (expected {expected[k]})" for k in differ),
-        )
-    return differ
-
-
 def split(manifest: pd.DataFrame, splits: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Assign every sketch to train / val / test (paper §4.1) and check the invariants."""
+    """Assign every sketch to train / val / test (paper §4.1), check the invariants and compare the
+    sizes with ``splits.expected_sizes``."""
     mode = splits["mode"]
-    test_participants = [int(p) for p in splits.get("test_participants") or []]
-    if mode == "protocol":
-        if not test_participants:
-            raise SketchSegConfigError(
-                "splits.mode is 'protocol' but splits.test_participants is empty: list the participants whose "
-                "sketches form the test set (the paper: 5 participants, 500 sketches), or use splits.mode: fscoco_seg"
-            )
-        table = make_protocol_splits(
-            manifest,
-            test_participants=test_participants,
-            val_per_participant=int(splits["val_per_participant"]),
-            seed=int(splits["seed"]),
-        )
-    elif mode == "fscoco_seg":
-        table = splits_from_fscoco_seg(manifest)
-        test_participants = sorted(table.loc[table["split"] == "test", "participant_id"].unique().tolist())
-    elif mode == "file":
-        if not splits.get("split_file"):
-            raise SketchSegConfigError("splits.mode is 'file' but splits.split_file is not set")
-        table = splits_from_file(manifest, splits["split_file"])
-        test_participants = []
-    else:
-        raise SketchSegConfigError(f"splits.mode must be protocol, fscoco_seg or file, got {mode!r}")
-    counts = check_splits(table, test_participants if mode == "protocol" else None)
-    if mode != "fscoco_seg" and "annotated_split" in table.columns:
-        moved = table[(table["split"] == "train") & table["annotated_split"].isin(["val", "test"])]
-        if len(moved):
-            logger.warning(
-                "splits.mode=%s puts %d sketches of FS-COCO-seg's own val/test folders into train "
-                "(e.g. %s): results are then not comparable to the published split",
-                mode, len(moved), moved["sketch_id"].head(5).tolist(),
-            )
-    compare_with_paper(counts, splits.get("expected_sizes"))
+    table, counts = make_splits(
+        manifest,
+        mode=mode,
+        test_participants=splits.get("test_participants"),
+        val_per_participant=splits.get("val_per_participant"),
+        seed=splits.get("seed"),
+        split_file=splits.get("split_file"),
+    )
+    check_expected_sizes(counts, splits.get("expected_sizes"))
     summary = split_summary(table)
     logger.info("splits (%s): %s", mode, counts)
     return table, summary, as_metric_items({k: v for k, v in counts.items() if isinstance(v, (int, float))})
