@@ -272,11 +272,9 @@ def test_node_reuses_matching_weights_and_checks_the_model(short_run, tmp_path, 
 
 
 def test_sample_conf_catalogues_the_pretrained_weights_where_the_model_can_read_them():
-    from kedro.config import OmegaConfigLoader
+    from sketchseg.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 
-    from sketchseg.settings import CONFIG_LOADER_ARGS
-
-    loader = OmegaConfigLoader(conf_source=str(REPO / "conf"), **{**CONFIG_LOADER_ARGS, "default_run_env": "sample"})
+    loader = CONFIG_LOADER_CLASS(conf_source=str(REPO / "conf"), **{**CONFIG_LOADER_ARGS, "default_run_env": "sample"})
     params, catalog = loader["parameters"], loader["catalog"]
     weights = params["pretrain"]["weights_path"]
     assert catalog["tiny_clip_weights"]["filepath"] == weights

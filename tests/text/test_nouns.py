@@ -17,9 +17,9 @@ from sketchseg.text.nouns import (
     DEFAULT_STOP_WORDS,
     extract_categories,
     extract_table,
-    make_prompt,
     tag_caption,
 )
+from sketchseg.text.prompts import make_prompt
 
 # The repository is cloned at X/main with X/shared beside it.
 NLTK_DIR = Path(__file__).resolve().parents[3] / "shared" / "nltk_data"

@@ -30,11 +30,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
-from sketchseg.model.config import DEFAULT_PROMPT_TEMPLATE
+from sketchseg.text.prompts import PROMPT_TEMPLATE, make_prompt
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATE = DEFAULT_PROMPT_TEMPLATE
+DEFAULT_TEMPLATE = PROMPT_TEMPLATE
 NO_NOUN_FALLBACKS = ("caption", "skip", "error")
 
 #: Nouns that name a view, a position, a quantity or the drawing itself, never an object to segment.
@@ -302,19 +302,6 @@ def _match_at(
             if _is_wordnet_compound(first, head):
                 return f"{first} {head}", 2
     return lemma(word), 1
-
-
-def make_prompt(category: str, template: str = DEFAULT_TEMPLATE) -> str:
-    """Fill the prompt ``template`` (one ``{}``) with ``category``: "A sketch of tree."."""
-    if template.count("{}") != 1:
-        raise SketchSegConfigError(
-            f"prompt template {template!r} must contain exactly one '{{}}' placeholder "
-            "(prompts.template in conf/base/parameters.yml)"
-        )
-    try:
-        return template.format(category)
-    except (IndexError, KeyError, ValueError) as exc:
-        raise SketchSegConfigError(f"prompt template {template!r} cannot be filled: {exc}") from exc
 
 
 def extract_table(

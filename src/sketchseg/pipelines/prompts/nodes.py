@@ -5,15 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from sketchseg.tracking import as_metric_items  # noqa: E402
-from sketchseg.text.nltk_setup import ensure_nltk_data  # noqa: E402
-from sketchseg.text.nouns import extract_table  # noqa: E402
+from sketchseg.text.nltk_setup import ensure_nltk_data
+from sketchseg.text.nouns import extract_table
+from sketchseg.tracking import as_metric_items
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +51,11 @@ def build_prompts(splits_table: pd.DataFrame, prompts: dict[str, Any]) -> tuple[
     return table, vocab, as_metric_items(counts)
 
 
-def plot_vocabulary(vocab: pd.DataFrame, top: int = 40) -> plt.Figure:
-    """Bar chart of the most frequent training categories."""
+def plot_vocabulary(vocab: pd.DataFrame, top: int = 40) -> Figure:
+    """Bar chart of the most frequent training categories (a pyplot-free figure: no GUI backend)."""
     head = vocab.head(top)
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax = fig.subplots()
     ax.bar(head["category"], head["count"], color="#4C72B0")
     ax.set_ylabel("training sketches")
     ax.set_title(f"Caption categories (top {len(head)} of {len(vocab)})")

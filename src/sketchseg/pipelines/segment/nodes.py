@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sketchseg import tracking
-from sketchseg.api import label_map_image, load_model, mask_image, overlay
+from sketchseg.api import DEFAULT_ISOLATION_THRESHOLD, label_map_image, load_model, mask_image, overlay
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def segment_sketches(
     extensions = tuple(str(e).lower() if str(e).startswith(".") else f".{str(e).lower()}"
                        for e in (segment.get("extensions") or DEFAULT_EXTENSIONS))
     isolate = segment.get("isolate_category") or None
-    threshold = float(segment.get("isolation_threshold", 0.71))
+    threshold = float(segment.get("isolation_threshold", DEFAULT_ISOLATION_THRESHOLD))
     shared = segment.get("categories") or []
     if isinstance(shared, str):
         shared = _split_names(shared, "segment.categories")
