@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +41,47 @@ def kedro_project(tmp_path, monkeypatch) -> Path:
     project = copy_project(tmp_path / "project")
     monkeypatch.chdir(project)
     return project
+
+
+@dataclass(frozen=True)
+class GeneratedSample:
+    """A generated FS-COCO tree (``root/fscoco``) and its FS-COCO-seg annotations (``root/fscoco-seg``)."""
+
+    root: Path
+    summary: dict[str, Any]
+
+    @property
+    def fscoco(self) -> Path:
+        return self.root / "fscoco"
+
+    @property
+    def fscoco_seg(self) -> Path:
+        return self.root / "fscoco-seg"
+
+    def copy(self, dest: Path) -> Path:
+        """A private copy of the whole tree at ``dest`` (to corrupt or change), returned."""
+        shutil.copytree(self.root, dest)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def make_sample(tmp_path_factory) -> Callable[..., GeneratedSample]:
+    """Factory of generated samples, each written once per session per argument set:
+    ``make_sample(n_participants, sketches_per_participant, seed=..., **generate_sample_kwargs)``.
+    The tree is shared: read it, or ``.copy(tmp_path / ...)`` it to change it."""
+    from sketchseg.data.sample import generate_sample
+
+    cache: dict[tuple, GeneratedSample] = {}
+
+    def make(n_participants: int, sketches_per_participant: int, *, seed: int = 0, **kwargs: Any) -> GeneratedSample:
+        kwargs.setdefault("progress", False)
+        key = (int(n_participants), int(sketches_per_participant), int(seed),
+               tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in kwargs.items())))
+        if key not in cache:
+            root = tmp_path_factory.mktemp(f"sample-{n_participants}x{sketches_per_participant}-s{seed}")
+            summary = generate_sample(root / "fscoco", root / "fscoco-seg", n_participants=n_participants,
+                                      sketches_per_participant=sketches_per_participant, seed=seed, **kwargs)
+            cache[key] = GeneratedSample(root, summary)
+        return cache[key]
+
+    return make

@@ -4,7 +4,6 @@ evaluation, sketches without categories in a batch, quarantine counts for MLflow
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ import torch
 from PIL import Image
 
 from sketchseg.data.fscoco import ingest_fscoco
-from sketchseg.data.sample import generate_sample
 from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.data.train_set import TrainSketches, collate_train
 from sketchseg.errors import SketchSegDataError
@@ -26,18 +24,11 @@ TINY = dict(clip_model="sketchseg-tiny", pretrained=None, allow_random_init=True
             vv_blocks=[4, 5, 6], cross_attention_layers=[4, 5, 6], category_loss_layers=[4, 5, 6])
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tree")
-    generate_sample(root / "fscoco", root / "seg", n_participants=3, sketches_per_participant=4, seed=11,
-                    test_participants=(1,), val_per_participant=1, write_photos=False, progress=False)
-    return root
-
-
 @pytest.fixture()
-def tree(pristine, tmp_path) -> Path:
-    shutil.copytree(pristine, tmp_path / "t")
-    return tmp_path / "t"
+def tree(make_sample, tmp_path) -> Path:
+    """A private copy of a 3 x 4 sample (test participant 1, one val sketch per other participant)."""
+    return make_sample(3, 4, seed=11, test_participants=(1,), val_per_participant=1,
+                       write_photos=False).copy(tmp_path / "t")
 
 
 def _rasters(root: Path) -> list[Path]:
@@ -58,7 +49,7 @@ def test_odd_modes_and_sizes_are_accepted_and_normalised(tree):
     _rewrite(paths[1], Image.fromarray((grey.astype(np.int32) * 257).astype(np.uint16)).convert("I;16"))
     Image.fromarray(grey).convert("RGB").resize((300, 200)).save(paths[2], format="JPEG")
     Image.fromarray(255 - grey).save(paths[3], format="JPEG")
-    manifest, quarantine = ingest_fscoco(tree / "fscoco", tree / "seg", max_rejection_rate=0.0, progress=False)
+    manifest, quarantine = ingest_fscoco(tree / "fscoco", tree / "fscoco-seg", max_rejection_rate=0.0, progress=False)
     assert len(quarantine) == 0
     rows = manifest.set_index("raster_path").loc[[str(p) for p in paths]]
     assert rows["raster_mode"].tolist()[0] == "RGBA"
@@ -81,14 +72,14 @@ def test_vector_without_a_final_stroke_end_is_one_more_stroke(tree):
     arr[-1, 2] = 0  # the pointer left the canvas: the last stroke has no end flag
     extra = np.array([[10, 10, 0], [20, 20, 0]], arr.dtype)
     np.save(npy, np.concatenate([arr, extra]))
-    manifest, quarantine = ingest_fscoco(tree / "fscoco", tree / "seg", max_rejection_rate=0.0, progress=False)
+    manifest, quarantine = ingest_fscoco(tree / "fscoco", tree / "fscoco-seg", max_rejection_rate=0.0, progress=False)
     row = manifest.set_index("vector_path").loc[str(npy)]
     assert row["n_strokes"] == n_before  # last flagged stroke merged with the trailing run
     assert len(quarantine) == 0
 
 
 def test_label_mismatch_at_evaluation_names_the_file(tree):
-    manifest, _ = ingest_fscoco(tree / "fscoco", tree / "seg", max_rejection_rate=0.0, progress=False)
+    manifest, _ = ingest_fscoco(tree / "fscoco", tree / "fscoco-seg", max_rejection_rate=0.0, progress=False)
     row = manifest[manifest["labels_json"].notna()].iloc[[0]].copy()
     labels = json.loads(row.iloc[0]["labels_json"])
     row["labels_json"] = json.dumps(labels[:-1])
@@ -143,16 +134,15 @@ def test_evaluation_without_annotated_test_sketches_is_a_clear_error(labels):
         evaluate_test({}, table, {}, {}, {}, {})
 
 
-def test_non_utf8_file_names_are_quarantined_by_name(tmp_path):
+def test_non_utf8_file_names_are_quarantined_by_name(make_sample, tmp_path):
     import os
 
-    root = tmp_path / "tree"
-    generate_sample(root / "fscoco", root / "seg", n_participants=2, sketches_per_participant=2, seed=1,
-                    test_participants=(1,), val_per_participant=1, write_photos=False, progress=False)
+    root = make_sample(2, 2, seed=1, test_participants=(1,), val_per_participant=1,
+                       write_photos=False).copy(tmp_path / "tree")
     bad = os.path.join(os.fsencode(root / "fscoco" / "raster_sketches" / "2"), b"\xff\xfe.jpg")
     with open(bad, "wb") as f:
         f.write(b"x")
-    manifest, quarantine = ingest_fscoco(root / "fscoco", root / "seg", max_rejection_rate=1.0, progress=False)
+    manifest, quarantine = ingest_fscoco(root / "fscoco", root / "fscoco-seg", max_rejection_rate=1.0, progress=False)
     assert len(manifest) == 4
     row = quarantine[quarantine["path"].str.contains("\\xff\\xfe", regex=False)]
     assert len(row) == 1 and row.iloc[0]["path"].endswith("raster_sketches/2/\\xff\\xfe.jpg")

@@ -15,7 +15,6 @@ from PIL import Image
 
 from sketchseg.data import fscoco
 from sketchseg.data.fscoco import MANIFEST_COLUMNS, QUARANTINE_COLUMNS, ingest_fscoco
-from sketchseg.data.sample import generate_sample
 from sketchseg.data.splits import splits_from_fscoco_seg
 from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.errors import SketchSegDataError
@@ -25,19 +24,17 @@ N = N_PART * PER
 FOLDERS = {"raster_sketches": (".jpg", ".jpeg", ".png"), "vector_sketches": (".npy",), "text": (".txt",)}
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tree")
-    generate_sample(root / "fscoco", root / "fscoco-seg", n_participants=N_PART, sketches_per_participant=PER, seed=3,
-                    test_participants=(1,), val_per_participant=1, write_photos=False, progress=False)
-    return root
+@pytest.fixture()
+def pristine(make_sample) -> Path:
+    """The shared 4 x 5 sample (read only)."""
+    return make_sample(N_PART, PER, seed=3, test_participants=(1,), val_per_participant=1, write_photos=False).root
 
 
 @pytest.fixture()
-def tree(pristine: Path, tmp_path: Path) -> Path:
-    dest = tmp_path / "copy"
-    shutil.copytree(pristine, dest)
-    return dest
+def tree(make_sample, tmp_path: Path) -> Path:
+    """A private copy of the 4 x 5 sample (to corrupt)."""
+    return make_sample(N_PART, PER, seed=3, test_participants=(1,), val_per_participant=1,
+                       write_photos=False).copy(tmp_path / "copy")
 
 
 def _ingest(root: Path, rate: float = 1.0, **kw) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -25,13 +25,13 @@ def _make(root: Path, seed: int = 0) -> dict:
                            seed=seed, test_participants=TEST_PIDS, val_per_participant=1, progress=False)
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sample")
-    summary = _make(root)
+@pytest.fixture()
+def sample(make_sample) -> Path:
+    generated = make_sample(N_PART, PER, seed=0, test_participants=TEST_PIDS, val_per_participant=1)
+    summary = generated.summary
     assert summary["sketches"] == N_PART * PER
     assert (summary["test"], summary["val"]) == (PER * len(TEST_PIDS), N_PART - len(TEST_PIDS))
-    return root
+    return generated.root
 
 
 def _files(d: Path) -> list[Path]:
