@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 
 from sketchseg.data.fscoco import ingest_fscoco
+from sketchseg.data.quarantine import quarantine_counts
 from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.data.train_set import TrainSketches, collate_train
 from sketchseg.errors import SketchSegDataError
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import build_model
-from sketchseg.pipelines.ingestion.nodes import quarantine_counts
 
 TINY = dict(clip_model="sketchseg-tiny", pretrained=None, allow_random_init=True, image_size=64,
             vv_blocks=[4, 5, 6], cross_attention_layers=[4, 5, 6], category_loss_layers=[4, 5, 6])

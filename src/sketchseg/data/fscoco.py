@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from sketchseg.data.quarantine import QUARANTINE_COLUMNS, Quarantine
 from sketchseg.data.strokes import image_info, parse_strokes
 from sketchseg.errors import SketchSegDataError
 
@@ -28,7 +29,6 @@ MANIFEST_COLUMNS = [
     "annotated_split", "labels_path", "seg_vector_path", "labels_json",
     "raster_width", "raster_height", "raster_mode", "inverted",
 ]
-QUARANTINE_COLUMNS = ["path", "sketch_id", "participant_id", "reason", "kind"]
 
 # kind -> (folder, accepted suffixes, what a missing one is called)
 _KINDS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -61,30 +61,6 @@ def _sort_key(k: tuple[int | str, int | str]) -> tuple[Any, ...]:
 def _strip_source(msg: str, path: str) -> str:
     prefix = f"{path}: "
     return msg[len(prefix):] if msg.startswith(prefix) else msg
-
-
-def _printable(text: Any) -> str:
-    """``text`` as valid UTF-8: bytes of a file name that is not UTF-8 (held by Python as surrogate
-    escapes) are spelled ``\\xNN``, so that the quarantine table can name the file."""
-    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-class _Quarantine:
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-
-    def add(self, path: Any, sketch_id: int | None, participant_id: int | None, reason: str, kind: str) -> None:
-        self.rows.append({"path": _printable(path), "sketch_id": sketch_id, "participant_id": participant_id,
-                          "reason": _printable(reason), "kind": kind})
-
-    def frame(self) -> pd.DataFrame:
-        df = pd.DataFrame(self.rows, columns=QUARANTINE_COLUMNS)
-        df["path"] = df["path"].astype(str)
-        df["reason"] = df["reason"].astype(str)
-        df["kind"] = df["kind"].astype(str)
-        for col in ("sketch_id", "participant_id"):
-            df[col] = pd.array([None if r[col] is None else int(r[col]) for r in self.rows], dtype="Int64")
-        return df.sort_values(["kind", "path", "reason"], kind="stable").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -167,7 +143,7 @@ def _run_checks(tasks: list[tuple[str, str, str]], workers: int, progress: bool)
 # --------------------------------------------------------------------------------------------------
 # scanning
 # --------------------------------------------------------------------------------------------------
-def _scan_fscoco(root: Path, q: _Quarantine) -> dict[tuple[int | str, int | str], dict[str, Any]]:
+def _scan_fscoco(root: Path, q: Quarantine) -> dict[tuple[int | str, int | str], dict[str, Any]]:
     """Map (participant key, stem key) -> {"raster"/"vector"/"text": path, "pdir": folder name}."""
     cands: dict[tuple[int | str, int | str], dict[str, Any]] = {}
     for kind, (folder, suffixes, _) in _KINDS.items():
@@ -214,7 +190,7 @@ def _load_labels(path: Path) -> tuple[list[str] | None, str | None]:
     return labels, None
 
 
-def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: _Quarantine, n_by_id: dict[int, int]) -> None:
+def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n_by_id: dict[int, int]) -> None:
     """Fill annotated_split / labels_path / seg_vector_path / labels_json in place."""
     pid_of = dict(zip(manifest["sketch_id"].tolist(), manifest["participant_id"].tolist()))
     row_of = {sid: i for i, sid in enumerate(manifest["sketch_id"].tolist())}
@@ -352,7 +328,7 @@ def ingest_fscoco(
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
 
-    q = _Quarantine()
+    q = Quarantine()
     cands = _scan_fscoco(root, q)
     n_candidates = len(cands)
     if n_candidates == 0:

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
-from collections import Counter
 from typing import Any
 
 import pandas as pd
 
 from sketchseg.data.fscoco import ingest_fscoco
+from sketchseg.data.quarantine import quarantine_counts
 from sketchseg.data.splits import check_expected_sizes, make_splits, split_summary
 from sketchseg.tracking import as_metric_items
 
 logger = logging.getLogger(__name__)
-
-
-def quarantine_counts(quarantine: pd.DataFrame) -> dict[str, int]:
-    """Counts per quarantine kind and per reason class (the text before any ':' or file detail)."""
-    counts: Counter[str] = Counter()
-    for kind, reason in zip(quarantine.get("kind", ["sketch"] * len(quarantine)), quarantine["reason"]):
-        counts[f"quarantine_{kind}"] += 1
-        for part in str(reason).split("; "):
-            text = re.split(r":| in | as | also in ", part, maxsplit=1)[0]  # the reason, not the file or id
-            head = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-            head = re.sub(r"_\d+(_\d+)*", "", head)[:80]  # "label count 12 != 13" -> "label_count"
-            counts[f"reason.{head}"] += 1
-    return dict(counts)
 
 
 def ingest(data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
