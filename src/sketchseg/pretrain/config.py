@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from sketchseg.data.strokes import THICKNESS
 from sketchseg.errors import SketchSegConfigError
 
 __all__ = ["PretrainConfig", "SEED_TAG", "STREAM_TRAIN", "STREAM_EVAL", "STREAM_TEXT", "PRETRAIN_VERSION"]
@@ -42,7 +43,7 @@ class PretrainConfig:
     # transformer's output tokens
     vv_blocks: list[int] = field(default_factory=lambda: [4, 5, 6])
     render_size: int = 256          # sketches rendered like the sample's raster files
-    thickness: int = 3
+    thickness: int = THICKNESS
     eval_per_category: int = 10     # held-out single objects per category (zero-shot accuracy)
     eval_scenes: int = 100          # held-out scenes (caption retrieval R@1)
     device: str = "cpu"

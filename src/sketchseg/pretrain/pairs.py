@@ -70,14 +70,14 @@ def _zoom(rng: np.random.Generator, strokes: list[np.ndarray], max_zoom: float) 
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     size = np.maximum(hi - lo, 1.0)
     margin = 6.0  # px of the 256 frame kept free at the border
-    z = max(min(z, float((256.0 - 2 * margin) / size.max())), 1.0)
+    z = max(min(z, float((CANVAS - 2 * margin) / size.max())), 1.0)
     if z <= 1.0:  # natural size: keep where make_scene would draw it
         return strokes
     half = z * size / 2.0 + margin
-    centre = np.array([rng.uniform(half[0], 256.0 - half[0]) if half[0] < 128.0 else 128.0,
-                       rng.uniform(half[1], 256.0 - half[1]) if half[1] < 128.0 else 128.0])
+    centre = np.array([rng.uniform(half[0], CANVAS - half[0]) if half[0] < CANVAS / 2 else CANVAS / 2,
+                       rng.uniform(half[1], CANVAS - half[1]) if half[1] < CANVAS / 2 else CANVAS / 2])
     old = (lo + hi) / 2.0
-    return [np.clip((s - old) * z + centre, 0.0, 256.0 - 1e-3).astype(np.float32) for s in strokes]
+    return [np.clip((s - old) * z + centre, 0.0, CANVAS - 1e-3).astype(np.float32) for s in strokes]
 
 
 def make_pair(cfg: PretrainConfig, stream: int, index: int, *, image_size: int, kind: str | None = None,
