@@ -14,7 +14,6 @@ from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-SPLIT_MODES = ("protocol", "fscoco_seg", "file")
 #: ``splits.expected_sizes`` keys -> the ``check_splits`` counts they are compared with
 EXPECTED_SIZE_KEYS = {"train": "n_train", "val": "n_val", "test": "n_test", "test_participants": "n_participants_test"}
 
