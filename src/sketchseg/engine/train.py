@@ -49,8 +49,8 @@ from sketchseg.engine.val_cache import ValidationData
 from sketchseg.errors import SketchSegConfigError, SketchSegError
 from sketchseg.model.checkpoint import trainable_state_dict
 
-__all__ = ["FitResult", "NonFiniteLossError", "TrainConfig", "fit", "load_training_state", "make_optimizer",
-           "parameter_groups", "train_one_epoch", "train_step", "validate"]
+__all__ = ["FitResult", "NonFiniteLossError", "Selection", "TrainConfig", "fit", "load_training_state",
+           "make_optimizer", "parameter_groups", "train_one_epoch", "train_step", "validate"]
 
 logger = logging.getLogger(__name__)
 

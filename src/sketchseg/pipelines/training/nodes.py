@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from sketchseg import tracking  # noqa: E402
 from sketchseg.engine.config import EvalConfig, TrainConfig  # noqa: E402
-from sketchseg.engine.run import check_prompt_template, checkpoint_metadata, train_and_select, training_table  # noqa: E402,F401
+from sketchseg.engine.run import check_prompt_template, train_and_select  # noqa: E402,F401 (re-exported)
 from sketchseg.model.config import ModelConfig  # noqa: E402
 from sketchseg.reporting.figures import training_curves_figure  # noqa: E402
 
