@@ -47,7 +47,7 @@ from sketchseg.data.annotated import AnnotatedSketches, annotated_subset  # noqa
 from sketchseg.data.train_set import TrainSketches, collate_train  # noqa: E402
 from sketchseg.engine.train import TrainConfig, fit  # noqa: E402
 from sketchseg.model.model import build_model  # noqa: E402
-from sketchseg.pipelines.training.nodes import training_table  # noqa: E402
+from sketchseg.engine.run import training_table  # noqa: E402
 
 logger = logging.getLogger("bench_fit")
 TARGET_MIN = 10.0  # issue #5: 20 epochs at FS-COCO scale on one H100

@@ -103,12 +103,12 @@ def paired_difference(before: pd.Series, after: pd.Series, *, n_boot: int = 10_0
 def score(project: Path, params: dict[str, Any]) -> dict[str, dict[str, float]]:
     """val/test metrics of the untrained and the trained (chosen checkpoint) model."""
     from sketchseg.pipelines.datasets import SafetensorsCheckpointDataset
-    from sketchseg.engine.evaluate import evaluate_model
+    from sketchseg.engine.config import EvalConfig
+    from sketchseg.engine.evaluate import annotated_set, evaluate_model
     from sketchseg.engine.runtime import resolve_device, seed_everything
     from sketchseg.model.checkpoint import load_trainable_state
     from sketchseg.model.config import ModelConfig
     from sketchseg.model.model import build_model
-    from sketchseg.data.annotated import annotated_split
 
     cwd = Path.cwd()
     os.chdir(project)  # the conf's data paths are relative to the project
@@ -116,7 +116,8 @@ def score(project: Path, params: dict[str, Any]) -> dict[str, dict[str, float]]:
         model_params, training, evaluation = params["model"], params["training"], params["evaluation"]
         splits = pd.read_parquet("data/03_primary/sketch_splits.parquet")
         device = resolve_device(str(training.get("device", "cpu")))
-        sets = {split: annotated_split(splits, split, int(model_params["image_size"]), evaluation, params["data"])
+        ecfg = EvalConfig.from_dict(evaluation)
+        sets = {split: annotated_set(splits, split, int(model_params["image_size"]), ecfg, params["data"])
                 for split in ("val", "test")}
         out: dict[str, dict[str, float]] = {}
         per_sketch: dict[str, pd.DataFrame] = {}

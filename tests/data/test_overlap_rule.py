@@ -14,7 +14,7 @@ import pytest
 from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 from sketchseg.data.ground_truth import gt_label_map_by_count
-from sketchseg.data.annotated import annotated_split
+from sketchseg.data.annotated import annotated_split, class_order
 
 
 # ------------------------------------------------------------------------ gt_label_map_by_count
@@ -64,7 +64,7 @@ def _gt_at_cross(row: dict, class_order: list[str], rule: str) -> tuple[str, Ann
     data = AnnotatedSketches(pd.DataFrame([row]), image_size=16, render_size=64, class_order=class_order,
                              overlap_rule=rule)
     item = data[0]
-    return item.classes[item.gt[CROSS]], item
+    return item.categories[item.gt[CROSS]], item
 
 
 def test_stroke_count_decides_under_most_strokes(tmp_path):
@@ -90,13 +90,13 @@ def test_unknown_rule_is_a_config_error(tmp_path):
         AnnotatedSketches(pd.DataFrame([row]), image_size=16, overlap_rule="majority")
 
 
-def test_annotated_split_takes_the_rule_from_the_evaluation_parameters(tmp_path):
+def test_annotated_split_takes_the_rule_it_is_given(tmp_path):
     row = {**_sketch(tmp_path, "split", [HORIZONTAL, HORIZONTAL, VERTICAL], ["zebra", "zebra", "apple"]),
            "split": "test"}
     (tmp_path / "seg" / "test").mkdir(parents=True)
     (tmp_path / "seg" / "test" / "all_classes.json").write_text(json.dumps(["blank_pixel", "apple", "zebra"]))
-    evaluation = {"render_size": 64, "thickness": 3}
-    data = {"fscoco_seg_root": str(tmp_path / "seg")}
-    default = annotated_split(pd.DataFrame([row]), "test", 16, evaluation, data)[0]
-    most = annotated_split(pd.DataFrame([row]), "test", 16, {**evaluation, "overlap_rule": "most_strokes"}, data)[0]
-    assert default.classes[default.gt[CROSS]] == "apple" and most.classes[most.gt[CROSS]] == "zebra"
+    order = class_order({"fscoco_seg_root": str(tmp_path / "seg")})
+    rendering = {"render_size": 64, "thickness": 3, "class_order": order}
+    default = annotated_split(pd.DataFrame([row]), "test", 16, overlap_rule="lowest_class_index", **rendering)[0]
+    most = annotated_split(pd.DataFrame([row]), "test", 16, overlap_rule="most_strokes", **rendering)[0]
+    assert default.categories[default.gt[CROSS]] == "apple" and most.categories[most.gt[CROSS]] == "zebra"

@@ -46,9 +46,9 @@ from sketchseg.reporting.overlays import (  # noqa: E402
     error_map,
     overlay_grid,
     palette_color,
-    pixel_accuracy,
     thicken,
 )
+from sketchseg.engine.metrics import pixel_accuracy, sketch_metrics  # noqa: E402
 from sketchseg.reporting.predict import choose_indices  # noqa: E402
 
 
@@ -230,7 +230,11 @@ def test_colorize_and_error_map_pixels():
     assert (err[wrong] == ERROR_RGB).all() and wrong.sum() == 2
     assert (err[(gt >= 0) & ~wrong] == CORRECT_RGB).all()
     assert (err[gt < 0] == PAPER_RGB).all()  # paper never red, whatever the prediction says
-    assert pixel_accuracy(pred, gt) == pytest.approx(50.0)
+    assert 100.0 * pixel_accuracy(pred, gt) == pytest.approx(50.0)
+    stroke_map = np.where(gt >= 0, np.arange(gt.size).reshape(gt.shape), -1)
+    scores = sketch_metrics(pred, gt, stroke_map, gt.reshape(-1), n_classes=2)
+    assert pixel_accuracy(pred, gt) == scores.pixel_acc  # one Acc@P: the report's is the evaluation's
+    assert math.isnan(pixel_accuracy(pred, np.full_like(gt, -1)))
 
 
 def test_palette_and_thicken():
@@ -251,7 +255,7 @@ def _sample(sketch_id: int) -> OverlaySample:
     gt[20, 2:30] = 1
     pred = gt.copy()
     pred[20, 2:10] = 0
-    return OverlaySample(sketch_id, ["tree", "house"], gt, pred, pixel_accuracy(pred, gt))
+    return OverlaySample(sketch_id, ["tree", "house"], gt, pred, 100.0 * pixel_accuracy(pred, gt))
 
 
 def test_overlay_grid_layout_titles_and_legend():

@@ -1,5 +1,5 @@
-"""The annotated val/test sets (FS-COCO-seg strokes + labels) as a torch dataset, FS-COCO-seg's class
-order, and the check that the sketch tables belong to the configured data root."""
+"""The annotated val/test sets (FS-COCO-seg strokes + labels) as a torch dataset, FS-COCO-seg's
+category order, and the check that the sketch tables belong to the configured data root."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 class AnnotatedSketch:
     sketch_id: int
     image: torch.Tensor          # (3, S, S) model input in [0, 1]
-    classes: list[str]           # the sketch's categories, in global class-index order
+    categories: list[str]        # the sketch's categories, in global class-index order
     stroke_map: np.ndarray       # (R, R) int32, -1 background
     stroke_labels: np.ndarray    # (n_strokes,) local class index of each stroke
     gt: np.ndarray               # (R, R) local class index, -1 background
@@ -93,21 +93,21 @@ class AnnotatedSketches(Dataset):
             raise SketchSegDataError(
                 f"{vector_path}: {len(strokes)} strokes but {len(labels)} labels in {row.get('labels_path')}"
             )
-        classes = sorted(set(labels), key=self._rank)
-        local = {c: k for k, c in enumerate(classes)}
+        categories = sorted(set(labels), key=self._rank)
+        local = {c: k for k, c in enumerate(categories)}
         stroke_labels = np.array([local[l] for l in labels], dtype=np.int64)
         # lowest class index wins where strokes overlap: order strokes by class, then stroke index
         order = sorted(range(len(strokes)), key=lambda s: (stroke_labels[s], s))
         ink, stroke_map, own = render_labelled_strokes(strokes, self.render_size, thickness=self.thickness,
                                                        order=order)
         if self.overlap_rule == "most_strokes":
-            alphabetical = sorted(range(len(classes)), key=lambda k: classes[k])
+            alphabetical = sorted(range(len(categories)), key=lambda k: categories[k])
             gt = gt_label_map_by_count(own, stroke_labels, stroke_map.shape, alphabetical)
         else:
             gt = gt_label_map(stroke_map, stroke_labels)
         small = Image.fromarray(ink).resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
         image = to_pixels(np.asarray(small, dtype=np.float32) / 255.0)
-        return AnnotatedSketch(int(row["sketch_id"]), image, classes, stroke_map, stroke_labels, gt,
+        return AnnotatedSketch(int(row["sketch_id"]), image, categories, stroke_map, stroke_labels, gt,
                                own.astype(np.int32))
 
 
@@ -181,16 +181,28 @@ def check_data_root(splits_table: pd.DataFrame, data: dict[str, Any]) -> None:
         )
 
 
-def annotated_split(splits_table: pd.DataFrame, split: str, image_size: int, evaluation: dict[str, Any],
-                    data: dict[str, Any], limit: int | None = None) -> AnnotatedSketches:
-    """The annotated sketches of one split (at most ``limit``), rendered as ``evaluation`` says
-    (reference protocol); the tables must come from ``data.fscoco_root`` (``check_data_root``)."""
-    check_data_root(splits_table, data)
+def annotated_split(
+    splits_table: pd.DataFrame,
+    split: str,
+    image_size: int,
+    *,
+    render_size: int,
+    thickness: int,
+    overlap_rule: str,
+    class_order: Sequence[str] | None,
+    data_root: str | Path | None = None,
+    limit: int | None = None,
+) -> AnnotatedSketches:
+    """The annotated sketches of one split (at most ``limit``), rendered at ``render_size`` with
+    ``thickness`` (reference protocol) and ``overlap_rule`` / ``class_order`` at overlapping strokes
+    (see :class:`AnnotatedSketches`); the tables must come from ``data_root`` (``data.fscoco_root``,
+    :func:`check_data_root`; ``None``: not checked)."""
+    check_data_root(splits_table, {} if data_root is None else {"fscoco_root": str(data_root)})
     return AnnotatedSketches(
         annotated_subset(splits_table, split, limit),
         image_size=int(image_size),
-        render_size=int(evaluation["render_size"]),
-        thickness=int(evaluation["thickness"]),
-        class_order=class_order(data),
-        overlap_rule=str(evaluation.get("overlap_rule", "lowest_class_index")),
+        render_size=int(render_size),
+        thickness=int(thickness),
+        class_order=class_order,
+        overlap_rule=str(overlap_rule),
     )

@@ -102,22 +102,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def resolve_device(name: str, info: DistInfo) -> torch.device:
-    """``training.device`` for this process: under DDP every CUDA process uses cuda:LOCAL_RANK."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"training.device={name!r} but CUDA is not available on this machine")
-        if info.enabled:
-            if device.index is not None and device.index != info.local_rank:
-                logger.warning("training.device=%s ignored under DDP: rank %d uses cuda:%d", name, info.rank,
-                               info.local_rank)
-            device = torch.device("cuda", info.local_rank)
-    return device
-
-
 def all_reduce_(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """In-place all-reduce (``sum`` / ``min`` / ``max``); identity without a process group."""
     if current().enabled:

@@ -76,6 +76,16 @@ class SketchScores:
         }
 
 
+def pixel_accuracy(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Acc@P of one sketch: correct stroke pixels / stroke pixels (``gt >= 0``), a fraction; NaN
+    without any stroke pixel. The one definition: :func:`sketch_metrics` and the report use it."""
+    gt = as_int_map(gt, "gt")
+    pred = as_int_map(pred, "pred", gt.shape)
+    scored = gt >= 0
+    n_pixels = int(np.count_nonzero(scored))
+    return float(np.count_nonzero(pred[scored] == gt[scored]) / n_pixels) if n_pixels else float("nan")
+
+
 def sketch_metrics(
     pred: np.ndarray,
     gt: np.ndarray,
@@ -140,7 +150,7 @@ def sketch_metrics(
         iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
         cls_acc = np.where(gt_px > 0, inter / np.maximum(gt_px, 1), np.nan)
     if n_pixels:
-        pixel_acc = float(inter.sum() / n_pixels)
+        pixel_acc = pixel_accuracy(pred, gt)  # = inter.sum() / n_pixels
         miou = float(np.nanmean(iou))
         mean_acc = float(np.nanmean(cls_acc))
         present = gt_px > 0

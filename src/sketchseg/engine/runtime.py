@@ -1,4 +1,5 @@
-"""Device, precision and seeding helpers shared by training and evaluation."""
+"""Device, precision and seeding helpers shared by training and evaluation (the RNG states of a
+resumed run are in ``engine/state.py``)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,34 @@ import contextlib
 import logging
 import os
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from sketchseg.engine.distributed import DistInfo
+
 logger = logging.getLogger(__name__)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else CPU."""
+def resolve_device(name: str = "auto", info: DistInfo | None = None) -> torch.device:
+    """The device ``training.device`` names: ``auto`` picks CUDA when available, else CPU.
+
+    Under data parallel (``info.enabled``) every CUDA process uses ``cuda:LOCAL_RANK``, whatever
+    index ``name`` gives (a warning says so).
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"training.device={name!r} but CUDA is not available on this machine")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"training.device={name!r} but CUDA is not available on this machine")
+        if info is not None and info.enabled:
+            if device.index is not None and device.index != info.local_rank:
+                logger.warning("training.device=%s ignored under DDP: rank %d uses cuda:%d", name, info.rank,
+                               info.local_rank)
+            device = torch.device("cuda", info.local_rank)
     return device
 
 
@@ -35,23 +50,3 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
-
-
-def rng_state() -> dict:
-    """Every RNG state a resumed run needs to continue exactly."""
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

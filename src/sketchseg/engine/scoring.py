@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from sketchseg.engine.config import CHECKPOINT_CHOICES, EvalConfig
 from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.config import ModelConfig
 
@@ -21,17 +23,24 @@ logger = logging.getLogger(__name__)
 SCORING_MODEL_KEYS = ("clip_model", "pretrained", "image_size", "vv_blocks", "vv_inference", "upsample_mode",
                       "inference_normalization", "inference_prompts", "ensemble_subtract_empty", "prompt_template")
 SCORING_EVALUATION_KEYS = ("checkpoint", "render_size", "thickness", "overlap_rule")
-CHECKPOINT_CHOICES = ("best", "last")
+
+__all__ = ["CHECKPOINT_CHOICES", "SCORING_EVALUATION_KEYS", "SCORING_MODEL_KEYS", "check_same_scoring",
+           "choose_checkpoint", "scoring_settings"]
 
 
-def scoring_settings(cfg: ModelConfig, evaluation: dict[str, Any]) -> dict[str, Any]:
+def _eval_config(evaluation: EvalConfig | Mapping[str, Any]) -> EvalConfig:
+    return evaluation if isinstance(evaluation, EvalConfig) else EvalConfig.from_dict(evaluation)
+
+
+def scoring_settings(cfg: ModelConfig, evaluation: EvalConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The model and evaluation settings that the test scores of a checkpoint depend on."""
+    ecfg = _eval_config(evaluation)
     out: dict[str, Any] = {f"model.{k}": getattr(cfg, k) for k in SCORING_MODEL_KEYS}
-    out.update({f"evaluation.{k}": evaluation.get(k) for k in SCORING_EVALUATION_KEYS})
+    out.update({f"evaluation.{k}": getattr(ecfg, k) for k in SCORING_EVALUATION_KEYS})
     return out
 
 
-def check_same_scoring(test_metrics: dict[str, Any], cfg: ModelConfig, evaluation: dict[str, Any],
+def check_same_scoring(test_metrics: dict[str, Any], cfg: ModelConfig, evaluation: EvalConfig | Mapping[str, Any],
                        checkpoint_metadata: dict[str, Any] | None = None) -> None:
     """Refuse to mix scoring setups: ``test_metrics`` (with the test tables beside it) must have
     been scored with the settings ``cfg`` / ``evaluation`` would score with now, and (given its
@@ -47,7 +56,7 @@ def check_same_scoring(test_metrics: dict[str, Any], cfg: ModelConfig, evaluatio
                 checkpoint_metadata.get("val_miou", "nan"), test_metrics.get("checkpoint_val_miou", float("nan"))):
             raise SketchSegConfigError(
                 f"the test tables were scored from another checkpoint (epoch {test_metrics.get('checkpoint_epoch')}, "
-                f"val mIoU {test_metrics.get('checkpoint_val_miou')}) than the {evaluation.get('checkpoint', 'best')} "
+                f"val mIoU {test_metrics.get('checkpoint_val_miou')}) than the {_eval_config(evaluation).checkpoint} "
                 f"checkpoint now on disk (epoch {epoch}, "
                 f"val mIoU {checkpoint_metadata.get('val_miou')}); re-run --pipelines=evaluation first"
             )
@@ -71,12 +80,11 @@ def _same_number(a: Any, b: Any) -> bool:
     return (math.isnan(x) and math.isnan(y)) or abs(x - y) <= 1e-6 * max(1.0, abs(x))
 
 
-def choose_checkpoint(best: dict[str, Any], last: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+def choose_checkpoint(best: dict[str, Any], last: dict[str, Any],
+                      evaluation: EvalConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The checkpoint to score: ``evaluation.checkpoint`` ``best`` (chosen on validation, §4.3; the
     default) or ``last`` (the final epoch's, Tab. S9 "Last": no annotated validation set needed)."""
-    choice = evaluation.get("checkpoint", "best")
-    if choice not in CHECKPOINT_CHOICES:
-        raise SketchSegConfigError(f"evaluation.checkpoint must be one of {list(CHECKPOINT_CHOICES)}, got {choice!r}")
+    choice = _eval_config(evaluation).checkpoint  # checked by EvalConfig.from_dict
     chosen = best if choice == "best" else last
     meta = dict(chosen.get("metadata") or {})
     logger.info("scoring the %s checkpoint (epoch %s)", choice, meta.get("epoch", "?"))

@@ -25,100 +25,38 @@ batch with fewer sketches than processes is left out (on FS-COCO at batch 16: on
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from sketchseg.engine import distributed
-from sketchseg.data.annotated import AnnotatedSketches, collate_annotated
+from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.data.train_set import TrainSketches, collate_train
+from sketchseg.engine import distributed
+from sketchseg.engine.config import TrainConfig
 from sketchseg.engine.evaluate import METRIC_NAMES, evaluate_model
-from sketchseg.engine.runtime import autocast, rng_state, seed_everything, set_rng_state
+from sketchseg.engine.runtime import autocast, resolve_device, seed_everything
+from sketchseg.engine.state import load_training_state, resume_training, save_training_state, training_state
+from sketchseg.engine.val_cache import ValidationData
 from sketchseg.errors import SketchSegConfigError, SketchSegError
 from sketchseg.model.checkpoint import trainable_state_dict
+
+__all__ = ["FitResult", "NonFiniteLossError", "Selection", "TrainConfig", "fit", "load_training_state",
+           "make_optimizer", "parameter_groups", "train_one_epoch", "train_step", "validate"]
 
 logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(SketchSegError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 16
-    learning_rate: float = 1e-6
-    threshold_learning_rate: float | None = None  # the learnable threshold's own rate (None: learning_rate)
-    weight_decay: float = 0.01
-    max_categories_per_sketch: int | None = None  # None: every category the caption names (the paper)
-    drop_last: bool = False           # leave out an incomplete last batch each epoch
-    seed: int = 42
-    device: str = "auto"
-    precision: str = "bf16"
-    num_workers: int = 4
-    validate_before_training: bool = True
-    selection_metric: str = "val_miou"
-    max_val_sketches: int | None = None
-    train_mode: bool = True
-    nan_policy: str = "stop"          # stop | skip (skip the batch, count it, log it)
-    resume: bool = False
-    state_path: str | None = None     # full training state, rewritten atomically every epoch
-    # speed (docs/benchmarks.md); none of these changes the result
-    sync_every: int = 50              # steps between host checks of the device-side NaN flags
-    fused_optimizer: bool = True      # fused AdamW: NaN batches skipped on the device, no per-step sync
-    precompute_text: bool = True      # encode every caption / prompt once before the first epoch
-    cache_val_set: bool = True        # render the validation sketches once, keep them in memory
-    pin_memory: bool = True           # page-locked batches, asynchronous copies (CUDA only)
-    persistent_workers: bool = True   # keep loader workers between epochs (num_workers > 0)
-    prefetch_factor: int = 4          # batches each loader worker prepares ahead
-    compile: bool = False             # torch.compile the sketch encoder (opt-in)
-    # data parallel (torchrun); ignored by a single process
-    ddp_find_unused_parameters: bool = True  # a process whose sketches have no category skips that pass
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise SketchSegConfigError(f"unknown training parameters {unknown}; known: {sorted(known)}")
-        cfg = cls(**d)
-        if cfg.nan_policy not in ("stop", "skip"):
-            raise SketchSegConfigError(f"training.nan_policy must be 'stop' or 'skip', got {cfg.nan_policy!r}")
-        if cfg.epochs < 0 or cfg.batch_size < 1:
-            raise SketchSegConfigError("training.epochs must be >= 0 and training.batch_size >= 1")
-        cap = cfg.max_categories_per_sketch
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-            raise SketchSegConfigError(
-                f"training.max_categories_per_sketch must be a positive integer or null (every category), got {cap!r}"
-            )
-        if cfg.sync_every < 1 or cfg.prefetch_factor < 1:
-            raise SketchSegConfigError("training.sync_every and training.prefetch_factor must be >= 1")
-        selectable = sorted(f"val_{k}" for k in METRIC_NAMES)
-        if cfg.selection_metric not in selectable:
-            raise SketchSegConfigError(
-                f"training.selection_metric must be a validation metric, one of {selectable}; "
-                f"got {cfg.selection_metric!r}"
-            )
-        if cfg.threshold_learning_rate is not None and not float(cfg.threshold_learning_rate) > 0:
-            raise SketchSegConfigError(
-                f"training.threshold_learning_rate must be positive or null, got {cfg.threshold_learning_rate!r}"
-            )
-        return cfg
 
 
 @dataclass
@@ -142,46 +80,6 @@ def _most_categories(train_set: Any) -> int:
 
 def _clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in trainable_state_dict(model).items()}
-
-
-def _save_state_atomic(path: str | Path, payload: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _numpy_state_to_tensors(state: tuple) -> dict:
-    name, keys, pos, has_gauss, cached = state
-    return {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
-
-
-def _numpy_state_from_tensors(d: dict) -> tuple:
-    return (d["name"], d["keys"].numpy().astype(np.uint32), d["pos"], d["has_gauss"], d["cached"])
-
-
-def _portable_rng_state() -> dict:
-    s = rng_state()
-    s["numpy"] = _numpy_state_to_tensors(s["numpy"])
-    return s
-
-
-def _restore_portable_rng_state(s: dict) -> None:
-    s = dict(s)
-    s["numpy"] = _numpy_state_from_tensors(s["numpy"])
-    set_rng_state(s)
-
-
-def load_training_state(path: str | Path) -> dict:
-    """Load a full training state written by :func:`fit` (``weights_only=True``: no code runs)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 _LOSS_KEYS = ("loss", "loss_global", "loss_category")
@@ -308,48 +206,135 @@ def _train_texts(train_set: Any) -> list[str]:
     return texts
 
 
-class _InMemory(Dataset):
-    """Materialised items of a dataset; other attributes (``render_size``) read from the source."""
+# ---------------------------------------------------------------------------------- the steps
+def train_one_epoch(
+    model: torch.nn.Module,
+    forward: Callable[..., dict],
+    optimizer: torch.optim.Optimizer | None,
+    loader: DataLoader,
+    *,
+    epoch: int,
+    n_epochs: int,
+    device: torch.device,
+    cfg: TrainConfig,
+    skips_on_device: bool,
+) -> dict[str, float]:
+    """One pass over ``loader`` (the sampler and data set already set to ``epoch``): the epoch's mean
+    losses (``train_*``), the learnable threshold after its last step, ``epoch_seconds`` and
+    ``skipped_batches`` (non-finite losses; ``nan_policy: stop`` raises at the next check)."""
+    info = distributed.current()
+    model.train()
+    t0 = time.perf_counter()
+    stats = _EpochStats(device)
+    bar = tqdm(loader, desc=f"epoch {epoch}/{n_epochs}", leave=False, disable=None)
+    for batch in bar:
+        out, finite = train_step(forward, optimizer, batch, device=device, precision=cfg.precision,
+                                 skips_on_device=skips_on_device)
+        stats.add(out, finite, batch["sketch_id"], keep=cfg.sync_every)
+        if cfg.nan_policy == "stop" and (not skips_on_device or stats.steps % cfg.sync_every == 0):
+            stats.raise_if_bad(epoch)
+    if cfg.nan_policy == "stop":
+        stats.raise_if_bad(epoch)
+    n_batches = int(stats.ok.item())
+    skipped = stats.steps - n_batches
+    sums = stats.sums
+    if info.enabled:  # each process's losses are its share x world size: average them
+        sums = {k: distributed.all_reduce_(v.clone(), "sum") / info.world_size for k, v in sums.items()}
+    metrics = {f"train_{k}": float(v) / max(n_batches, 1) for k, v in sums.items()}
+    learnable = getattr(model, "threshold", None)  # its value after the epoch's last step
+    thr = (learnable.value.detach() if learnable is not None else stats.last.get("threshold")) if n_batches else None
+    if thr is not None:
+        metrics["threshold"] = float(thr)
+    metrics["epoch_seconds"] = time.perf_counter() - t0
+    metrics["skipped_batches"] = float(skipped)
+    if skipped:
+        logger.warning("epoch %d: skipped %d batches with a non-finite loss", epoch, skipped)
+    return metrics
 
-    def __init__(self, source: Any, items: list) -> None:
-        self.source = source
-        self.items = items
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.items[i]
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("source", "items"):
-            raise AttributeError(name)
-        return getattr(self.source, name)
-
-
-def _compact(item: Any) -> Any:
-    """An annotated sketch with a shared grey channel and small label dtypes (same values)."""
-    if not dataclasses.is_dataclass(item):
-        return item
-    changes: dict[str, Any] = {}
-    image = getattr(item, "image", None)
-    if torch.is_tensor(image) and image.ndim == 3 and image.shape[0] == 3 and torch.equal(image[0], image[1]) \
-            and torch.equal(image[0], image[2]):
-        changes["image"] = image[:1].clone().expand(3, -1, -1)
-    gt = getattr(item, "gt", None)
-    if isinstance(gt, np.ndarray) and gt.size and -1 <= gt.min() and gt.max() < np.iinfo(np.int16).max:
-        changes["gt"] = gt.astype(np.int16)
-    return dataclasses.replace(item, **changes) if changes else item
+def validate(model: torch.nn.Module, val: ValidationData, *, epoch: int, device: torch.device, precision: str,
+             batch_size: int, num_workers: int) -> dict[str, float]:
+    """The validation metrics (``val_*``) of ``model`` now; empty without validation sketches. Under
+    data parallel each process scores its shard and the per-sketch rows are merged."""
+    if val.empty:
+        return {}
+    res = evaluate_model(model, val.dataset(), device=device, batch_size=batch_size, num_workers=num_workers,
+                         precision=precision, desc=f"val epoch {epoch}")
+    if not val.info.enabled:
+        return res.prefixed("val")
+    parts = distributed.all_gather_objects(res.per_sketch)
+    return {f"val_{k}": v for k, v in distributed.merge_eval_rows(parts, METRIC_NAMES).items()}
 
 
-def cache_dataset(dataset: Any, num_workers: int = 0, batch_size: int = 16) -> _InMemory:
-    """Load (render) every item of ``dataset`` once, with ``num_workers`` loader processes."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_annotated)
-    items = [_compact(it) for batch in loader for it in batch]
-    return _InMemory(dataset, items)
+@dataclass
+class Selection:
+    """The checkpoint chosen so far: the best ``selection_metric`` of epochs 1..E (epoch 0 only
+    while nothing else is scored)."""
+
+    metric: float
+    epoch: int
+    state: dict[str, torch.Tensor]
+
+    def offer(self, epoch: int, metrics: dict[str, float], selection_metric: str, model: torch.nn.Module) -> None:
+        """Keep ``model``'s state when this epoch's score beats the best (or replaces epoch 0)."""
+        score = metrics.get(selection_metric)
+        if score is not None and (score > self.metric or self.epoch == 0):
+            self.metric, self.epoch, self.state = score, epoch, _clone_state(model)
+
+    def settle(self, last_epoch: int, selection_metric: str, model: torch.nn.Module) -> None:
+        """No epoch scored (no annotated validation sketches): the paper's fallback (S4.2) is the
+        last checkpoint, never the untrained model of epoch 0."""
+        if self.metric == -math.inf and last_epoch > 0:
+            logger.warning("no epoch has a %s (no annotated validation sketches): the chosen checkpoint is the "
+                           "last epoch's (%d), as the paper advises without an annotated set (S4.2)",
+                           selection_metric, last_epoch)
+            self.metric, self.epoch, self.state = float("nan"), int(last_epoch), _clone_state(model)
 
 
+def _train_loader(train_set: TrainSketches, cfg: TrainConfig, info: distributed.DistInfo, device: torch.device,
+                  generator: torch.Generator) -> tuple[DataLoader, distributed.ShardedBatchSampler]:
+    sampler = distributed.ShardedBatchSampler(len(train_set), cfg.batch_size, seed=cfg.seed, rank=info.rank,
+                                              world_size=info.world_size, drop_last=cfg.drop_last)
+    workers = int(cfg.num_workers)
+    loader = DataLoader(
+        distributed.EpochItems(train_set),
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_train,
+        generator=generator,
+        pin_memory=cfg.pin_memory and device.type == "cuda",
+        persistent_workers=cfg.persistent_workers and workers > 0,
+        prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
+    )
+    return loader, sampler
+
+
+def _prepare_forward(model: torch.nn.Module, train_set: Any, cfg: TrainConfig, info: distributed.DistInfo,
+                     device: torch.device) -> Callable[..., dict]:
+    """Text cache, optional compile, and (under a process group) the DDP-wrapped loss with its gather."""
+    if cfg.precompute_text and hasattr(model, "precompute_text"):
+        model.precompute_text(_train_texts(train_set))
+    if cfg.compile and hasattr(model, "compile_encoder"):
+        model.compile_encoder()
+    if not info.enabled:
+        return model.training_losses
+    from torch.nn.parallel import DistributedDataParallel
+
+    local_batch = cfg.batch_size // info.world_size
+    ddp = DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=cfg.ddp_find_unused_parameters,
+        forward_sync_buffers=False,  # constant buffers (pixel mean/std, text mask)
+    )
+    per_sketch = cfg.max_categories_per_sketch or _most_categories(train_set)
+    gather = distributed.LossGather(info.world_size, max_captions=local_batch,
+                                    max_pairs=local_batch * max(1, per_sketch))
+    logger.info("data parallel: %d processes x %d sketches per step", info.world_size, local_batch)
+    return functools.partial(ddp, gather=gather)
+
+
+# ---------------------------------------------------------------------------------- fit
 def fit(
     model: torch.nn.Module,
     train_set: TrainSketches,
@@ -365,15 +350,16 @@ def fit(
 
     Epoch 0 is the model before training (logged when ``validate_before_training``); the chosen
     checkpoint is the best of epochs 1..E (epoch 0 only when ``epochs == 0`` or ``train_mode`` is
-    false; the last epoch, with a warning, when no epoch has a validation score). ``on_epoch_end(epoch, metrics)`` receives every logged number. With
-    ``cfg.state_path`` the full state (model, optimiser, threshold, RNG states, epoch, best so far,
-    history) is written atomically after every epoch, and ``cfg.resume`` continues from it.
+    false; the last epoch, with a warning, when no epoch has a validation score).
+    ``on_epoch_end(epoch, metrics)`` receives every logged number. With ``cfg.state_path`` the full
+    state (model, optimiser, threshold, RNG states, epoch, best so far, history) is written
+    atomically after every epoch (``engine/state.py``), and ``cfg.resume`` continues from it.
     ``stop_after_epoch`` ends the loop early, as an interrupted run would (used by tests).
     Under an initialised process group the loop is data parallel (see the module docstring);
     every process returns the same history and states.
     """
     info = distributed.current()
-    device = distributed.resolve_device(cfg.device, info)
+    device = resolve_device(cfg.device, info)
     seed_everything(cfg.seed)
     model.to(device)
     params = parameter_groups(model, cfg)
@@ -381,44 +367,14 @@ def fit(
         raise SketchSegConfigError("no trainable parameters: check model.finetune")
     optimizer, skips_on_device = make_optimizer(params, cfg) if params else (None, False)
     generator = torch.Generator().manual_seed(cfg.seed)  # the loader workers' base seed
-    sampler = distributed.ShardedBatchSampler(len(train_set), cfg.batch_size, seed=cfg.seed, rank=info.rank,
-                                              world_size=info.world_size, drop_last=cfg.drop_last)
-    workers = int(cfg.num_workers)
-    loader = DataLoader(
-        distributed.EpochItems(train_set),
-        batch_sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate_train,
-        generator=generator,
-        pin_memory=cfg.pin_memory and device.type == "cuda",
-        persistent_workers=cfg.persistent_workers and workers > 0,
-        prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
-    )
+    loader, sampler = _train_loader(train_set, cfg, info, device, generator)
+    val = ValidationData(val_set, info, cache=cfg.cache_val_set, batch_size=eval_batch_size,
+                         num_workers=eval_num_workers)
+    scored = functools.partial(validate, model, val, device=device, precision=cfg.precision,
+                               batch_size=eval_batch_size, num_workers=eval_num_workers)
     history: list[dict[str, float]] = []
-    best_metric, best_epoch, best_state = -math.inf, 0, _clone_state(model)
-    start_epoch = 1
-    skipped_total = 0
-    val_data: dict[str, Any] = {}
-
-    def val_dataset() -> Any:
-        if "set" not in val_data:
-            data: Any = distributed.Shard(val_set, info.rank, info.world_size) if info.enabled else val_set
-            if cfg.cache_val_set:
-                t = time.perf_counter()
-                data = cache_dataset(data, num_workers=eval_num_workers, batch_size=eval_batch_size)
-                logger.info("validation set cached: %d sketches rendered in %.1fs", len(data), time.perf_counter() - t)
-            val_data["set"] = data
-        return val_data["set"]
-
-    def validate(epoch: int) -> dict[str, float]:
-        if val_set is None or len(val_set) == 0:
-            return {}
-        res = evaluate_model(model, val_dataset(), device=device, batch_size=eval_batch_size,
-                             num_workers=eval_num_workers, precision=cfg.precision, desc=f"val epoch {epoch}")
-        if not info.enabled:
-            return res.prefixed("val")
-        parts = distributed.all_gather_objects(res.per_sketch)
-        return {f"val_{k}": v for k, v in distributed.merge_eval_rows(parts, METRIC_NAMES).items()}
+    best = Selection(-math.inf, 0, _clone_state(model))
+    start_epoch, skipped_total = 1, 0
 
     def emit(epoch: int, metrics: dict[str, float]) -> None:
         history.append({"epoch": epoch, **metrics})
@@ -426,123 +382,48 @@ def fit(
             on_epoch_end(epoch, metrics)
 
     if cfg.resume:
-        if not cfg.state_path or not Path(cfg.state_path).is_file():
-            raise SketchSegConfigError(
-                f"training.resume is true but no training state was found at {cfg.state_path!r}"
-            )
-        state = load_training_state(cfg.state_path)
-        missing, unexpected = model.load_state_dict(state["model"], strict=False)
-        if unexpected:
-            raise SketchSegConfigError(f"training state {cfg.state_path} has keys this model lacks: {unexpected[:10]}")
-        if optimizer is not None and state.get("optimizer"):
-            optimizer.load_state_dict(state["optimizer"])
-        history = list(state["history"])
-        best_metric, best_epoch = float(state["best_metric"]), int(state["best_epoch"])
-        best_state = dict(state["best_state"])
-        start_epoch = int(state["epoch"]) + 1
-        if "loader_generator" in state:
-            generator.set_state(state["loader_generator"])
-        _restore_portable_rng_state(state["rng"])
-        skipped_total = int(state.get("skipped_batches", 0))
+        point = resume_training(cfg.state_path, model, optimizer, generator)
+        history, start_epoch, skipped_total = point.history, point.start_epoch, point.skipped_batches
+        best = Selection(point.best_metric, point.best_epoch, point.best_state)
         logger.info("resumed from %s at epoch %d (best %s=%.3f at epoch %d)",
-                    cfg.state_path, start_epoch, cfg.selection_metric, best_metric, best_epoch)
+                    cfg.state_path, start_epoch, cfg.selection_metric, best.metric, best.epoch)
     elif cfg.validate_before_training or not cfg.train_mode or cfg.epochs == 0:
-        m0 = validate(0)
+        m0 = scored(epoch=0)
         emit(0, m0)
-        best_metric = m0.get(cfg.selection_metric, -math.inf)
+        best.metric = m0.get(cfg.selection_metric, -math.inf)
 
     n_epochs = cfg.epochs if cfg.train_mode else 0
-    forward: Callable[..., dict] = model.training_losses
-    if start_epoch <= n_epochs:
-        if cfg.precompute_text and hasattr(model, "precompute_text"):
-            model.precompute_text(_train_texts(train_set))
-        if cfg.compile and hasattr(model, "compile_encoder"):
-            model.compile_encoder()
-        if info.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            local_batch = cfg.batch_size // info.world_size
-            ddp = DistributedDataParallel(
-                model,
-                device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=cfg.ddp_find_unused_parameters,
-                forward_sync_buffers=False,  # constant buffers (pixel mean/std, text mask)
-            )
-            per_sketch = cfg.max_categories_per_sketch or _most_categories(train_set)
-            gather = distributed.LossGather(info.world_size, max_captions=local_batch,
-                                            max_pairs=local_batch * max(1, per_sketch))
-            forward = functools.partial(ddp, gather=gather)
-            logger.info("data parallel: %d processes x %d sketches per step", info.world_size, local_batch)
-
+    forward = _prepare_forward(model, train_set, cfg, info, device) if start_epoch <= n_epochs \
+        else model.training_losses
     for epoch in range(start_epoch, n_epochs + 1):
         train_set.set_epoch(epoch)
         sampler.set_epoch(epoch)
-        model.train()
-        t0 = time.perf_counter()
-        stats = _EpochStats(device)
-        bar = tqdm(loader, desc=f"epoch {epoch}/{n_epochs}", leave=False, disable=None)
-        for batch in bar:
-            out, finite = train_step(forward, optimizer, batch, device=device, precision=cfg.precision,
-                                     skips_on_device=skips_on_device)
-            stats.add(out, finite, batch["sketch_id"], keep=cfg.sync_every)
-            if cfg.nan_policy == "stop" and (not skips_on_device or stats.steps % cfg.sync_every == 0):
-                stats.raise_if_bad(epoch)
-        if cfg.nan_policy == "stop":
-            stats.raise_if_bad(epoch)
-        n_batches = int(stats.ok.item())
-        skipped = stats.steps - n_batches
-        sums = stats.sums
-        if info.enabled:  # each process's losses are its share x world size: average them
-            sums = {k: distributed.all_reduce_(v.clone(), "sum") / info.world_size for k, v in sums.items()}
-        metrics = {f"train_{k}": float(v) / max(n_batches, 1) for k, v in sums.items()}
-        learnable = getattr(model, "threshold", None)  # its value after the epoch's last step
-        thr = (learnable.value.detach() if learnable is not None else stats.last.get("threshold")) if n_batches else None
-        if thr is not None:
-            metrics["threshold"] = float(thr)
-        metrics["epoch_seconds"] = time.perf_counter() - t0
-        metrics["skipped_batches"] = float(skipped)
-        skipped_total += skipped
-        if skipped:
-            logger.warning("epoch %d: skipped %d batches with a non-finite loss", epoch, skipped)
-        metrics.update(validate(epoch))
+        metrics = train_one_epoch(model, forward, optimizer, loader, epoch=epoch, n_epochs=n_epochs, device=device,
+                                  cfg=cfg, skips_on_device=skips_on_device)
+        skipped_total += int(metrics["skipped_batches"])
+        metrics.update(scored(epoch=epoch))
         emit(epoch, metrics)
-        score = metrics.get(cfg.selection_metric)
-        if score is not None and (score > best_metric or best_epoch == 0):
-            best_metric, best_epoch, best_state = score, epoch, _clone_state(model)
+        best.offer(epoch, metrics, cfg.selection_metric, model)
         logger.info(
             "epoch %d: loss %.4f, %s %.2f (best %.2f @ %d), %.1fs",
             epoch, metrics.get("train_loss", float("nan")), cfg.selection_metric,
-            metrics.get(cfg.selection_metric, float("nan")), best_metric, best_epoch, metrics["epoch_seconds"],
+            metrics.get(cfg.selection_metric, float("nan")), best.metric, best.epoch, metrics["epoch_seconds"],
         )
         if cfg.state_path and info.is_main:
-            _save_state_atomic(cfg.state_path, {
-                "model": _clone_state(model),
-                "optimizer": optimizer.state_dict() if optimizer is not None else {},
-                "epoch": epoch,
-                "best_metric": best_metric,
-                "best_epoch": best_epoch,
-                "best_state": best_state,
-                "history": history,
-                "rng": _portable_rng_state(),
-                "loader_generator": generator.get_state(),
-                "skipped_batches": skipped_total,
-            })
+            save_training_state(cfg.state_path, training_state(
+                model_state=_clone_state(model), optimizer=optimizer, epoch=epoch, best_metric=best.metric,
+                best_epoch=best.epoch, best_state=best.state, history=history, generator=generator,
+                skipped_batches=skipped_total))
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             logger.warning("stopping after epoch %d as asked", epoch)
             break
 
     last_epoch = history[-1]["epoch"] if history else 0
-    if best_metric == -math.inf and last_epoch > 0:
-        # no epoch was scored (no annotated validation sketches): the paper's fallback (S4.2) is the
-        # last checkpoint, never the untrained model of epoch 0
-        logger.warning("no epoch has a %s (no annotated validation sketches): the chosen checkpoint is the "
-                       "last epoch's (%d), as the paper advises without an annotated set (S4.2)",
-                       cfg.selection_metric, last_epoch)
-        best_metric, best_epoch, best_state = float("nan"), int(last_epoch), _clone_state(model)
+    best.settle(last_epoch, cfg.selection_metric, model)
     return FitResult(
-        best_state=best_state,
-        best_epoch=best_epoch,
-        best_metric=best_metric,
+        best_state=best.state,
+        best_epoch=best.epoch,
+        best_metric=best.metric,
         last_state=_clone_state(model),
         last_epoch=last_epoch,
         history=pd.DataFrame(history),

@@ -133,20 +133,13 @@ def thicken(label_map: np.ndarray, radius: int) -> np.ndarray:
     return np.where(labels >= 0, labels, grown)
 
 
-def pixel_accuracy(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Acc@P (%) over stroke pixels (``gt >= 0``); NaN without any."""
-    p = _check_map(pred, "pred")
-    g = _check_map(gt, "gt")
-    stroke = g >= 0
-    return float(100.0 * np.mean(p[stroke] == g[stroke])) if stroke.any() else float("nan")
-
-
 @dataclass
 class OverlaySample:
-    """One segmented annotated sketch: class indices refer to ``classes``."""
+    """One segmented annotated sketch: label indices refer to ``categories``; ``pixel_acc`` is
+    ``100 * engine.metrics.pixel_accuracy(pred, gt)``."""
 
     sketch_id: int
-    classes: list[str]
+    categories: list[str]
     gt: np.ndarray           # (H, W) int, -1 paper
     pred: np.ndarray         # (H, W) int, prediction (read on stroke pixels)
     pixel_acc: float         # Acc@P in percent
@@ -185,7 +178,7 @@ def overlay_grid(
     n = len(samples)
     if n == 0:
         return _no_data(plt.figure(figsize=(6, 2)), "no annotated test sketch to show")
-    names = [c for s in samples for c in s.classes]
+    names = [c for s in samples for c in s.categories]
     cmap = dict(colors) if colors is not None else category_colors(sorted(set(names)))
     missing = sorted(set(names) - set(cmap))
     if missing:
@@ -201,7 +194,7 @@ def overlay_grid(
         gridspec_kw={"width_ratios": widths, "wspace": wspace, "hspace": row_title / panel_inches}, squeeze=False,
     )
     for row, s in enumerate(samples):
-        rgb_of = [cmap[c] for c in s.classes]
+        rgb_of = [cmap[c] for c in s.categories]
         stroke = s.gt >= 0
         sketch_map = np.where(stroke, 0, -1)
         panels = [
@@ -224,7 +217,7 @@ def overlay_grid(
         present_gt = set(np.unique(s.gt[stroke]).tolist())
         present_pred = set(np.unique(s.pred[stroke]).tolist())
         handles = []
-        for k, name in enumerate(s.classes):
+        for k, name in enumerate(s.categories):
             mark = "" if k in present_gt else " (pred. only)" if k in present_pred else " (absent)"
             handles.append(Patch(facecolor=np.asarray(cmap[name]) / 255.0, edgecolor="none", label=f"{name}{mark}"))
         lax.legend(handles=handles, loc="center left", frameon=False, fontsize=8.5, handlelength=1.2,

@@ -2,22 +2,29 @@
 single-category threshold sweep (S4.3) over annotated sketches.
 
 Both take an :class:`sketchseg.data.annotated.AnnotatedSketches` data set, so the sketches are
-rendered, labelled and given their class lists exactly as in the evaluation.
+rendered, labelled and given their categories exactly as in the evaluation. :func:`report_model_passes`
+runs both for the report from one loaded checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from sketchseg.data.annotated import AnnotatedSketches
-from sketchseg.engine.runtime import autocast
-from sketchseg.reporting.analysis import sketch_threshold_sweep
-from sketchseg.reporting.overlays import OverlaySample, pixel_accuracy
+from sketchseg.engine.config import EvalConfig
+from sketchseg.engine.evaluate import annotated_set
+from sketchseg.engine.metrics import pixel_accuracy
+from sketchseg.engine.runtime import autocast, resolve_device
+from sketchseg.model.checkpoint import load_model_from_checkpoint
+from sketchseg.reporting.analysis import sketch_threshold_sweep, sweep_table
+from sketchseg.reporting.overlays import OverlaySample
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +53,7 @@ def predict_samples(
     batch_size: int = 8,
     precision: str = "bf16",
 ) -> list[OverlaySample]:
-    """Segment the sketches ``indices`` of ``dataset`` with their ground-truth class lists
+    """Segment the sketches ``indices`` of ``dataset`` with their ground-truth categories
     (argmax of ``model.segment``, as the evaluation) for the overlay grid."""
     was_training = model.training
     model.eval()
@@ -55,10 +62,11 @@ def predict_samples(
         items = [dataset[i] for i in chunk]
         images = torch.stack([s.image for s in items]).to(device)
         with autocast(device, precision):
-            maps = model.segment(images, [s.classes for s in items], size=dataset.render_size)
+            maps = model.segment(images, [s.categories for s in items], size=dataset.render_size)
         for s, m in zip(items, maps):
             pred = m.float().argmax(dim=0).cpu().numpy().astype(np.int64)
-            out.append(OverlaySample(s.sketch_id, list(s.classes), s.gt.astype(np.int64), pred, pixel_accuracy(pred, s.gt)))
+            out.append(OverlaySample(s.sketch_id, list(s.categories), s.gt.astype(np.int64), pred,
+                                     100.0 * pixel_accuracy(pred, s.gt)))
     model.train(was_training)
     return out
 
@@ -87,13 +95,48 @@ def sweep_accuracies(
         items = [dataset[i] for i in chunk]
         images = torch.stack([s.image for s in items]).to(device)
         with autocast(device, precision):
-            maps = model.segment_normalised(images, [s.classes for s in items], size=dataset.render_size)
+            maps = model.segment_normalised(images, [s.categories for s in items], size=dataset.render_size)
         for s, m in zip(items, maps):
             present, acc = sketch_threshold_sweep(m.float().cpu().numpy(), s.gt, thresholds)
             rows.append(acc)
-            pairs.extend((s.sketch_id, s.classes[c]) for c in present)
+            pairs.extend((s.sketch_id, s.categories[c]) for c in present)
     model.train(was_training)
     t = np.asarray(thresholds).reshape(-1)
     acc_all = np.concatenate(rows, axis=0) if rows else np.zeros((0, t.size))
     logger.info("%s: %d sketch-category pairs over %d sketches", desc, acc_all.shape[0], n)
     return acc_all, pairs
+
+
+def report_model_passes(
+    checkpoint: dict[str, Any],
+    splits_table: pd.DataFrame,
+    model_params: dict[str, Any],
+    ecfg: EvalConfig,
+    data: dict[str, Any],
+    *,
+    n_overlay_sketches: int,
+    seed: int,
+    thresholds: np.ndarray,
+    max_sweep_sketches: int | None = None,
+) -> tuple[list[OverlaySample], pd.DataFrame]:
+    """Load ``checkpoint`` once; segment ``n_overlay_sketches`` test sketches drawn with ``seed`` for
+    the overlay grid, and run the single-category threshold sweep on the annotated val and test
+    sketches (at most ``max_sweep_sketches`` of each, spread over participants). Returns the
+    overlay samples and the sweep table (:func:`~sketchseg.reporting.analysis.sweep_table`)."""
+    model, cfg = load_model_from_checkpoint(checkpoint, model_params)
+    device = resolve_device(ecfg.device)
+    model.to(device)
+    batch_size, precision = int(ecfg.batch_size), ecfg.precision
+    test_set, val_set = (annotated_set(splits_table, split, cfg.image_size, ecfg, data) for split in ("test", "val"))
+    indices = choose_indices(len(test_set), int(n_overlay_sketches), int(seed))
+    samples = predict_samples(model, test_set, indices, device=device, batch_size=batch_size, precision=precision)
+    logger.info("overlays: %d of %d test sketches (seed %s)", len(samples), len(test_set), seed)
+
+    per_split = {}
+    for split, dataset in (("val", val_set), ("test", test_set)):
+        if max_sweep_sketches is not None and int(max_sweep_sketches) < len(dataset):
+            dataset = annotated_set(splits_table, split, cfg.image_size, ecfg, data, limit=int(max_sweep_sketches))
+        acc, _ = sweep_accuracies(model, dataset, thresholds, device=device, batch_size=batch_size,
+                                  precision=precision, desc=f"threshold sweep ({split})")
+        per_split[split] = acc
+    return samples, sweep_table(per_split, thresholds)

@@ -13,12 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from sketchseg import tracking  # noqa: E402
-from sketchseg.engine.runtime import resolve_device  # noqa: E402
+from sketchseg.engine.config import EvalConfig, TrainConfig  # noqa: E402
+from sketchseg.engine.scoring import check_same_scoring, choose_checkpoint  # noqa: E402
 from sketchseg.errors import SketchSegConfigError  # noqa: E402
 from sketchseg.model.config import ModelConfig  # noqa: E402
-from sketchseg.engine.scoring import check_same_scoring, choose_checkpoint  # noqa: E402
-from sketchseg.model.checkpoint import load_model_from_checkpoint  # noqa: E402
-from sketchseg.data.annotated import annotated_split  # noqa: E402
 from sketchseg.reporting.analysis import (  # noqa: E402
     accuracy_share_above,
     best_thresholds,
@@ -26,7 +24,6 @@ from sketchseg.reporting.analysis import (  # noqa: E402
     category_frequency_table,
     frequency_correlations,
     seen_unseen_accuracy,
-    sweep_table,
     threshold_grid,
 )
 from sketchseg.reporting.figures import (  # noqa: E402
@@ -37,7 +34,7 @@ from sketchseg.reporting.figures import (  # noqa: E402
     val_curves_figure,
 )
 from sketchseg.reporting.overlays import OverlaySample, overlay_grid  # noqa: E402
-from sketchseg.reporting.predict import choose_indices, predict_samples, sweep_accuracies  # noqa: E402
+from sketchseg.reporting.predict import report_model_passes as model_passes  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +62,9 @@ def checked_test_tables(
     pass on only when the last evaluation scored that checkpoint with the settings the report's own
     model passes use (``check_same_scoring``), so a refused report writes nothing and a report
     never mixes two scoring setups."""
-    checkpoint = choose_checkpoint(best, last, evaluation)
-    check_same_scoring(test_metrics, ModelConfig.from_dict(model_params), evaluation,
+    ecfg = EvalConfig.from_dict(evaluation)
+    checkpoint = choose_checkpoint(best, last, ecfg)
+    check_same_scoring(test_metrics, ModelConfig.from_dict(model_params), ecfg,
                        checkpoint_metadata=dict(checkpoint.get("metadata") or {}))
     return checkpoint, test_metrics, per_sketch, per_category
 
@@ -82,29 +80,16 @@ def report_model_passes(
 ) -> tuple[list[OverlaySample], pd.DataFrame]:
     """Load the checkpoint (``checked_test_tables``' output, so this runs after the check) once;
     segment a seeded sample of test sketches for the overlay grid and run the single-category
-    threshold sweep on the annotated val and test sketches."""
+    threshold sweep on the annotated val and test sketches, on ``training.device`` with
+    ``training.precision`` (:meth:`EvalConfig.from_params`)."""
     _check_report_params(report)
     thresholds = threshold_grid(report["thresholds"])
-    model, cfg = load_model_from_checkpoint(checkpoint, model_params)
-    device = resolve_device(str(training.get("device", "auto")))
-    model.to(device)
-    precision = str(training.get("precision", "bf16"))
-    batch_size = int(evaluation.get("batch_size", 8))
-    test_set, val_set = (annotated_split(splits_table, split, cfg.image_size, evaluation, data)
-                         for split in ("test", "val"))
-    indices = choose_indices(len(test_set), int(report["n_overlay_sketches"]), int(report["seed"]))
-    samples = predict_samples(model, test_set, indices, device=device, batch_size=batch_size, precision=precision)
-    logger.info("overlays: %d of %d test sketches (seed %s)", len(samples), len(test_set), report["seed"])
-
     cap = report.get("max_sweep_sketches")
-    per_split = {}
-    for split, dataset in (("val", val_set), ("test", test_set)):
-        if cap is not None and int(cap) < len(dataset):  # spread over participants, not the first ones
-            dataset = annotated_split(splits_table, split, cfg.image_size, evaluation, data, limit=int(cap))
-        acc, _ = sweep_accuracies(model, dataset, thresholds, device=device, batch_size=batch_size,
-                                  precision=precision, desc=f"threshold sweep ({split})")
-        per_split[split] = acc
-    sweep = sweep_table(per_split, thresholds)
+    samples, sweep = model_passes(
+        checkpoint, splits_table, model_params, EvalConfig.from_params(evaluation, training), data,
+        n_overlay_sketches=int(report["n_overlay_sketches"]), seed=int(report["seed"]), thresholds=thresholds,
+        max_sweep_sketches=None if cap is None else int(cap),
+    )
     warn_best_at_grid_end(sweep, thresholds)
     return samples, sweep
 
@@ -164,13 +149,14 @@ def plot_seen_unseen(category_report: pd.DataFrame) -> plt.Figure:
 
 def plot_threshold_sweep(sweep: pd.DataFrame, evaluation: dict[str, Any]) -> plt.Figure:
     """Fig. S14 with the best threshold per split and the configured isolation threshold."""
-    return threshold_sweep_figure(sweep, best_thresholds(sweep), reference=evaluation.get("isolation_threshold"))
+    reference = EvalConfig.from_dict(evaluation).isolation_threshold
+    return threshold_sweep_figure(sweep, best_thresholds(sweep), reference=reference)
 
 
 def plot_val_curves(history: pd.DataFrame, test_metrics: dict[str, Any], training: dict[str, Any]) -> plt.Figure:
     """Per-epoch validation curves with the epoch of the evaluated checkpoint marked."""
     epoch = test_metrics.get("checkpoint_epoch")
-    return val_curves_figure(history, selection_metric=str(training.get("selection_metric", "val_miou")),
+    return val_curves_figure(history, selection_metric=TrainConfig.from_dict(training).selection_metric,
                              chosen_epoch=int(epoch) if epoch is not None and int(epoch) >= 0 else None)
 
 

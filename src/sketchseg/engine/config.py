@@ -1,0 +1,140 @@
+"""The trainer's and the evaluation's settings: :class:`TrainConfig` (``training.*``) and
+:class:`EvalConfig` (``evaluation.*``), one default per key, equal to conf/base.
+
+``from_dict`` refuses unknown keys, so that a typo fails at once rather than after hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sketchseg.data.annotated import AnnotatedSketches
+from sketchseg.engine.metrics import METRIC_NAMES
+from sketchseg.errors import SketchSegConfigError
+
+#: the checkpoints ``evaluation.checkpoint`` can name
+CHECKPOINT_CHOICES = ("best", "last")
+
+
+def _check_known(cls: type, d: Mapping[str, Any], section: str) -> None:
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise SketchSegConfigError(f"unknown {section} parameters {unknown}; known: {sorted(known)}")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 16
+    learning_rate: float = 1e-6
+    threshold_learning_rate: float | None = None  # the learnable threshold's own rate (None: learning_rate)
+    weight_decay: float = 0.01
+    max_categories_per_sketch: int | None = None  # None: every category the caption names (the paper)
+    drop_last: bool = False           # leave out an incomplete last batch each epoch
+    seed: int = 42
+    device: str = "auto"
+    precision: str = "bf16"
+    num_workers: int = 4
+    validate_before_training: bool = True
+    selection_metric: str = "val_miou"
+    max_val_sketches: int | None = None
+    train_mode: bool = True
+    nan_policy: str = "stop"          # stop | skip (skip the batch, count it, log it)
+    resume: bool = False
+    state_path: str | None = None     # full training state, rewritten atomically every epoch
+    # speed (docs/benchmarks.md); none of these changes the result
+    sync_every: int = 50              # steps between host checks of the device-side NaN flags
+    fused_optimizer: bool = True      # fused AdamW: NaN batches skipped on the device, no per-step sync
+    precompute_text: bool = True      # encode every caption / prompt once before the first epoch
+    cache_val_set: bool = True        # render the validation sketches once, keep them in memory
+    pin_memory: bool = True           # page-locked batches, asynchronous copies (CUDA only)
+    persistent_workers: bool = True   # keep loader workers between epochs (num_workers > 0)
+    prefetch_factor: int = 4          # batches each loader worker prepares ahead
+    compile: bool = False             # torch.compile the sketch encoder (opt-in)
+    # data parallel (torchrun); ignored by a single process
+    ddp_find_unused_parameters: bool = True  # a process whose sketches have no category skips that pass
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """The ``training`` parameters, checked; unknown keys are refused."""
+        _check_known(cls, d, "training")
+        cfg = cls(**d)
+        if cfg.nan_policy not in ("stop", "skip"):
+            raise SketchSegConfigError(f"training.nan_policy must be 'stop' or 'skip', got {cfg.nan_policy!r}")
+        if cfg.epochs < 0 or cfg.batch_size < 1:
+            raise SketchSegConfigError("training.epochs must be >= 0 and training.batch_size >= 1")
+        cap = cfg.max_categories_per_sketch
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise SketchSegConfigError(
+                f"training.max_categories_per_sketch must be a positive integer or null (every category), got {cap!r}"
+            )
+        if cfg.sync_every < 1 or cfg.prefetch_factor < 1:
+            raise SketchSegConfigError("training.sync_every and training.prefetch_factor must be >= 1")
+        selectable = sorted(f"val_{k}" for k in METRIC_NAMES)
+        if cfg.selection_metric not in selectable:
+            raise SketchSegConfigError(
+                f"training.selection_metric must be a validation metric, one of {selectable}; "
+                f"got {cfg.selection_metric!r}"
+            )
+        if cfg.threshold_learning_rate is not None and not float(cfg.threshold_learning_rate) > 0:
+            raise SketchSegConfigError(
+                f"training.threshold_learning_rate must be positive or null, got {cfg.threshold_learning_rate!r}"
+            )
+        return cfg
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How annotated sketches are rendered and scored (the ``evaluation`` section; reference protocol).
+
+    ``device`` and ``precision`` are NOT keys of the ``evaluation`` section: evaluation runs where and
+    as training does, and :meth:`from_params` is the one place that takes them from the ``training``
+    section (``kedro run --params training.device=cpu`` thus reaches evaluation and the report;
+    an OmegaConf ``${training.device}`` interpolation would not follow a ``--params`` override).
+    """
+
+    checkpoint: str = "best"                  # best (chosen on validation, §4.3) | last (Tab. S9 "Last")
+    render_size: int = 512                    # sketches rendered from strokes at 512 px
+    thickness: int = 3                        # 1-px lines + 3x3 dilation
+    overlap_rule: str = "lowest_class_index"  # ground truth where strokes of two categories overlap
+    batch_size: int = 16
+    num_workers: int = 2
+    isolation_threshold: float = 0.71         # §3.4 single-category isolation (the report's reference line)
+    device: str = "auto"                      # = training.device (from_params)
+    precision: str = "bf16"                   # = training.precision (from_params)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> EvalConfig:
+        """The ``evaluation`` parameters (plus ``device`` / ``precision``), checked; unknown keys are refused."""
+        d = dict(d or {})
+        _check_known(cls, d, "evaluation")
+        cfg = cls(**d)
+        if cfg.checkpoint not in CHECKPOINT_CHOICES:
+            raise SketchSegConfigError(
+                f"evaluation.checkpoint must be one of {list(CHECKPOINT_CHOICES)}, got {cfg.checkpoint!r}"
+            )
+        if cfg.overlap_rule not in AnnotatedSketches.OVERLAP_RULES:
+            raise SketchSegConfigError(
+                f"evaluation.overlap_rule must be one of {', '.join(AnnotatedSketches.OVERLAP_RULES)}, "
+                f"got {cfg.overlap_rule!r}"
+            )
+        if int(cfg.render_size) < 1 or int(cfg.thickness) < 1:
+            raise SketchSegConfigError("evaluation.render_size and evaluation.thickness must be >= 1")
+        if int(cfg.batch_size) < 1 or int(cfg.num_workers) < 0:
+            raise SketchSegConfigError("evaluation.batch_size must be >= 1 and evaluation.num_workers >= 0")
+        return cfg
+
+    @classmethod
+    def from_params(cls, evaluation: Mapping[str, Any] | None, training: Mapping[str, Any] | None) -> EvalConfig:
+        """The ``evaluation`` section, with ``device`` / ``precision`` from the ``training`` section."""
+        evaluation, training = dict(evaluation or {}), dict(training or {})
+        own = sorted({"device", "precision"} & set(evaluation))
+        if own:
+            raise SketchSegConfigError(
+                f"evaluation.{own[0]} is not a setting of its own: evaluation runs with training.{own[0]}"
+            )
+        taken = {k: training[k] for k in ("device", "precision") if k in training}
+        return cls.from_dict({**evaluation, **taken})

@@ -1,0 +1,128 @@
+"""One training run as the ``fit_and_select_checkpoint`` node does it: the model, the training and
+validation sets, :func:`~sketchseg.engine.train.fit`, and the best / last checkpoints with their
+metadata. Experiment tracking is passed in (``log``: anything with ``log_metrics`` / ``set_tags``,
+e.g. the :mod:`sketchseg.tracking` module), so the engine knows nothing of MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from sketchseg.data.train_set import TrainSketches
+from sketchseg.engine.config import EvalConfig, TrainConfig
+from sketchseg.engine.evaluate import annotated_set
+from sketchseg.engine.runtime import seed_everything
+from sketchseg.engine.state import load_training_state
+from sketchseg.engine.train import fit
+from sketchseg.errors import SketchSegConfigError
+from sketchseg.model.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from sketchseg.model.config import ModelConfig
+from sketchseg.model.model import build_model
+
+logger = logging.getLogger(__name__)
+
+
+class RunLog(Protocol):
+    """Where a run's numbers and tags go (:mod:`sketchseg.tracking` fits)."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+
+
+class NoLog:
+    """A :class:`RunLog` that drops everything."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        return None
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        return None
+
+
+def training_table(splits_table: pd.DataFrame, prompts_table: pd.DataFrame) -> pd.DataFrame:
+    """The train split's sketches with their categories and prompts."""
+    train = splits_table[splits_table["split"] == "train"]
+    cols = ["sketch_id", "categories", "prompts", "no_noun"]
+    return train.merge(prompts_table[cols], on="sketch_id", how="left", validate="one_to_one")
+
+
+def check_prompt_template(table: pd.DataFrame, template: str) -> None:
+    """Training prompts (built with ``prompts.template``) must be the prompts evaluation and
+    segmentation build with ``model.prompt_template``; else training and inference disagree."""
+    rows = table[~table["no_noun"].fillna(False).astype(bool)] if "no_noun" in table.columns else table
+    for cats, prompts in zip(rows["categories"], rows["prompts"]):  # no-noun fallbacks: the caption itself
+        for cat, prompt in zip(cats, prompts):
+            if prompt != template.format(cat):
+                raise SketchSegConfigError(
+                    f"training prompt {prompt!r} for category {cat!r} was not built with model.prompt_template "
+                    f"{template!r}, which evaluation and segmentation use: set prompts.template and "
+                    "model.prompt_template to the same template"
+                )
+
+
+def checkpoint_metadata(cfg: ModelConfig, *, epoch: int, metric: float, variant: str, kind: str) -> dict[str, str]:
+    """The metadata stored with a checkpoint (format, model config, epoch, val mIoU, variant, kind)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model_config": json.dumps(cfg.to_dict(), sort_keys=True),
+        "epoch": str(epoch),
+        "val_miou": f"{metric:.6f}",
+        "variant": variant,
+        "kind": kind,
+    }
+
+
+def train_and_select(
+    splits_table: pd.DataFrame,
+    prompts_table: pd.DataFrame,
+    mcfg: ModelConfig,
+    tcfg: TrainConfig,
+    ecfg: EvalConfig,
+    data: dict[str, Any],
+    *,
+    variant: str = "ours",
+    log: RunLog | None = None,
+) -> tuple[dict, dict, pd.DataFrame]:
+    """Build the model, train it validating on the annotated val split after every epoch, and
+    return the best and last checkpoints (``{"state", "metadata"}``) and the history."""
+    log = log if log is not None else NoLog()
+    seed_everything(tcfg.seed)  # the added modules (prompts, cross-attention) initialise from it
+    model = build_model(mcfg)
+    counts = model.parameter_counts()
+    logger.info("parameters: %s trainable of %s", f"{counts['trainable']:,}", f"{counts['total']:,}")
+    log.log_metrics({"params_trainable": counts["trainable"], "params_total": counts["total"]})
+
+    table = training_table(splits_table, prompts_table)
+    check_prompt_template(table, mcfg.prompt_template)
+    train_set = TrainSketches(table, image_size=mcfg.image_size, max_categories=tcfg.max_categories_per_sketch,
+                              seed=tcfg.seed)
+    val_set = annotated_set(splits_table, "val", mcfg.image_size, ecfg, data, tcfg.max_val_sketches)
+    logger.info("training on %d sketches, validating on %d annotated sketches", len(train_set), len(val_set))
+    if tcfg.resume and tcfg.state_path and Path(tcfg.state_path).is_file():
+        # a resumed run is a new MLflow run: give it the curves of the epochs it continues from
+        for row in load_training_state(tcfg.state_path)["history"]:
+            row = dict(row)
+            log.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        log.set_tags({"sketchseg.resumed_from": tcfg.state_path})
+    result = fit(model, train_set, val_set, tcfg, eval_batch_size=int(ecfg.batch_size),
+                 eval_num_workers=int(ecfg.num_workers),
+                 on_epoch_end=lambda epoch, metrics: log.log_metrics(metrics, step=epoch))
+    log.log_metrics({"best_epoch": result.best_epoch, "best_val_miou": result.best_metric})
+    log.set_tags({"sketchseg.best_epoch": result.best_epoch})
+    best = {"state": result.best_state,
+            "metadata": checkpoint_metadata(mcfg, epoch=result.best_epoch, metric=result.best_metric,
+                                            variant=variant, kind="best")}
+    history = result.history
+    last_metric = float(history.iloc[-1].get(tcfg.selection_metric, float("nan"))) if len(history) else float("nan")
+    last = {"state": result.last_state,
+            "metadata": checkpoint_metadata(mcfg, epoch=result.last_epoch, metric=last_metric, variant=variant,
+                                            kind="last")}
+    logger.info("chosen checkpoint: epoch %d (%s %.2f)", result.best_epoch, tcfg.selection_metric, result.best_metric)
+    return best, last, history

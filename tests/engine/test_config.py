@@ -1,0 +1,85 @@
+"""engine/config.py: one default per key, equal to conf/base; unknown keys refused; evaluation's
+device / precision taken from the training section in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from sketchseg.engine.config import EvalConfig, TrainConfig
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "base" / "parameters_training.yml"
+
+
+def _defaults(cls: type) -> dict:
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+def test_eval_config_defaults_are_conf_base():
+    conf = yaml.safe_load(CONF.read_text(encoding="utf-8"))["evaluation"]
+    defaults = _defaults(EvalConfig)
+    assert {k: defaults[k] for k in conf} == conf
+    assert set(defaults) - set(conf) == {"device", "precision"}  # from the training section
+    assert EvalConfig.from_dict(conf) == EvalConfig()
+
+
+def test_train_config_defaults_are_conf_base():
+    conf = yaml.safe_load(CONF.read_text(encoding="utf-8"))["training"]
+    defaults = _defaults(TrainConfig)
+    assert set(conf) == set(defaults)
+    # the one exception: without a path no state is written (conf/base names one for real runs)
+    assert defaults["state_path"] is None and conf["state_path"]
+    assert {k: v for k, v in defaults.items() if k != "state_path"} == {k: v for k, v in conf.items()
+                                                                     if k != "state_path"}
+
+
+def test_eval_config_refuses_unknown_and_bad_values():
+    with pytest.raises(SketchSegConfigError, match=r"unknown evaluation parameters \['render_sise'\]"):
+        EvalConfig.from_dict({"render_sise": 256})
+    with pytest.raises(SketchSegConfigError, match="evaluation.checkpoint must be one of"):
+        EvalConfig.from_dict({"checkpoint": "optimal"})
+    with pytest.raises(SketchSegConfigError, match="evaluation.overlap_rule must be one of"):
+        EvalConfig.from_dict({"overlap_rule": "majority"})
+    with pytest.raises(SketchSegConfigError, match="batch_size"):
+        EvalConfig.from_dict({"batch_size": 0})
+    with pytest.raises(SketchSegConfigError, match="unknown training parameters"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+def test_evaluation_runs_on_the_training_device_and_precision():
+    ecfg = EvalConfig.from_params({"batch_size": 4}, {"device": "cpu", "precision": "fp32", "epochs": 3})
+    assert (ecfg.device, ecfg.precision, ecfg.batch_size, ecfg.num_workers) == ("cpu", "fp32", 4, 2)
+    assert EvalConfig.from_params({}, {}) == EvalConfig()
+    with pytest.raises(SketchSegConfigError, match="evaluation.device is not a setting of its own"):
+        EvalConfig.from_params({"device": "cuda"}, {"device": "cpu"})
+
+
+def test_annotated_set_renders_as_the_eval_config_says(tmp_path):
+    from sketchseg.engine.evaluate import annotated_set
+
+    seg = tmp_path / "seg" / "test"
+    seg.mkdir(parents=True)
+    (seg / "all_classes.json").write_text(json.dumps(["blank_pixel", "zebra", "apple"]))
+    vec = tmp_path / "a.npy"
+    # two crossing strokes of two categories: the order of all_classes.json decides the crossing
+    np.save(vec, np.array([[32.0, 128.0, 0.0], [224.0, 128.0, 1.0], [128.0, 32.0, 0.0], [128.0, 224.0, 1.0]]))
+    table = pd.DataFrame([{"sketch_id": 1, "split": "test", "vector_path": str(vec),
+                           "labels_json": json.dumps(["apple", "zebra"])}])
+    data = {"fscoco_seg_root": str(tmp_path / "seg")}
+    lowest = annotated_set(table, "test", 16, EvalConfig(render_size=64), data)
+    assert (lowest.render_size, lowest.thickness, lowest.overlap_rule) == (64, 3, "lowest_class_index")
+    item = lowest[0]
+    assert item.categories == ["zebra", "apple"] and item.gt.shape == (64, 64)
+    assert item.categories[item.gt[32, 32]] == "zebra"
+    most = annotated_set(table, "test", 16, EvalConfig(render_size=64, overlap_rule="most_strokes"), data)
+    assert most.overlap_rule == "most_strokes"
+    with pytest.raises(SketchSegDataError, match="outside data.fscoco_root"):
+        annotated_set(table.assign(raster_path="/elsewhere/1.jpg"), "test", 16, EvalConfig(),
+                      {**data, "fscoco_root": str(tmp_path)})
