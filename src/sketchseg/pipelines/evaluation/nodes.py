@@ -35,7 +35,7 @@ def evaluate_test(
             f"no annotated test sketches to score ({n_test} test sketches, none with FS-COCO-seg stroke labels): "
             "check splits.mode / splits.test_participants and the FS-COCO-seg test folder"
         )
-    model, cfg = load_model_from_checkpoint(checkpoint, model_params)
+    model, cfg, _ = load_model_from_checkpoint(checkpoint, ModelConfig.from_dict(model_params))  # conf wins
     device = resolve_device(training.get("device", "auto"))
     model.to(device)
     test_set = annotated_split(splits_table, "test", cfg.image_size, evaluation, data)

@@ -85,7 +85,7 @@ def report_model_passes(
     threshold sweep on the annotated val and test sketches."""
     _check_report_params(report)
     thresholds = threshold_grid(report["thresholds"])
-    model, cfg = load_model_from_checkpoint(checkpoint, model_params)
+    model, cfg, _ = load_model_from_checkpoint(checkpoint, ModelConfig.from_dict(model_params))  # conf wins
     device = resolve_device(str(training.get("device", "auto")))
     model.to(device)
     precision = str(training.get("precision", "bf16"))
