@@ -60,7 +60,8 @@ except ModuleNotFoundError:  # running from a checkout without an installed pack
 from sketchseg.engine.runtime import resolve_device  # noqa: E402
 from sketchseg.engine.train import TrainConfig, make_optimizer, train_step  # noqa: E402
 from sketchseg.model.config import ModelConfig  # noqa: E402
-from sketchseg.model.model import Levers, SketchSegModel, build_model  # noqa: E402
+from sketchseg.model.levers import Levers  # noqa: E402
+from sketchseg.model.model import SketchSegModel, build_model  # noqa: E402
 from sketchseg.model.similarity import predict_labels  # noqa: E402
 
 logger = logging.getLogger("bench_model")
@@ -224,7 +225,7 @@ def configure(model: SketchSegModel, variant: Variant, texts: list[str]) -> None
     """Switch the model to ``variant`` in place (levers, text cache, compile, memory format)."""
     levers = asdict(Levers.for_implementation(variant.implementation)) | variant.levers
     model.set_levers(**levers)
-    model._text_cache = {}  # noqa: SLF001 - every variant starts cold, as a new run would
+    model.text_cache.embeddings = {}  # every variant starts cold, as a new run would
     if model.levers.text_cache:
         model.precompute_text(texts)  # what fit does before the first epoch
     model.__dict__.pop("_compiled_encoder", None)

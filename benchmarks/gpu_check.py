@@ -20,7 +20,8 @@ error ``||out - ref|| / ||ref||``, on fresh random inputs, never on zeros.
    AdamW with NaN skipping on the device on CUDA): every loss finite, no step skipped, and the loss
    falls at least half as far as the same steps in fp32 from the same weights.
 4. ``checkpoint``: the trainable state after those steps written as safetensors and loaded
-   (``weights_only``) into a freshly built model: the maps agree bit for bit, the weights are fp32.
+   into a freshly built model (``load_model_from_checkpoint``): the maps agree bit for bit, the
+   weights are fp32.
 5. ``sample`` (``--sample FILE``, written by ``benchmarks/gpu_prepare.sh``): the training node
    ``train_model`` and the evaluation node ``evaluate_test`` on the generated sample, on this
    device in bf16, against the CPU fp32 numbers recorded with the same configuration: training
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -49,7 +50,7 @@ import bench_model  # noqa: E402  (sets up the import of sketchseg from a checko
 
 from sketchseg.engine.runtime import resolve_device  # noqa: E402
 from sketchseg.engine.train import TrainConfig, make_optimizer, train_step  # noqa: E402
-from sketchseg.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from sketchseg.model.checkpoint import load_model_from_checkpoint, save_checkpoint  # noqa: E402
 from sketchseg.model.model import SketchSegModel, build_model  # noqa: E402
 from sketchseg.model.similarity import predict_labels  # noqa: E402
 
@@ -238,13 +239,13 @@ def check_training(report: Report, tag: str, model: SketchSegModel, batch: dict,
                at_least=True)
 
 
-def check_checkpoint(report: Report, tag: str, model: SketchSegModel, fresh: Callable[[], SketchSegModel],
+def check_checkpoint(report: Report, tag: str, model: SketchSegModel, seed: int,
                      images: torch.Tensor, categories: list[list[str]], size: int, device: torch.device) -> None:
     """Check 4: safetensors round trip of the bf16-trained state."""
     with tempfile.TemporaryDirectory() as tmp:
         path = save_checkpoint(Path(tmp) / "check.safetensors", model, {"kind": "gpu_check"})
-        other = fresh().to(device)
-        load_checkpoint(path, other)
+        torch.manual_seed(seed)  # the backbone (and frozen weights) ``model`` was built with
+        other = load_model_from_checkpoint(path, model.cfg)[0].to(device)
     for m in (model, other):
         set_implementation(m, "fast")  # both with a cold text cache
     a = maps_of(model, images, categories, size, device, bf16=False)
@@ -314,11 +315,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report.note("env", "torch", torch.__version__)
 
     for name in args.model:
-        def fresh(name: str = name) -> SketchSegModel:
-            torch.manual_seed(args.seed)  # same backbone and added-module weights every time
-            return build_model(bench_model.model_config(name))
-
-        model = fresh().to(device)
+        torch.manual_seed(args.seed)  # the same backbone weights as the checkpoint check's reload
+        model = build_model(bench_model.model_config(name)).to(device)
         size = int(model.cfg.image_size)
         # fresh random sketches (not the benchmark's seeds), several categories each
         batch = bench_model.synthetic_batches(1, args.batch, size, args.categories, args.seed + 7919, pin=False)[0]
@@ -326,7 +324,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         categories = bench_model.inference_categories(args.batch, args.seed + 1)
         check_paths(report, name, model, batch, images, categories, args.size, device)
         check_training(report, name, model, batch, device, args.train_steps, args.learning_rate)
-        check_checkpoint(report, name, model, fresh, images, categories, args.size, device)
+        check_checkpoint(report, name, model, args.seed, images, categories, args.size, device)
         del model
     details: dict[str, Any] = {}
     if args.sample is not None:

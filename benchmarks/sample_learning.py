@@ -106,7 +106,7 @@ def score(project: Path, params: dict[str, Any]) -> dict[str, dict[str, float]]:
     from sketchseg.engine.config import EvalConfig
     from sketchseg.engine.evaluate import annotated_set, evaluate_model
     from sketchseg.engine.runtime import resolve_device, seed_everything
-    from sketchseg.model.checkpoint import load_trainable_state
+    from sketchseg.model.checkpoint import load_model_from_checkpoint
     from sketchseg.model.config import ModelConfig
     from sketchseg.model.model import build_model
 
@@ -134,7 +134,9 @@ def score(project: Path, params: dict[str, Any]) -> dict[str, dict[str, float]]:
             out[f"untrained_{split}"] = {**res.summary, "n": res.n_sketches}
             per_sketch[f"untrained_{split}"] = res.per_sketch
         ckpt = SafetensorsCheckpointDataset("data/06_models/sample/best.safetensors").load()
-        load_trainable_state(model, ckpt["state"], source="best.safetensors")
+        del model
+        seed_everything(int(training.get("seed", 42)))  # the same backbone as the untrained model's
+        model, _, _ = load_model_from_checkpoint(ckpt, ModelConfig.from_dict(model_params))
         for split, ds in sets.items():
             res = evaluate_model(model, ds, device=device, batch_size=int(evaluation["batch_size"]), desc=f"trained {split}")
             out[f"trained_{split}"] = {**res.summary, "n": res.n_sketches}

@@ -85,3 +85,15 @@ def make_sample(tmp_path_factory) -> Callable[..., GeneratedSample]:
         return cache[key]
 
     return make
+@pytest.fixture(scope="module")
+def backbone() -> tuple:
+    """The tiny random-weight CLIP of ``tests.tiny_model`` (seed 0): ``load_clip``'s ``(clip,
+    tokenizer, mean_std)``, shared by the models a test module builds on it. Module scope, so a test
+    that changes its weights (fine-tuned LayerNorms are the backbone's own) affects its module only."""
+    import torch
+
+    from sketchseg.model.clip_loader import load_clip
+    from tests.tiny_model import tiny_cfg
+
+    torch.manual_seed(0)
+    return load_clip(tiny_cfg())

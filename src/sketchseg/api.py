@@ -16,7 +16,6 @@ Categories are free text (open vocabulary); each becomes the prompt "A sketch of
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,10 +28,10 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from sketchseg.data.strokes import border_median as _border_median, open_grey as _open_grey, to_grey as _to_grey
 from sketchseg.engine.runtime import resolve_device
-from sketchseg.errors import CheckpointMismatchError, SketchSegConfigError, SketchSegDataError
-from sketchseg.model.checkpoint import FORMAT, load_trainable_state, read_checkpoint_metadata
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+from sketchseg.model.checkpoint import load_model_from_checkpoint
 from sketchseg.model.config import ModelConfig
-from sketchseg.model.model import SketchSegModel, build_model
+from sketchseg.model.model import SketchSegModel
 from sketchseg.model.similarity import upsample
 from sketchseg.reporting.overlays import PAPER_RGB, category_colors, colorize_labels
 
@@ -43,8 +42,6 @@ ImageInput = Union[str, Path, Image.Image, np.ndarray]
 DEFAULT_ISOLATION_THRESHOLD = 0.71  # §3.4: best on the paper's test set
 DEFAULT_PAPER_THRESHOLD = 0.5
 _NOT_ISOLATED_RGB = (200, 200, 200)
-# formats written by sketchseg.model.checkpoint.save_checkpoint and by the training pipeline
-KNOWN_FORMATS = (FORMAT, "sketchseg-trainable-v1")
 
 
 @dataclass
@@ -227,21 +224,6 @@ class Segmenter:
         return full[y0 : y0 + h, x0 : x0 + w].cpu().numpy().astype(np.float32, copy=False)
 
 
-def _config_from_checkpoint(meta: Mapping[str, str], path: Path) -> dict[str, Any]:
-    raw = meta.get("model_config")
-    if not raw:
-        raise CheckpointMismatchError(
-            f"{path} has no 'model_config' in its metadata; pass model_params (the model configuration it was trained with)"
-        )
-    try:
-        cfg = json.loads(raw)
-    except ValueError as exc:
-        raise CheckpointMismatchError(f"{path}: its 'model_config' metadata is not valid JSON ({exc})") from exc
-    if not isinstance(cfg, dict):
-        raise CheckpointMismatchError(f"{path}: its 'model_config' metadata is not a JSON object")
-    return cfg
-
-
 def load_model(
     checkpoint_path: str | Path,
     model_params: Mapping[str, Any] | ModelConfig | None = None,
@@ -249,35 +231,16 @@ def load_model(
     device: str | torch.device = "auto",
     paper_threshold: float = DEFAULT_PAPER_THRESHOLD,
 ) -> Segmenter:
-    """Build the model a checkpoint belongs to and load it (safetensors, never unpickled).
+    """Build the model a checkpoint belongs to and load it (safetensors, never unpickled), with
+    ``sketchseg.model.checkpoint.load_model_from_checkpoint``.
 
     ``model_params``: ``None`` = the checkpoint's own ``model_config`` metadata; a mapping = keys
     that override it (e.g. ``{"pretrained": "/weights/ViT-B-16.safetensors"}`` offline); a
     ``ModelConfig`` = used as it is. The checkpoint must fit that model exactly (keys, shapes,
-    backbone), else ``CheckpointMismatchError`` says what differs.
+    backbone), else ``sketchseg.model.errors.CheckpointMismatchError`` says what differs.
     """
-    from safetensors.torch import load_file
-
     path = Path(checkpoint_path)
-    meta = read_checkpoint_metadata(path)  # clear error for a missing / non-safetensors file
-    fmt = meta.get("format")
-    if fmt not in KNOWN_FORMATS:
-        raise CheckpointMismatchError(
-            f"{path} is not a sketchseg checkpoint (metadata format {fmt!r}, expected one of {list(KNOWN_FORMATS)})"
-        )
-    if isinstance(model_params, ModelConfig):
-        cfg = model_params
-    else:
-        # the checkpoint's own configuration, overridden by the given keys
-        merged = _config_from_checkpoint(meta, path) if (model_params is None or meta.get("model_config")) else {}
-        merged.update(dict(model_params or {}))
-        cfg = ModelConfig.from_dict(merged)
-    model = build_model(cfg)
-    try:
-        state = load_file(str(path), device="cpu")
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
-        raise CheckpointMismatchError(f"could not read checkpoint {path}: {exc}") from exc
-    load_trainable_state(model, state, source=f"checkpoint {path}", strict=True, metadata={**meta, "format": FORMAT})
+    model, cfg, meta = load_model_from_checkpoint(path, model_params)
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
     logger.info("loaded %s (%s, epoch %s) on %s", path, cfg.clip_model, meta.get("epoch", "?"), dev)
     return Segmenter(model, device=dev, paper_threshold=paper_threshold, metadata=meta)

@@ -13,7 +13,3 @@ class SketchSegDataError(SketchSegError):
 
 class SketchSegConfigError(SketchSegError):
     """A configuration value is invalid or inconsistent."""
-
-
-class CheckpointMismatchError(SketchSegError):
-    """A checkpoint does not fit the model it is loaded into."""

@@ -11,9 +11,10 @@ from PIL import Image, ImageDraw
 
 from sketchseg.api import SegmentationResult, label_map_image, load_model, mask_image, overlay
 from sketchseg.pipelines.datasets import SafetensorsCheckpointDataset
-from sketchseg.errors import CheckpointMismatchError, SketchSegConfigError, SketchSegDataError
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 from sketchseg.model.checkpoint import save_checkpoint, trainable_state_dict
 from sketchseg.model.config import ModelConfig
+from sketchseg.model.errors import CheckpointMismatchError
 from sketchseg.model.model import build_model
 
 TINY = dict(

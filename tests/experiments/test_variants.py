@@ -21,12 +21,12 @@ from sketchseg.experiments.variants import (
     select_variants,
 )
 from sketchseg.hooks import parameter_entries
-from sketchseg.model.clip_loader import load_clip, register_model_configs
+from sketchseg.model.clip_loader import register_model_configs
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.losses import holistic_loss
 from sketchseg.model.model import SketchSegModel
 from sketchseg.model.similarity import patch_similarity, upsample
-from tests.tiny_model import build_tiny, cross_sketches
+from tests.tiny_model import build_tiny, cross_sketches, tiny_cfg
 
 REPO = Path(__file__).resolve().parents[2]
 ENVS = ("base", "sample")
@@ -177,12 +177,6 @@ def test_every_variant_is_described_and_changes_something(env):
 
 
 # ---------------------------------------------------------------------- switches in the built model
-@pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    return load_clip(ModelConfig.from_dict(_model_dict("ours")))
-
-
 def _model_dict(name: str) -> dict:
     model = dict(effective(name, "sample")["model"])
     model.update(pretrained=None, allow_random_init=True)  # random weights whatever conf/sample loads
@@ -190,7 +184,10 @@ def _model_dict(name: str) -> dict:
 
 
 def build(backbone, name: str) -> SketchSegModel:
-    return build_tiny(backbone, ModelConfig.from_dict(_model_dict(name)))
+    """The variant's sample-env model on the shared ``backbone`` fixture (conftest: the tiny CLIP)."""
+    cfg = ModelConfig.from_dict(_model_dict(name))
+    assert cfg.clip_model == tiny_cfg().clip_model  # the backbone the fixture loads
+    return build_tiny(backbone, cfg)
 
 
 def sketches() -> torch.Tensor:

@@ -7,23 +7,16 @@ import json
 import pytest
 import torch
 
-from sketchseg.errors import CheckpointMismatchError
 from sketchseg.model.checkpoint import (
-    load_checkpoint,
+    load_model_from_checkpoint,
     load_trainable_state,
     read_checkpoint_metadata,
     save_checkpoint,
     trainable_state_dict,
 )
-from sketchseg.model.clip_loader import load_clip
+from sketchseg.model.errors import CheckpointMismatchError
 from sketchseg.model.model import SketchSegModel
 from tests.tiny_model import tiny_cfg
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    return load_clip(tiny_cfg())
 
 
 def make(backbone, seed: int, **kw) -> SketchSegModel:
@@ -52,11 +45,12 @@ def test_round_trip(backbone, tmp_path):
     path = save_checkpoint(tmp_path / "ckpt" / "best.safetensors", src, {"epoch": 3, "val_miou": 0.5, "note": "x"})
     assert path.is_file() and [p.name for p in path.parent.iterdir()] == ["best.safetensors"]  # no tmp left
     saved = trainable_state_dict(src)
-    with torch.no_grad():  # src shares the backbone with dst: reset the shared LN first
+    with torch.no_grad():  # src shares the fixture's backbone: reset its LN
         src.encoder.visual.ln_post.weight.div_(1.5)
-    dst = make(backbone, 1)
-    assert not torch.equal(dst.encoder.prompts.tokens, saved["encoder.prompts.tokens"])
-    meta = load_checkpoint(path, dst)
+    assert not torch.equal(make(backbone, 1).encoder.prompts.tokens, saved["encoder.prompts.tokens"])
+    torch.manual_seed(1)
+    dst, cfg, meta = load_model_from_checkpoint(path)  # built from the checkpoint's own model config
+    assert cfg == tiny_cfg() and dst.cfg is cfg
     for key, value in saved.items():
         torch.testing.assert_close(dict(dst.named_parameters())[key].detach(), value)
     assert meta["epoch"] == "3" and meta["note"] == "x" and meta["format"] == "sketchseg-checkpoint-v1"
@@ -70,16 +64,37 @@ def test_checkpoint_from_another_model_config_is_refused(backbone, tmp_path):
     path = save_checkpoint(tmp_path / "a.safetensors", src, {})
     dst = make(backbone, 0)
     with pytest.raises(CheckpointMismatchError) as info:
-        load_checkpoint(path, dst)
+        load_model_from_checkpoint(path, tiny_cfg())  # a ModelConfig is used as it is
     msg = str(info.value)
     assert "missing keys" in msg and "cross_attention" in msg
     assert "shape mismatches" in msg and "encoder.prompts.tokens" in msg
     # the reverse direction reports unexpected keys
     path2 = save_checkpoint(tmp_path / "b.safetensors", dst, {})
-    other = make(backbone, 0, cross_attention=False)
     with pytest.raises(CheckpointMismatchError, match="unexpected keys"):
-        load_checkpoint(path2, other)
-    load_checkpoint(path2, other, strict=False)  # non-strict: loads what fits
+        load_model_from_checkpoint(path2, tiny_cfg(cross_attention=False))
+    load_model_from_checkpoint(path2, tiny_cfg(cross_attention=False), strict=False)  # non-strict: loads what fits
+    # a mapping overrides the checkpoint's own configuration
+    with pytest.raises(CheckpointMismatchError, match="unexpected keys"):
+        load_model_from_checkpoint(path2, {"cross_attention": False})
+    _, cfg, _ = load_model_from_checkpoint(path2, {"upsample_mode": "bilinear"})
+    assert cfg == tiny_cfg(upsample_mode="bilinear")
+
+
+def test_catalogued_checkpoint(backbone):
+    """The training pipeline's ``{"state", "metadata"}`` (``SafetensorsCheckpointDataset``)."""
+    src = make(backbone, 0)
+    with torch.no_grad():
+        src.encoder.prompts.tokens.add_(1.0)
+    meta = {"kind": "best", "epoch": "4", "model_config": json.dumps(tiny_cfg().to_dict())}
+    catalogued = {"state": trainable_state_dict(src), "metadata": meta}
+    model, cfg, got = load_model_from_checkpoint(catalogued, tiny_cfg(upsample_mode="bilinear"))
+    assert cfg == tiny_cfg(upsample_mode="bilinear") and got == meta  # the given ModelConfig wins
+    torch.testing.assert_close(model.encoder.prompts.tokens, src.encoder.prompts.tokens, rtol=0, atol=0)
+    assert load_model_from_checkpoint(catalogued)[1] == tiny_cfg()  # None: the metadata's config
+    with pytest.raises(CheckpointMismatchError, match=r"^best does not fit this model: unexpected keys"):
+        load_model_from_checkpoint(catalogued, tiny_cfg(cross_attention=False))
+    with pytest.raises(CheckpointMismatchError, match="no 'model_config'"):
+        load_model_from_checkpoint({"state": catalogued["state"], "metadata": {"kind": "best"}})
 
 
 def test_in_memory_state_and_reserved_metadata(backbone, tmp_path):
@@ -94,4 +109,4 @@ def test_in_memory_state_and_reserved_metadata(backbone, tmp_path):
     with pytest.raises(ValueError, match="reserved"):
         save_checkpoint(tmp_path / "c.safetensors", src, {"model_config": "{}"})
     with pytest.raises(CheckpointMismatchError, match="does not exist"):
-        load_checkpoint(tmp_path / "nope.safetensors", dst)
+        load_model_from_checkpoint(tmp_path / "nope.safetensors")

@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from sketchseg.errors import SketchSegConfigError
 from sketchseg.model import clip_loader
 from sketchseg.model.clip_loader import load_clip, read_state_dict
 from sketchseg.model.config import ModelConfig
+from sketchseg.model.errors import ModelConfigError
 
 
 def tiny(**kw) -> ModelConfig:
@@ -42,13 +42,13 @@ def test_random_init_returns_model_tokenizer_and_mean_std(reference):
 def test_random_init_requires_permission():
     cfg = tiny()
     cfg.allow_random_init = False  # bypass the dataclass check to reach the loader's own
-    with pytest.raises(SketchSegConfigError, match="allow_random_init"):
+    with pytest.raises(ModelConfigError, match="allow_random_init"):
         load_clip(cfg)
 
 
 def test_missing_local_file_is_named(tmp_path):
     missing = tmp_path / "weights" / "clip.safetensors"
-    with pytest.raises(SketchSegConfigError, match="does not exist") as info:
+    with pytest.raises(ModelConfigError, match="does not exist") as info:
         load_clip(tiny(pretrained=str(missing)))
     assert str(missing) in str(info.value)
 
@@ -83,31 +83,31 @@ def test_incomplete_weight_file_is_refused(reference, tmp_path):
     state.pop("visual.proj")
     path = tmp_path / "partial.pt"
     torch.save(state, path)
-    with pytest.raises(SketchSegConfigError, match="missing key"):
+    with pytest.raises(ModelConfigError, match="missing key"):
         load_clip(tiny(pretrained=str(path)))
     state["visual.proj"] = torch.zeros(3, 3)
     torch.save(state, path)
-    with pytest.raises(SketchSegConfigError, match="shape mismatch") as info:
+    with pytest.raises(ModelConfigError, match="shape mismatch") as info:
         load_clip(tiny(pretrained=str(path)))
     assert "visual.proj" in str(info.value)
     state["positional_embedding"] = torch.zeros(32, 7)  # text positions of another width
     torch.save(state, path)
-    with pytest.raises(SketchSegConfigError, match="does not fit"):
+    with pytest.raises(ModelConfigError, match="does not fit"):
         load_clip(tiny(pretrained=str(path)))
 
 
 def test_unpicklable_object_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {"x": torch.zeros(1)}, "obj": clip_loader.ModelConfig}, path)
-    with pytest.raises(SketchSegConfigError, match="weights_only"):
+    with pytest.raises(ModelConfigError, match="weights_only"):
         read_state_dict(path)
 
 
 def test_unknown_tag_and_model_name():
-    with pytest.raises(SketchSegConfigError, match="neither an open_clip tag"):
+    with pytest.raises(ModelConfigError, match="neither an open_clip tag"):
         load_clip(tiny(clip_model="ViT-B-16", pretrained="not-a-tag", image_size=224,
                        vv_blocks=[12], cross_attention_layers=[12], category_loss_layers=[12]))
-    with pytest.raises(SketchSegConfigError, match="not an open_clip architecture"):
+    with pytest.raises(ModelConfigError, match="not an open_clip architecture"):
         load_clip(tiny(clip_model="ViT-Nope"))
 
 
@@ -120,7 +120,7 @@ def test_tag_download_failure_is_explained(monkeypatch):
     monkeypatch.setattr(open_clip, "create_model", offline)
     cfg = tiny(clip_model="ViT-B-16", pretrained="openai", image_size=224,
                vv_blocks=[12], cross_attention_layers=[12], category_loss_layers=[12])
-    with pytest.raises(SketchSegConfigError, match="could not fetch 'openai' weights for ViT-B-16; offline"):
+    with pytest.raises(ModelConfigError, match="could not fetch 'openai' weights for ViT-B-16; offline"):
         load_clip(cfg)
 
 

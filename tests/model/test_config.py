@@ -6,6 +6,7 @@ import pytest
 
 from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.config import ModelConfig
+from sketchseg.model.errors import ModelConfigError
 
 
 def test_defaults_follow_the_paper():
@@ -19,7 +20,7 @@ def test_defaults_follow_the_paper():
 
 
 def test_from_dict_rejects_unknown_keys_and_names_them():
-    with pytest.raises(SketchSegConfigError, match="margn"):
+    with pytest.raises(ModelConfigError, match="margn"):
         ModelConfig.from_dict({"margn": 0.3})
 
 
@@ -30,7 +31,7 @@ def test_from_dict_round_trip():
 
 
 def test_random_init_needs_explicit_permission():
-    with pytest.raises(SketchSegConfigError, match="allow_random_init"):
+    with pytest.raises(ModelConfigError, match="allow_random_init"):
         ModelConfig.from_dict({"pretrained": None})
 
 
@@ -53,17 +54,17 @@ def test_random_init_needs_explicit_permission():
     ],
 )
 def test_bad_values_are_rejected(bad):
-    with pytest.raises(SketchSegConfigError):
+    with pytest.raises(ModelConfigError):
         ModelConfig.from_dict(bad)
 
 
 def test_validate_checks_block_indices_against_the_backbone():
     cfg = ModelConfig()
-    with pytest.raises(SketchSegConfigError, match="1-based"):
+    with pytest.raises(ModelConfigError, match="1-based"):
         cfg.validate(6)
-    with pytest.raises(SketchSegConfigError, match="0"):
+    with pytest.raises(ModelConfigError, match="0"):
         ModelConfig(vv_blocks=[0, 1]).validate(12)
-    with pytest.raises(SketchSegConfigError, match="duplicates"):
+    with pytest.raises(ModelConfigError, match="duplicates"):
         ModelConfig(category_loss_layers=[12, 12]).validate(12)
 
 
@@ -72,7 +73,7 @@ def test_prompt_template_is_checked_and_used():
 
     from sketchseg.pipelines.training.nodes import check_prompt_template
 
-    with pytest.raises(SketchSegConfigError, match="prompt_template"):
+    with pytest.raises(ModelConfigError, match="prompt_template"):
         ModelConfig(prompt_template="A sketch of a thing.")
     table = pd.DataFrame({"categories": [["tree", "car"], ["a caption with no noun"]],
                           "prompts": [["A drawing of tree.", "A drawing of car."], ["a caption with no noun"]],

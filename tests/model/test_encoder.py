@@ -7,10 +7,10 @@ import time
 import pytest
 import torch
 
-from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.clip_loader import load_clip
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.encoder import SketchEncoder, interpolate_positional_embedding
+from sketchseg.model.errors import ModelConfigError
 from tests.tiny_model import tiny_cfg
 
 
@@ -137,5 +137,5 @@ def test_cross_attention_dropout_one_is_self_attention(tiny_clip):
 def test_no_cross_attention_modules_means_text_is_refused(tiny_clip):
     enc = SketchEncoder(tiny_clip.visual)
     assert enc.cross_attention is None
-    with pytest.raises(SketchSegConfigError, match="cross-attention"):
+    with pytest.raises(ModelConfigError, match="cross-attention"):
         enc(torch.randn(1, 3, 64, 64), category_text=torch.randn(1, 64))

@@ -9,7 +9,9 @@ from sketchseg.errors import SketchSegConfigError
 from sketchseg.model import two_path_attention as tpa
 from sketchseg.model.clip_loader import load_clip
 from sketchseg.model.config import ModelConfig
-from sketchseg.model.model import Levers, SketchSegModel
+from sketchseg.model.errors import ModelConfigError
+from sketchseg.model.levers import Levers
+from sketchseg.model.model import SketchSegModel
 from tests.tiny_model import build_tiny, cross_sketches
 from tests.tiny_model import tiny_cfg as shared_tiny_cfg
 
@@ -20,12 +22,6 @@ CATEGORIES = [["tree", "car", "tree"], ["dog", "grass"], ["tree", "car"], ["hous
 
 def tiny_cfg(**kw) -> ModelConfig:
     return shared_tiny_cfg(**{"finetune": "full", **kw})
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    return load_clip(tiny_cfg())
 
 
 def make(backbone, **kw) -> SketchSegModel:
@@ -62,7 +58,7 @@ def test_levers_follow_the_implementation(backbone):
     ref = make(backbone, implementation="reference")
     assert ref.levers == Levers(False, False, False, False, False)
     assert ref.encoder.attention_impl == "manual" and not ref.encoder.shared_qkv
-    with pytest.raises(SketchSegConfigError, match="implementation"):
+    with pytest.raises(ModelConfigError, match="implementation"):
         tiny_cfg(implementation="turbo")
     with pytest.raises(ValueError, match="unknown levers"):
         ref.set_levers(warp_speed=True)
@@ -120,7 +116,7 @@ def test_reference_uses_the_straightforward_pieces(backbone, monkeypatch):
     assert impls and set(impls) == {"manual"}
     # sketch pass, then one pass per category slot: 2 / 2 / 2 / 3 distinct categories
     assert calls == [4, 4, 4, 1] and out["n_category_pairs"] == 9
-    assert ref._text_cache == {}  # text encoded every call, never cached
+    assert ref.text_cache.embeddings == {}  # text encoded every call, never cached
 
 
 def test_fast_path_batches_categories_and_caches_text(backbone, monkeypatch):
@@ -144,7 +140,7 @@ def test_fast_path_batches_categories_and_caches_text(backbone, monkeypatch):
     assert fast.precompute_text(CAPTIONS) == 3
     fast.training_losses(sketches(), CAPTIONS, CATEGORIES)
     assert calls == [4, 9] and impls and set(impls) == {"sdpa"}
-    assert set(CAPTIONS) <= set(fast._text_cache) and "A sketch of sun." in fast._text_cache
+    assert set(CAPTIONS) <= set(fast.text_cache.embeddings) and "A sketch of sun." in fast.text_cache.embeddings
 
 
 def test_cached_text_is_independent_of_what_it_is_encoded_with(backbone):

@@ -9,8 +9,11 @@ import torch
 
 from sketchseg.model.losses import (
     category_loss,
+    category_loss_device,
     holistic_loss,
+    holistic_loss_device,
     pairwise_distance,
+    string_ids,
     triplet_hardest_negative,
 )
 
@@ -121,3 +124,25 @@ def test_distances_are_fp32_under_autocast():
         got = pairwise_distance(a, b, "l2")
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("distance", ["l2", "l1", "cosine"])
+def test_device_losses_equal_the_plain_ones_on_one_process(distance):
+    """``holistic_loss_device`` / ``category_loss_device`` (string ids, no gather) compute the
+    losses of ``holistic_loss`` / ``category_loss``; without a local pair the category loss is 0."""
+    g = torch.Generator().manual_seed(0)
+    captions = ["a tree", "a dog", "a tree", "a house"]
+    vst, cap = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    torch.testing.assert_close(
+        holistic_loss_device(vst, cap, string_ids(captions), margin=0.3, distance=distance),
+        holistic_loss(vst, cap, captions, margin=0.3, distance=distance))
+    names = ["tree", "car", "tree", "dog", "sun"]
+    cct = torch.randn(5, 8, generator=g)
+    layer_vct = {layer: torch.randn(5, 8, generator=g) for layer in (3, 5, 6)}
+    zero = torch.zeros(())
+    torch.testing.assert_close(
+        category_loss_device(layer_vct, cct, string_ids(names), zero, margin=0.3, distance=distance),
+        category_loss(layer_vct, cct, names, margin=0.3, distance=distance))
+    none = category_loss_device({}, cct[:0], string_ids([]), zero, margin=0.3, distance=distance)
+    assert none.item() == 0.0
+    assert torch.equal(string_ids(["a", "b", "a"])[[0, 2]], string_ids(["a", "a"]))  # stable ids

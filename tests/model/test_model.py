@@ -5,17 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sketchseg.errors import SketchSegConfigError
-from sketchseg.model.clip_loader import load_clip
+from sketchseg.model.errors import ModelConfigError
 from sketchseg.model.model import SketchSegModel, build_model
 from sketchseg.model.text_tower import TextTower
 from tests.tiny_model import build_tiny, tiny_cfg
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    torch.manual_seed(0)
-    return load_clip(tiny_cfg())
 
 
 def make(backbone, **kw) -> SketchSegModel:
@@ -217,13 +210,13 @@ def test_segment_shapes_and_normalisation(backbone):
 
 
 def test_text_cache_eviction_keeps_the_strings_of_the_request(backbone, monkeypatch):
-    import sketchseg.model.model as mm
+    import sketchseg.model.text_cache as tc
 
     model = make(backbone)
-    monkeypatch.setattr(mm, "_TEXT_CACHE_MAX", 3)
+    monkeypatch.setattr(tc, "_TEXT_CACHE_MAX", 3)
     first = model.encode_text(["a", "b"])
     again = model.encode_text(["a", "c", "d"])  # would outgrow the cache: it is emptied, "a" kept
-    assert set(model._text_cache) == {"a", "c", "d"}
+    assert set(model.text_cache.embeddings) == {"a", "c", "d"}
     torch.testing.assert_close(again[0], first[0], rtol=0, atol=0)
     torch.testing.assert_close(again, model.encode_text(["a", "c", "d"], cache=False))
 
@@ -234,9 +227,9 @@ def test_encode_text_is_normalised_cached_and_frozen(backbone):
     assert emb.shape == (3, 64) and not emb.requires_grad
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
     torch.testing.assert_close(emb[0], emb[2])
-    assert set(model._text_cache) == {"A sketch of tree.", "A sketch of car."}
+    assert set(model.text_cache.embeddings) == {"A sketch of tree.", "A sketch of car."}
     model.to(torch.float32)
-    assert model._text_cache == {}
+    assert model.text_cache.embeddings == {}
 
 
 def test_training_under_bf16_autocast(backbone):
@@ -254,7 +247,7 @@ def test_input_checks(backbone):
         model.training_losses(sketches(), ["only one"], CATEGORIES)
     with pytest.raises(ValueError, match="list of category names"):
         model.training_losses(sketches(), CAPTIONS, ["tree", "dog"])
-    with pytest.raises(SketchSegConfigError, match="1-based"):
+    with pytest.raises(ModelConfigError, match="1-based"):
         build_model(tiny_cfg(vv_blocks=[7, 8]))
 
 
@@ -298,7 +291,7 @@ def test_segment_with_the_prompt_ensemble(backbone, subtract):
     single = make(backbone).eval().segment(x, cats, size=32)
     assert not torch.allclose(got[0], single[0])
     # the ensemble is cached by name and gives the same maps on a second call
-    assert set(model._ensemble_cache) == {("tree", subtract), ("car", subtract), ("dog", subtract)}
+    assert set(model.text_cache.ensembles) == {("tree", subtract), ("car", subtract), ("dog", subtract)}
     for a, b in zip(got, model.segment(x, cats, size=32)):
         torch.testing.assert_close(a, b)
     # prompts given by the caller win over the ensemble
@@ -314,7 +307,7 @@ def test_segment_with_the_prompt_ensemble(backbone, subtract):
                      implementation="reference").eval()
     for a, b in zip(reference.segment(x, cats, size=32), got):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-    assert not reference._ensemble_cache
+    assert not reference.text_cache.ensembles
 
 
 def test_ln_prompts_ca_also_trains_the_cross_attention_blocks_attention(backbone, tmp_path):
@@ -334,5 +327,5 @@ def test_ln_prompts_ca_also_trains_the_cross_attention_blocks_attention(backbone
     out["loss"].backward()
     grad = dict(wide.named_parameters())[f"encoder.visual.transformer.resblocks.{layers[0] - 1}.attn.in_proj_weight"].grad
     assert grad is not None and grad.abs().sum() > 0
-    with pytest.raises(SketchSegConfigError, match="ln_prompts_ca"):
+    with pytest.raises(ModelConfigError, match="ln_prompts_ca"):
         tiny_cfg(finetune="ln_prompts_ca", cross_attention=False)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.config import ModelConfig
+from sketchseg.model.errors import ModelConfigError
 from sketchseg.model.prompt_ensemble import SCENE_TEMPLATES, ensemble_embeddings, ensemble_templates
 
 VECTORS = {
@@ -71,7 +71,7 @@ def test_ensemble_refuses_bad_templates_and_no_names():
 
 def test_config_checks_inference_prompts():
     assert ModelConfig().inference_prompts == "template"  # the paper: one prompt per category
-    with pytest.raises(SketchSegConfigError, match="inference_prompts"):
+    with pytest.raises(ModelConfigError, match="inference_prompts"):
         ModelConfig(inference_prompts="ensembles")
-    with pytest.raises(SketchSegConfigError, match="ensemble_subtract_empty"):
+    with pytest.raises(ModelConfigError, match="ensemble_subtract_empty"):
         ModelConfig(ensemble_subtract_empty="yes")

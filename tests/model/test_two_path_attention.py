@@ -8,8 +8,8 @@ import pytest
 import torch
 from open_clip.transformer import CustomResidualAttentionBlock, ResidualAttentionBlock
 
-from sketchseg.errors import SketchSegConfigError
 from sketchseg.model import two_path_attention as tpa
+from sketchseg.model.errors import ModelConfigError
 
 
 def _block(width: int = 32, heads: int = 4, seed: int = 0) -> ResidualAttentionBlock:
@@ -108,6 +108,6 @@ def test_query_hook_replaces_queries_in_the_original_path_only():
 
 
 def test_other_block_types_are_refused():
-    with pytest.raises(SketchSegConfigError, match="ResidualAttentionBlock"):
+    with pytest.raises(ModelConfigError, match="ResidualAttentionBlock"):
         tpa.check_block(CustomResidualAttentionBlock(32, 4))
     tpa.check_block(_block())

@@ -217,7 +217,7 @@ class Shard(Dataset):
 
 # ---------------------------------------------------------------------------------- losses
 class LossGather:
-    """Implements ``sketchseg.model.model.LossGather`` on the default process group.
+    """Implements ``sketchseg.model.losses.LossGather`` on the default process group.
 
     Text rows (embeddings and string ids) are padded to a fixed per-process bound and gathered
     with ``all_gather`` (tensors only: no host synchronisation); the model never gathers image

@@ -25,6 +25,7 @@ from sketchseg.engine.runtime import autocast, resolve_device
 from sketchseg.engine.scoring import scoring_settings
 from sketchseg.errors import SketchSegDataError
 from sketchseg.model.checkpoint import load_model_from_checkpoint
+from sketchseg.model.config import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def evaluate_checkpoint(checkpoint: dict[str, Any], splits_table: pd.DataFrame, 
             f"no annotated test sketches to score ({n_test} test sketches, none with FS-COCO-seg stroke labels): "
             "check splits.mode / splits.test_participants and the FS-COCO-seg test folder"
         )
-    model, cfg = load_model_from_checkpoint(checkpoint, model_params)
+    model, cfg, _ = load_model_from_checkpoint(checkpoint, ModelConfig.from_dict(model_params))  # conf wins
     device = resolve_device(ecfg.device)
     model.to(device)
     test_set = annotated_set(splits_table, "test", cfg.image_size, ecfg, data)

@@ -19,6 +19,7 @@ from sketchseg.errors import SketchSegError
 from sketchseg.experiments.compare import check_grid_id, compare, load_project_config, markdown_table
 from sketchseg.experiments.grid import DEFAULT_PIPELINE, default_grid_id, run_grid
 from sketchseg.experiments.variants import select_variants
+from sketchseg.model.errors import ModelError
 
 logger = logging.getLogger("sketchseg.experiments")
 
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         tracking_uri=args.tracking_uri, experiment_name=args.experiment)
         logger.info("comparison:\n%s", markdown_table(table))
         return 0
-    except SketchSegError as exc:
+    except (SketchSegError, ModelError) as exc:
         logger.error("%s", exc)
         return 2
 

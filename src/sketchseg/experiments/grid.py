@@ -28,6 +28,7 @@ from sketchseg.errors import SketchSegConfigError, SketchSegError
 from sketchseg.experiments.compare import check_grid_id, load_project_config
 from sketchseg.experiments.project import kedro_subprocess_env
 from sketchseg.experiments.variants import apply_variant, flatten_keys
+from sketchseg.model.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def check_variants(project: str | Path, env: str, names: Sequence[str],
                     f"model.pretrained = '{weights}' does not exist (relative to {project}); in the sample env "
                     "run `kedro run --pipelines=pretrain_sample --env=sample` first"
                 )
-        except (SketchSegError, TypeError, ValueError) as exc:
+        except (SketchSegError, ModelError, TypeError, ValueError) as exc:
             errors[name] = str(exc)
     return errors
 

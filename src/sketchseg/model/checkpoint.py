@@ -9,6 +9,10 @@ model config it reproduces the model. The safetensors metadata (strings only) ho
 * ``clip_model``, ``clip_fingerprint`` (architecture: parameter names/shapes, activation),
   ``clip_weights_fingerprint`` (the patch embedding of the pretrained weights it started from),
 * every key of the caller's ``metadata`` (non-strings JSON-encoded).
+
+``load_model_from_checkpoint`` is the one loader (the api, the evaluation and report nodes and the
+benchmarks use it): it builds the model a checkpoint file or a catalogued checkpoint belongs to and
+loads it, through ``load_trainable_state`` (keys, shapes and backbone checked).
 """
 
 from __future__ import annotations
@@ -23,11 +27,15 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from sketchseg.errors import CheckpointMismatchError
+from sketchseg.model.config import ModelConfig
+from sketchseg.model.errors import CheckpointMismatchError
+from sketchseg.model.model import SketchSegModel, build_model
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "sketchseg-checkpoint-v1"
+# formats ``load_model_from_checkpoint`` reads: written by ``save_checkpoint`` and by the training pipeline
+KNOWN_FORMATS = (FORMAT, "sketchseg-trainable-v1")
 RESERVED_KEYS = ("format", "model_config", "clip_model", "clip_fingerprint", "clip_weights_fingerprint")
 
 
@@ -154,29 +162,79 @@ def load_trainable_state(
     logger.info("loaded %s (%d tensors)", source, len(state))
 
 
-def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, *, strict: bool = True) -> dict[str, str]:
-    """Load a checkpoint file written by ``save_checkpoint`` into ``model``; returns its metadata.
+def _config_from_checkpoint(meta: Mapping[str, str], source: object) -> dict[str, Any]:
+    """The ``model_config`` metadata of a checkpoint as a dict (``source`` names it in errors)."""
+    raw = meta.get("model_config")
+    if not raw:
+        raise CheckpointMismatchError(
+            f"{source} has no 'model_config' in its metadata; pass model_params (the model configuration it was trained with)"
+        )
+    try:
+        cfg = json.loads(raw)
+    except ValueError as exc:
+        raise CheckpointMismatchError(f"{source}: its 'model_config' metadata is not valid JSON ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise CheckpointMismatchError(f"{source}: its 'model_config' metadata is not a JSON object")
+    return cfg
 
-    Checks as in ``load_trainable_state``, plus the metadata's format and backbone fingerprint.
+
+def _model_config(meta: Mapping[str, str], model_params: Mapping[str, Any] | ModelConfig | None,
+                  source: object) -> ModelConfig:
+    """``model_params`` as it is when a ``ModelConfig``, else the checkpoint's own configuration
+    overridden by the given keys."""
+    if isinstance(model_params, ModelConfig):
+        return model_params
+    merged = _config_from_checkpoint(meta, source) if (model_params is None or meta.get("model_config")) else {}
+    merged.update(dict(model_params or {}))
+    return ModelConfig.from_dict(merged)
+
+
+def load_model_from_checkpoint(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    model_params: Mapping[str, Any] | ModelConfig | None = None,
+    *,
+    strict: bool = True,
+) -> tuple[SketchSegModel, ModelConfig, dict[str, str]]:
+    """Build the model a checkpoint belongs to and load the checkpoint into it: the one loader.
+
+    Parameters
+    ----------
+    source
+        a checkpoint file written by ``save_checkpoint`` or the training pipeline (safetensors,
+        never unpickled), or a catalogued checkpoint ``{"state": {name: Tensor}, "metadata":
+        {str: str}}`` (``SafetensorsCheckpointDataset``).
+    model_params
+        ``None`` = the checkpoint's own ``model_config`` metadata; a mapping = keys that override
+        it (e.g. ``{"pretrained": "/weights/ViT-B-16.safetensors"}`` offline); a ``ModelConfig`` =
+        used as it is.
+    strict
+        see ``load_trainable_state``.
+
+    Returns ``(model, cfg, metadata)``. A file must carry a known ``format`` and fit the model
+    exactly (keys, shapes, backbone architecture); a catalogued checkpoint is checked on keys and
+    shapes (its metadata names it in messages). Else ``CheckpointMismatchError`` says what differs.
     """
+    if isinstance(source, Mapping):
+        meta = {str(k): str(v) for k, v in dict(source.get("metadata") or {}).items()}
+        name = meta.get("kind", "checkpoint")
+        cfg = _model_config(meta, model_params, name)
+        model = build_model(cfg)
+        load_trainable_state(model, source["state"], source=name, strict=strict)
+        return model, cfg, meta
     from safetensors.torch import load_file
 
-    path = Path(path)
-    meta = read_checkpoint_metadata(path)
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointMismatchError(f"could not read checkpoint {path}: {exc}") from exc
-    load_trainable_state(model, tensors, source=f"checkpoint {path}", strict=strict, metadata=meta)
-    return meta
-
-
-def load_model_from_checkpoint(checkpoint: dict[str, Any], model_params: dict[str, Any]):
-    """Build the configured model and load a catalogued checkpoint into it (shapes and keys checked)."""
-    from sketchseg.model.config import ModelConfig
-    from sketchseg.model.model import build_model
-
-    cfg = ModelConfig.from_dict(model_params)
+    path = Path(source)
+    meta = read_checkpoint_metadata(path)  # clear error for a missing / non-safetensors file
+    fmt = meta.get("format")
+    if fmt not in KNOWN_FORMATS:
+        raise CheckpointMismatchError(
+            f"{path} is not a sketchseg checkpoint (metadata format {fmt!r}, expected one of {list(KNOWN_FORMATS)})"
+        )
+    cfg = _model_config(meta, model_params, path)
     model = build_model(cfg)
-    load_trainable_state(model, checkpoint["state"], source=str(checkpoint.get("metadata", {}).get("kind", "checkpoint")))
-    return model, cfg
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+        raise CheckpointMismatchError(f"could not read checkpoint {path}: {exc}") from exc
+    load_trainable_state(model, state, source=f"checkpoint {path}", strict=strict, metadata={**meta, "format": FORMAT})
+    return model, cfg, meta

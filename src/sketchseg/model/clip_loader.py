@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from sketchseg.errors import SketchSegConfigError
+from sketchseg.model.errors import ModelConfigError
 from sketchseg.model.config import ModelConfig
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def _check_model_name(name: str) -> None:
     import open_clip
 
     if name not in open_clip.list_models():
-        raise SketchSegConfigError(
+        raise ModelConfigError(
             f"model.clip_model '{name}' is not an open_clip architecture "
             f"(see open_clip.list_models(); this package adds '{TINY_MODEL_NAME}')"
         )
@@ -99,27 +99,27 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         try:
             obj: Any = load_file(str(path), device="cpu")
         except Exception as exc:  # noqa: BLE001 - re-raised with context
-            raise SketchSegConfigError(f"could not read safetensors weight file {path}: {exc}") from exc
+            raise ModelConfigError(f"could not read safetensors weight file {path}: {exc}") from exc
     else:
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except RuntimeError as exc:
             if "TorchScript" in str(exc):
-                raise SketchSegConfigError(
+                raise ModelConfigError(
                     f"{path} is a TorchScript archive (e.g. OpenAI's original release), which cannot be read "
                     "with weights_only=True; convert it once, from a trusted source, with "
                     "`torch.save(torch.jit.load(p, map_location='cpu').state_dict(), 'clip_state_dict.pt')` "
                     "or use the open_clip tag 'openai'"
                 ) from exc
-            raise SketchSegConfigError(f"could not read weight file {path}: {exc}") from exc
+            raise ModelConfigError(f"could not read weight file {path}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 f"could not read weight file {path} with torch.load(weights_only=True): {exc}"
             ) from exc
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj:
-        raise SketchSegConfigError(f"weight file {path} does not hold a (non-empty) state dict")
+        raise ModelConfigError(f"weight file {path} does not hold a (non-empty) state dict")
     state: dict[str, torch.Tensor] = {}
     for key, value in obj.items():
         if not isinstance(value, torch.Tensor):
@@ -129,7 +129,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             key = key[len("module."):]
         state[key] = value
     if not state:
-        raise SketchSegConfigError(f"weight file {path} holds no tensors")
+        raise ModelConfigError(f"weight file {path} holds no tensors")
     return state
 
 
@@ -154,7 +154,7 @@ def load_clip_from_file(
         resize_pos_embed(state, clip_model)
         resize_text_pos_embed(state, clip_model)
     except (AssertionError, RuntimeError, ValueError) as exc:
-        raise SketchSegConfigError(
+        raise ModelConfigError(
             f"weight file {path} does not fit open_clip model '{model_name}': its positional embeddings "
             f"cannot be adapted ({exc or type(exc).__name__}); is model.clip_model the right architecture?"
         ) from exc
@@ -166,14 +166,14 @@ def load_clip_from_file(
         if k in own and tuple(v.shape) != tuple(own[k].shape)
     ]
     if shape_mismatch:
-        raise SketchSegConfigError(
+        raise ModelConfigError(
             f"weight file {path} does not fit open_clip model '{model_name}': shape mismatch for "
             f"{len(shape_mismatch)} tensor(s): {shape_mismatch[:10]}"
         )
     result = clip_model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if k != "logit_bias"]
     if missing:
-        raise SketchSegConfigError(
+        raise ModelConfigError(
             f"weight file {path} does not fit open_clip model '{model_name}': {len(missing)} missing key(s), "
             f"e.g. {missing[:10]} (unexpected: {list(result.unexpected_keys)[:10]}); "
             "is model.clip_model the architecture these weights were trained with?"
@@ -208,7 +208,7 @@ def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor],
 
     if pretrained is None:
         if not cfg.allow_random_init:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 "model.pretrained is null (random CLIP weights) but model.allow_random_init is false; "
                 "set model.pretrained to an open_clip tag or a local weight file"
             )
@@ -226,7 +226,7 @@ def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor],
     elif looks_like_path(pretrained) or Path(pretrained).expanduser().is_file():
         path = Path(pretrained).expanduser()
         if not path.is_file():
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 f"model.pretrained = '{pretrained}' looks like a weight file path but {path} does not exist "
                 "(or is not a file); the sample env's tiny CLIP is written by "
                 "`kedro run --pipelines=pretrain_sample --env=sample` (bash scripts/demo.sh runs it)"
@@ -240,7 +240,7 @@ def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor],
         tag_cfg = get_pretrained_cfg(name, pretrained)
         if not tag_cfg:
             tags = open_clip.list_pretrained_tags_by_model(name)
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 f"model.pretrained = '{pretrained}' is neither an open_clip tag of {name} "
                 f"(known: {tags}) nor a weight file path"
             )
@@ -250,7 +250,7 @@ def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor],
                 name, pretrained=pretrained, cache_dir=cfg.cache_dir, force_quick_gelu=quick
             )
         except Exception as exc:  # noqa: BLE001 - network/hub errors come in many types
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 f"could not fetch '{pretrained}' weights for {name}; offline? download them once online "
                 f"or set model.pretrained to a local file path ({type(exc).__name__}: {exc})"
             ) from exc

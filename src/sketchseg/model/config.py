@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sketchseg.errors import SketchSegConfigError
+from sketchseg.model.errors import ModelConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +96,11 @@ class ModelConfig:
             if value is None:
                 value = []
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-                raise SketchSegConfigError(f"model.{key} must be a list of block indices, got {value!r}")
+                raise ModelConfigError(f"model.{key} must be a list of block indices, got {value!r}")
             try:
                 setattr(self, key, [int(v) for v in value])
             except (TypeError, ValueError) as exc:
-                raise SketchSegConfigError(f"model.{key} must be a list of integers, got {value!r}") from exc
+                raise ModelConfigError(f"model.{key} must be a list of integers, got {value!r}") from exc
         self._check_values()
 
     # ------------------------------------------------------------------ construction
@@ -111,7 +111,7 @@ class ModelConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(names))
         if unknown:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 f"unknown model config key(s) {unknown}; valid keys are: {', '.join(names)}"
             )
         return cls(**d)
@@ -130,26 +130,26 @@ class ModelConfig:
         def choice(name: str, allowed: tuple[str, ...]) -> None:
             value = getattr(self, name)
             if value not in allowed:
-                raise SketchSegConfigError(f"model.{name} must be one of {list(allowed)}, got {value!r}")
+                raise ModelConfigError(f"model.{name} must be one of {list(allowed)}, got {value!r}")
 
         def prob(name: str) -> None:
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
-                raise SketchSegConfigError(f"model.{name} must be in [0, 1], got {value!r}")
+                raise ModelConfigError(f"model.{name} must be in [0, 1], got {value!r}")
 
         for name in _BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
-                raise SketchSegConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
+                raise ModelConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         if self.quick_gelu is not None and not isinstance(self.quick_gelu, bool):
-            raise SketchSegConfigError(f"model.quick_gelu must be true, false or null, got {self.quick_gelu!r}")
+            raise ModelConfigError(f"model.quick_gelu must be true, false or null, got {self.quick_gelu!r}")
         for name in _INT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise SketchSegConfigError(f"model.{name} must be an integer, got {value!r}")
+                raise ModelConfigError(f"model.{name} must be an integer, got {value!r}")
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SketchSegConfigError(f"model.{name} must be a number, got {value!r}")
+                raise ModelConfigError(f"model.{name} must be a number, got {value!r}")
         choice("thresholding", THRESHOLDING_MODES)
         choice("upsample_mode", UPSAMPLE_MODES)
         choice("distance", DISTANCES)
@@ -161,69 +161,69 @@ class ModelConfig:
         prob("prompt_dropout")
         prob("cross_attention_dropout")
         if not isinstance(self.prompt_template, str) or self.prompt_template.count("{}") != 1:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 f"model.prompt_template must hold exactly one '{{}}' for the category, got {self.prompt_template!r}"
             )
         if not isinstance(self.clip_model, str) or not self.clip_model:
-            raise SketchSegConfigError(f"model.clip_model must be an open_clip model name, got {self.clip_model!r}")
+            raise ModelConfigError(f"model.clip_model must be an open_clip model name, got {self.clip_model!r}")
         if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained.strip()):
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 f"model.pretrained must be an open_clip tag, a weight file path or null, got {self.pretrained!r}"
             )
         if self.pretrained is None and not self.allow_random_init:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 "model.pretrained is null (random CLIP weights) but model.allow_random_init is false; "
                 "set model.pretrained to an open_clip tag (e.g. 'openai') or a local weight file, "
                 "or set model.allow_random_init: true for smoke tests"
             )
         if int(self.image_size) <= 0:
-            raise SketchSegConfigError(f"model.image_size must be positive, got {self.image_size!r}")
+            raise ModelConfigError(f"model.image_size must be positive, got {self.image_size!r}")
         if int(self.num_visual_prompts) < 0:
-            raise SketchSegConfigError(f"model.num_visual_prompts must be >= 0, got {self.num_visual_prompts!r}")
+            raise ModelConfigError(f"model.num_visual_prompts must be >= 0, got {self.num_visual_prompts!r}")
         if float(self.visual_prompt_init_range) < 0:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 f"model.visual_prompt_init_range must be >= 0, got {self.visual_prompt_init_range!r}"
             )
         if not 0.0 < float(self.threshold_init) < 1.0:
-            raise SketchSegConfigError(f"model.threshold_init must be in (0, 1), got {self.threshold_init!r}")
+            raise ModelConfigError(f"model.threshold_init must be in (0, 1), got {self.threshold_init!r}")
         if not float(self.threshold_temperature) > 0.0:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 f"model.threshold_temperature must be > 0, got {self.threshold_temperature!r}"
             )
         if float(self.margin) < 0.0:
-            raise SketchSegConfigError(f"model.margin must be >= 0, got {self.margin!r}")
+            raise ModelConfigError(f"model.margin must be >= 0, got {self.margin!r}")
         if self.finetune == "ln" and int(self.num_visual_prompts) > 0:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 "model.finetune='ln' trains LayerNorms only, so visual prompts would stay at their random "
                 f"initialisation; set model.num_visual_prompts: 0 (paper Fig. 6 'LN'), got {self.num_visual_prompts}"
             )
         if self.use_category_level and not self.category_loss_layers:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 "model.category_loss_layers is empty but model.use_category_level is true; "
                 "use e.g. [7, 10, 12] (paper) or [12] (w/o multi-layer loss)"
             )
         if (self.vv_train or self.vv_inference) and not self.vv_blocks:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 "model.vv_blocks is empty but model.vv_train / model.vv_inference is true; "
                 "set the v-v blocks (paper: [7, 8, 9, 10, 11, 12]) or turn vv_train / vv_inference off"
             )
         if self.holistic_token == "vv" and not self.vv_train:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 "model.holistic_token is 'vv' (holistic embedding from the v-v path) but model.vv_train is "
                 "false; set model.vv_train: true or model.holistic_token: vst"
             )
         if not self.use_global_loss and not self.use_category_level:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 "model.use_global_loss and model.use_category_level are both false: there would be no loss"
             )
         if self.finetune == "ln_prompts_ca" and not (self.cross_attention and self.use_category_level
                                                      and self.cross_attention_layers):
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 "model.finetune='ln_prompts_ca' also trains the attention of the cross-attention blocks, but this "
                 "model has no cross-attention (model.cross_attention / use_category_level / cross_attention_layers)"
             )
         if self.cross_attention and self.use_category_level and not self.cross_attention_layers:
-            raise SketchSegConfigError(
+            raise ModelConfigError(
                 "model.cross_attention is true but model.cross_attention_layers is empty"
             )
 
@@ -234,9 +234,9 @@ class ModelConfig:
             values = list(getattr(self, key))
             bad = [v for v in values if not 1 <= int(v) <= n_layers]
             if bad:
-                raise SketchSegConfigError(
+                raise ModelConfigError(
                     f"model.{key} = {values} contains {bad}: block indices are 1-based and "
                     f"{self.clip_model} has {n_layers} blocks (valid 1..{n_layers})"
                 )
             if len(set(values)) != len(values):
-                raise SketchSegConfigError(f"model.{key} = {values} contains duplicates")
+                raise ModelConfigError(f"model.{key} = {values} contains duplicates")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sketchseg.errors import SketchSegConfigError
+from sketchseg.model.errors import ModelConfigError
 from sketchseg.model.cross_attention import CrossAttention
 from sketchseg.model.two_path_attention import ATTENTION_IMPLEMENTATIONS, check_block, run_two_path
 from sketchseg.model.visual_prompts import VisualPrompts
@@ -93,23 +93,23 @@ class SketchEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_IMPLEMENTATIONS:
-            raise SketchSegConfigError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
+            raise ModelConfigError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
         self.attention_impl = attention
         self.shared_qkv = bool(shared_qkv)
         for attr in ("conv1", "class_embedding", "positional_embedding", "ln_pre", "transformer", "ln_post"):
             if not hasattr(visual, attr):
-                raise SketchSegConfigError(
+                raise ModelConfigError(
                     f"the CLIP visual tower ({type(visual).__name__}) has no '{attr}'; only open_clip "
                     "VisionTransformer towers are supported"
                 )
         if getattr(visual, "attn_pool", None) is not None:
-            raise SketchSegConfigError("open_clip ViTs with attentional pooling are not supported")
+            raise ModelConfigError("open_clip ViTs with attentional pooling are not supported")
         if getattr(visual, "pool_type", "tok") != "tok" or getattr(visual, "final_ln_after_pool", False):
-            raise SketchSegConfigError("only class-token pooled open_clip ViTs (pool_type='tok') are supported")
+            raise ModelConfigError("only class-token pooled open_clip ViTs (pool_type='tok') are supported")
         if not isinstance(getattr(visual, "patch_dropout", nn.Identity()), nn.Identity):
-            raise SketchSegConfigError("open_clip patch dropout must be disabled (patch_dropout=0)")
+            raise ModelConfigError("open_clip patch dropout must be disabled (patch_dropout=0)")
         if getattr(visual, "proj", None) is None:
-            raise SketchSegConfigError("the CLIP visual tower has no output projection 'proj'")
+            raise ModelConfigError("the CLIP visual tower has no output projection 'proj'")
         for i, block in enumerate(visual.transformer.resblocks, start=1):
             check_block(block, i)
 
@@ -123,7 +123,7 @@ class SketchEncoder(nn.Module):
         for name, idx in (("vv_blocks", self.vv_blocks), ("cross_attention_layers", list(cross_attention_layers))):
             bad = [i for i in idx if not 1 <= int(i) <= self.n_layers]
             if bad:
-                raise SketchSegConfigError(f"{name} {bad} outside 1..{self.n_layers}")
+                raise ModelConfigError(f"{name} {bad} outside 1..{self.n_layers}")
 
         self.prompts = (
             VisualPrompts(num_prompts, self.width, prompt_init_range, prompt_dropout) if num_prompts > 0 else None
@@ -179,7 +179,7 @@ class SketchEncoder(nn.Module):
         hooks = None
         if category_text is not None:
             if self.cross_attention is None:
-                raise SketchSegConfigError("category_text given but the encoder has no cross-attention layers")
+                raise ModelConfigError("category_text given but the encoder has no cross-attention layers")
             if category_text.shape[0] != pixels_normalised.shape[0]:
                 raise ValueError(
                     f"category_text has {category_text.shape[0]} rows for {pixels_normalised.shape[0]} images"

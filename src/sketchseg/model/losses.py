@@ -10,11 +10,21 @@ angular):
 * ``cosine``: ``1 - cos``.
 
 No host synchronisation: anchors without any valid negative are masked out arithmetically.
+
+Data-parallel training (``holistic_loss_device`` / ``category_loss_device``, used by
+``SketchSegModel.training_losses``): the same losses over the GLOBAL batch spread over several
+processes (see ``LossGather``). Hardest negatives are mined among the caption and category-prompt
+embeddings of every process (text embeddings are frozen, so only they are gathered, no image
+features), and each process's share is scaled so that the gradients averaged by
+DistributedDataParallel equal those of one process holding the whole batch. Strings are compared
+through ``string_ids`` (equal in every process), and nothing syncs with the host.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import functools
+import hashlib
+from typing import Mapping, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -154,3 +164,125 @@ def category_loss(
         for _, v in sorted(layer_vct.items())
     ]
     return torch.stack(losses).mean()
+
+
+# ---------------------------------------------------------------------------- data-parallel losses
+class LossGather(Protocol):
+    """What ``training_losses`` needs from a data-parallel process group (engine/distributed.py).
+
+    ``gather_rows(emb (n, D), ids (n,), pad_to)`` pads the local rows to ``pad_to``, gathers them
+    from every process in rank order and returns ``(emb (W*pad_to, D), ids (W*pad_to,), valid
+    (W*pad_to,) bool)``; ``all_reduce_sum`` sums a tensor over the processes (no gradient).
+    ``max_captions`` / ``max_pairs`` bound one process's captions / category pairs per batch.
+    """
+
+    world_size: int
+    max_captions: int
+    max_pairs: int
+
+    def gather_rows(self, emb: torch.Tensor, ids: torch.Tensor,
+                    pad_to: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor: ...
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _string_id(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+
+
+def string_ids(texts: Sequence[str]) -> torch.Tensor:
+    """Stable signed 64-bit ids of strings (blake2b; equal in every process), as a CPU LongTensor."""
+    return torch.tensor([_string_id(t) for t in texts], dtype=torch.long)
+
+
+def triplet_sum_count(
+    anchors: torch.Tensor,
+    positives: torch.Tensor,
+    candidates: torch.Tensor,
+    excluded: torch.Tensor,
+    margin: float,
+    distance: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``triplet_hardest_negative`` split into (sum over anchors, number of anchors with a valid
+    negative), so that the mean can be taken over several processes. ``excluded`` (N, M)."""
+    d_pos = rowwise_distance(anchors, positives, distance)
+    d_all = pairwise_distance(anchors, candidates, distance)
+    d_neg = torch.where(excluded, torch.full_like(d_all, float("inf")), d_all)
+    hardest = d_neg.amin(dim=1) if candidates.shape[0] > 0 else torch.full_like(d_pos, float("inf"))
+    valid = torch.isfinite(hardest)
+    per_anchor = torch.clamp(d_pos - torch.where(valid, hardest, d_pos) + margin, min=0.0)
+    per_anchor = torch.where(valid, per_anchor, torch.zeros_like(per_anchor))
+    return per_anchor.sum(), valid.sum()
+
+
+def mean_over_anchors(sums: list[torch.Tensor], count: torch.Tensor, gather: LossGather | None) -> torch.Tensor:
+    """Mean over layers of (sum over anchors / number of valid anchors), over the global batch."""
+    if gather is None:
+        denom = count.clamp(min=1).to(sums[0].dtype)
+        return torch.stack([s / denom for s in sums]).mean()
+    total = gather.all_reduce_sum(count.detach())
+    denom = total.clamp(min=1).to(sums[0].dtype)
+    return torch.stack([s / denom for s in sums]).mean() * gather.world_size
+
+
+def holistic_loss_device(
+    vst: torch.Tensor,
+    caption_emb: torch.Tensor,
+    ids: torch.Tensor,
+    *,
+    margin: float,
+    distance: str,
+    gather: LossGather | None = None,
+) -> torch.Tensor:
+    """Eq. 1 as ``holistic_loss`` (identical captions are never negatives), without host syncs,
+    over the global batch when ``gather`` is given. ``ids``: ``string_ids(captions)`` on
+    the device of ``vst``."""
+    cand, cand_ids = caption_emb, ids
+    excluded_extra = None
+    if gather is not None:
+        cand, cand_ids, ok = gather.gather_rows(caption_emb, ids, gather.max_captions)
+        excluded_extra = ~ok.reshape(1, -1)
+    excluded = ids.reshape(-1, 1) == cand_ids.reshape(1, -1)
+    if excluded_extra is not None:
+        excluded = excluded | excluded_extra
+    s, n = triplet_sum_count(vst, caption_emb, cand, excluded, margin, distance)
+    return mean_over_anchors([s], n, gather)
+
+
+def category_loss_device(
+    layer_vct: Mapping[int, torch.Tensor],
+    cct: torch.Tensor,
+    ids: torch.Tensor,
+    zero: torch.Tensor,
+    *,
+    margin: float,
+    distance: str,
+    gather: LossGather | None = None,
+) -> torch.Tensor:
+    """The category loss as ``category_loss`` (negatives: prompts of other category names),
+    without host syncs, over the global batch when ``gather`` is given. ``ids``:
+    ``string_ids(category names)`` on the device of ``cct``; ``zero``: the loss without any local
+    category pair (data-parallel only: this process still takes part in the collectives)."""
+    cand, cand_ids = cct, ids
+    excluded_extra = None
+    if gather is not None:
+        if len(ids) > gather.max_pairs:
+            raise ValueError(
+                f"{len(ids)} category pairs in one process's batch, more than the {gather.max_pairs} "
+                "it was set up for (local batch x training.max_categories_per_sketch)"
+            )
+        cand, cand_ids, ok = gather.gather_rows(cct, ids, gather.max_pairs)
+        excluded_extra = ~ok.reshape(1, -1)
+    excluded = ids.reshape(-1, 1) == cand_ids.reshape(1, -1)
+    if excluded_extra is not None:
+        excluded = excluded | excluded_extra
+    sums: list[torch.Tensor] = []
+    count: torch.Tensor | None = None
+    for _, vct in sorted(layer_vct.items()):
+        s, n = triplet_sum_count(vct, cct, cand, excluded, margin, distance)
+        sums.append(s)
+        count = n if count is None else count  # the same for every layer
+    if count is None:  # no local category pair (data-parallel only)
+        sums, count = [zero], torch.zeros((), dtype=torch.long, device=zero.device)
+    return mean_over_anchors(sums, count, gather)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sketchseg.errors import SketchSegConfigError
+from sketchseg.model.errors import ModelConfigError
 
 QueryHook = Callable[[torch.Tensor], torch.Tensor]
 
@@ -42,24 +42,24 @@ ATTENTION_IMPLEMENTATIONS = ("sdpa", "manual")
 
 
 def check_block(block: nn.Module, index: int | None = None) -> None:
-    """Raise ``SketchSegConfigError`` unless ``block`` is a plain open_clip ResidualAttentionBlock."""
+    """Raise ``ModelConfigError`` unless ``block`` is a plain open_clip ResidualAttentionBlock."""
     where = f"block {index}" if index is not None else "block"
     needed = ("ln_1", "attn", "ls_1", "ln_2", "mlp", "ls_2")
     missing = [n for n in needed if not hasattr(block, n)]
     attn = getattr(block, "attn", None)
     if missing or not isinstance(attn, nn.MultiheadAttention):
-        raise SketchSegConfigError(
+        raise ModelConfigError(
             f"{where} is a {type(block).__name__} (missing {missing or 'an nn.MultiheadAttention attn'}); the "
             "two-path encoder supports open_clip ViTs built from the default ResidualAttentionBlock only"
         )
     if hasattr(block, "ln_1_kv"):
-        raise SketchSegConfigError(f"{where} is a cross-attention block; only self-attention blocks are supported")
+        raise ModelConfigError(f"{where} is a cross-attention block; only self-attention blocks are supported")
     if not attn._qkv_same_embed_dim or attn.in_proj_weight is None:  # noqa: SLF001
-        raise SketchSegConfigError(f"{where}: attention with separate q/k/v projections is not supported")
+        raise ModelConfigError(f"{where}: attention with separate q/k/v projections is not supported")
     if not attn.batch_first:
-        raise SketchSegConfigError(f"{where}: only batch-first attention is supported")
+        raise ModelConfigError(f"{where}: only batch-first attention is supported")
     if attn.bias_k is not None or attn.add_zero_attn:
-        raise SketchSegConfigError(f"{where}: attention with bias_k/bias_v or add_zero_attn is not supported")
+        raise ModelConfigError(f"{where}: attention with bias_k/bias_v or add_zero_attn is not supported")
 
 
 def split_heads(t: torch.Tensor, n_heads: int) -> torch.Tensor:

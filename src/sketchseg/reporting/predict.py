@@ -23,6 +23,7 @@ from sketchseg.engine.evaluate import annotated_set
 from sketchseg.engine.metrics import pixel_accuracy
 from sketchseg.engine.runtime import autocast, resolve_device
 from sketchseg.model.checkpoint import load_model_from_checkpoint
+from sketchseg.model.config import ModelConfig
 from sketchseg.reporting.analysis import sketch_threshold_sweep, sweep_table
 from sketchseg.reporting.overlays import OverlaySample
 
@@ -123,7 +124,7 @@ def report_model_passes(
     the overlay grid, and run the single-category threshold sweep on the annotated val and test
     sketches (at most ``max_sweep_sketches`` of each, spread over participants). Returns the
     overlay samples and the sweep table (:func:`~sketchseg.reporting.analysis.sweep_table`)."""
-    model, cfg = load_model_from_checkpoint(checkpoint, model_params)
+    model, cfg, _ = load_model_from_checkpoint(checkpoint, ModelConfig.from_dict(model_params))  # conf wins
     device = resolve_device(ecfg.device)
     model.to(device)
     batch_size, precision = int(ecfg.batch_size), ecfg.precision
