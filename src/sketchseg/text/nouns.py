@@ -7,10 +7,15 @@ predictable mistakes on such captions; they are repaired with WordNet:
 
 * a token tagged as adjective or verb that WordNet knows as a noun but not as an adjective (or
   not as a verb) is a noun ("kite" tagged JJ in "kid flying kite"), unless, tagged JJ, it
-  modifies the next noun ("stop"/JJ "sign" without the "stop sign" compound);
-* a token tagged as noun whose adjective use dominates in WordNet is not ("tall" in "tall trees");
+  modifies the next noun ("stop"/JJ "sign" without the "stop sign" compound; a participle
+  mis-tagged as noun is none: "a kite"/JJ "stuck"/NN "in");
+* a token tagged as noun whose adjective use dominates in WordNet is not ("tall" in "tall trees"),
+  unless it heads its noun phrase: after a determiner, possessive, noun or "a big", with no noun
+  or adjective after it ("a fishing net", "near the net"/JJ, "the man's hat"/WP);
 * an ``-ing`` verb form tagged as noun right after a noun is a participle ("cow grazing grass");
-* participles ("standing", "flying", "parked") are never promoted to nouns.
+* participles ("standing", "flying", "parked") are never promoted to nouns;
+* two adjacent words that WordNet knows as one noun are one category, open ("swimming pool") or
+  closed ("skate board" -> "skateboard"), even with the first mis-tagged ("washing"/JJ).
 
 The caption is lower-cased before tagging (``lowercase=True``): on sentence-initial capitals the
 tagger otherwise labels adjectives as proper nouns ("Old man" -> Old/NNP) and "Tall" as a
@@ -79,8 +84,6 @@ _WORD_RE = re.compile(r"[a-z][a-z'\-]*[a-z]")
 
 
 # ----------------------------------------------------------------------------------- WordNet
-
-
 @functools.lru_cache(maxsize=1)
 def _wordnet():  # noqa: ANN202 - nltk corpus reader
     _ensure_ready()
@@ -98,17 +101,12 @@ def _lemmatizer():  # noqa: ANN202
     return WordNetLemmatizer()
 
 
-_READY = False
-
-
+@functools.lru_cache(maxsize=1)  # an exception is not cached: a failed check runs again
 def _ensure_ready() -> None:
     """Check once that the NLTK data is findable; raise a helpful SketchSegDataError otherwise."""
-    global _READY
-    if not _READY:
-        from sketchseg.text.nltk_setup import ensure_nltk_data
+    from sketchseg.text.nltk_setup import ensure_nltk_data
 
-        ensure_nltk_data(None, allow_download=False)
-        _READY = True
+    ensure_nltk_data(None, allow_download=False)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -116,11 +114,9 @@ def _pos_counts(word: str, pos: str) -> tuple[int, int]:
     """(number of WordNet synsets, SemCor frequency) of ``word`` for ``pos`` ("n", "v", "a", "r")."""
     wn = _wordnet()
     poses = ("a", "s") if pos == "a" else (pos,)
-    n_syn = 0
-    freq = 0
+    n_syn = freq = 0
     for p in poses:
-        base = wn.morphy(word, p)
-        names = {word, base} if base else {word}
+        names = {word, wn.morphy(word, p) or word}
         synsets = wn.synsets(word, p)
         n_syn += len(synsets)
         freq += sum(lem.count() for s in synsets for lem in s.lemmas() if lem.name().lower() in names)
@@ -144,9 +140,8 @@ def _is_verb_form(word: str) -> bool:
 
 
 @functools.lru_cache(maxsize=65536)
-def _is_wordnet_compound(first: str, second: str) -> bool:
-    wn = _wordnet()
-    return bool(wn.synsets(f"{first}_{second}", "n"))
+def _is_wordnet_noun(name: str) -> bool:
+    return bool(_wordnet().synsets(name, "n"))
 
 
 @functools.lru_cache(maxsize=65536)
@@ -166,8 +161,6 @@ def lemma(word: str) -> str:
 
 
 # ------------------------------------------------------------------------------- tagging
-
-
 def tag_caption(caption: str, *, lowercase: bool = True) -> list[tuple[str, str]]:
     """Tokenise and POS-tag ``caption``; tokens are returned lower-cased either way."""
     _ensure_ready()
@@ -184,35 +177,66 @@ def tag_caption(caption: str, *, lowercase: bool = True) -> list[tuple[str, str]
 def _noun_flags(tagged: Sequence[tuple[str, str]]) -> list[bool]:
     """Decide, left to right, which tokens are nouns (tagger output repaired with WordNet)."""
     flags: list[bool] = []
-    for i, (word, tag) in enumerate(tagged):
-        prev_tag = tagged[i - 1][1] if i > 0 else None
-        prev_noun = flags[i - 1] if i > 0 else False
-        next_word, next_tag = tagged[i + 1] if i + 1 < len(tagged) else (None, None)
-        flags.append(_is_noun(word, tag, prev_tag, prev_noun, next_tag, next_word))
+    for i in range(len(tagged)):
+        flags.append(_is_noun(tagged, i, flags))
     return flags
 
 
-def _is_noun(
-    word: str,
-    tag: str,
-    prev_tag: str | None,
-    prev_noun: bool,
-    next_tag: str | None,
-    next_word: str | None = None,
-) -> bool:
+def _ends_phrase(tagged: Sequence[tuple[str, str]], i: int) -> bool:
+    """True when no noun or adjective of token ``i``'s noun phrase follows: "a net", "a net and a
+    bucket", "a net full of fish"; not "a black and white shirt", "a little white dog"."""
+    nxt = tagged[i + 1][1] if i + 1 < len(tagged) else None
+    after = tagged[i + 2][1] if i + 2 < len(tagged) else None
+    if nxt in NOUN_TAGS:  # ... unless it is a verb form WordNet knows as no noun ("net"/JJ "chasing"/NN)
+        nxt_word = tagged[i + 1][0]
+        return not _has(nxt_word, "n") and _verb_base(nxt_word) not in (None, nxt_word)
+    if nxt in ADJ_TAGS:  # "next to", "full of": a predicate; not "two little sheep"/JJ "near"
+        nxt_word = tagged[i + 1][0]
+        return after in ("TO", "IN") and _pos_counts(nxt_word, "a")[1] > _pos_counts(nxt_word, "n")[1]
+    if nxt == "CC":  # "a net and a bucket" vs "a black and white shirt"
+        return after is None or after in DETERMINER_TAGS or after in ("PRP", "EX", "IN")
+    return True
+
+
+def _introduces_head(tagged: Sequence[tuple[str, str]], i: int, flags: Sequence[bool]) -> bool:
+    """True after a determiner or possessive ("a net"), a noun ("tennis net") or a determiner and
+    an adjective ("a big net", "a fishing"/JJ "net")."""
+    prev_tag = tagged[i - 1][1] if i > 0 else None
+    if prev_tag in DETERMINER_TAGS or (i > 0 and flags[i - 1]):
+        return True
+    return prev_tag in ADJ_TAGS and i >= 2 and tagged[i - 2][1] in DETERMINER_TAGS
+
+
+def _is_participle(tagged: Sequence[tuple[str, str]], j: int) -> bool:
+    """True when token ``j`` is a participle: "walking", "stuck", "caught" (verb forms WordNet knows
+    as no noun), "cut into" (verb use dominant, a preposition next)."""
+    word = tagged[j][0]
+    if word.endswith("ing") or _is_verb_form(word) or (_verb_base(word) and not _has(word, "n")):
+        return True
+    after = tagged[j + 1][1] if j + 1 < len(tagged) else None
+    return after in ("IN", "TO", "RP") and _pos_counts(word, "v")[1] > _pos_counts(word, "n")[1]
+
+
+def _is_noun(tagged: Sequence[tuple[str, str]], i: int, flags: Sequence[bool]) -> bool:
+    word, tag = tagged[i]
+    prev_tag = tagged[i - 1][1] if i > 0 else None
+    prev_noun = flags[i - 1] if i > 0 else False
+    next_tag = tagged[i + 1][1] if i + 1 < len(tagged) else None
     if not _WORD_RE.fullmatch(word):
         return False
     n_noun, f_noun = _pos_counts(word, "n")
+    n_adj, f_adj = _pos_counts(word, "a")
     if tag in NOUN_TAGS:
         if word.endswith("ing") and _verb_base(word) not in (None, word):
-            # "cow grazing grass" (participle) vs "a tall building" (noun)
-            if prev_noun:
-                return False
-            if prev_tag in DETERMINER_TAGS or prev_tag in ADJ_TAGS:
-                return True
-            return f_noun > 0
-        n_adj, f_adj = _pos_counts(word, "a")
-        heads_phrase = prev_tag in DETERMINER_TAGS and next_tag not in NOUN_TAGS  # "an orange", "the remote"
+            # "cow grazing grass" (participle) vs "a tall building" (noun); "its raining" (no noun)
+            after_det = prev_tag in DETERMINER_TAGS or prev_tag in ADJ_TAGS
+            return not prev_noun and (n_noun > 0 if after_det else f_noun > 0)
+        # the head of a noun phrase is a noun even where WordNet's adjective sense is more
+        # frequent: "an orange", "a fishing net", "the tennis net"
+        heads_phrase = (prev_tag in DETERMINER_TAGS and next_tag not in NOUN_TAGS) or (
+            n_noun > 0 and _ends_phrase(tagged, i) and _introduces_head(tagged, i, flags)
+            and not (prev_noun and _is_participle(tagged, i))  # not "a sandwich cut into"
+        )
         if n_adj and f_adj > f_noun and not heads_phrase:  # "tall"/NN in "tall trees", "red"/NN in "a man in red"
             return False
         if not n_noun and (n_adj or _verb_base(word) is not None):
@@ -220,21 +244,32 @@ def _is_noun(
         return True
     if not n_noun or _is_verb_form(word) or tag == "VBG":
         return False
-    if tag in ADJ_TAGS and not _has(word, "a"):  # "kite"/JJ, "elephant"/JJ, "sheep"/JJ
-        # ... unless it modifies the next noun ("toy"/JJ "car"); a gerund mis-tagged as noun
-        # does not count as one ("elephant"/JJ "walking"/NN)
-        return not (next_tag in NOUN_TAGS and not (next_word or "").endswith("ing"))
+    if prev_tag == "POS" and (not n_adj or _ends_phrase(tagged, i)):  # "the man's hat" with "hat"/WP
+        return True
+    if tag in ADJ_TAGS and not n_adj:  # "kite"/JJ, "elephant"/JJ, "sheep"/JJ
+        # ... unless it modifies the next noun ("toy"/JJ "car"); not if plural ("giraffes"/JJ) or if the
+        # next "noun" is a participle ("elephant"/JJ "walking"/NN, "sandwich"/JJ "cut"/NN "into")
+        if next_tag not in NOUN_TAGS or lemma(word) != word:
+            return True
+        return _is_participle(tagged, i + 1)
     if tag in VERB_TAGS and not _has(word, "v"):  # noun-only word tagged as a verb
         return True
+    if tag == "MD":  # "a trash can" with "can"/MD; not "the dog can run"
+        return prev_noun and next_tag not in VERB_TAGS and next_tag != "RB"
+    if tag in ADJ_TAGS and _ends_phrase(tagged, i):
+        # head of a noun phrase tagged as adjective: after a determiner or a noun any used noun
+        # sense will do ("near the net", "a butterfly net"); after "a big", the noun use must dominate
+        if prev_tag in DETERMINER_TAGS or prev_noun:
+            return f_noun > 0 or f_adj == 0
+        if _introduces_head(tagged, i, flags) and f_noun >= f_adj:
+            return True
     if (tag in ADJ_TAGS or tag in VERB_TAGS) and prev_tag in DETERMINER_TAGS and next_tag not in NOUN_TAGS:
         # head of a noun phrase: "a kite" with "kite"/VBP; only when the noun use dominates
-        return f_noun >= max(_pos_counts(word, "v")[1], _pos_counts(word, "a")[1])
+        return f_noun >= max(_pos_counts(word, "v")[1], f_adj)
     return False
 
 
 # ------------------------------------------------------------------------------- public API
-
-
 def extract_categories(
     caption: str,
     *,
@@ -252,8 +287,8 @@ def extract_categories(
         Category names to drop (compared after singularisation, lower case).
     compounds
         Multi-word categories (2 or 3 words, last word singular) kept whole when their words are
-        adjacent, whatever their tags; any two adjacent nouns that WordNet knows as one lemma
-        ("bus_stop") are joined too.
+        adjacent, whatever their tags; any two adjacent words that WordNet knows as one noun
+        ("bus_stop", "skateboard") are joined too when the second is a noun.
     lowercase
         Lower-case the caption before tagging (tags short captions better).
 
@@ -269,12 +304,11 @@ def extract_categories(
     max_len = max((len(c.split()) for c in known), default=1)
     tagged = tag_caption(caption, lowercase=lowercase)
     flags = _noun_flags(tagged)
-    words = [w for w, _ in tagged]
 
     found: list[str] = []
     i = 0
-    while i < len(words):
-        category, width = _match_at(words, flags, i, known, max_len)
+    while i < len(tagged):
+        category, width = _match_at(tagged, flags, i, known, max_len)
         if category is not None and category not in stop and category not in found:
             found.append(category)
         i += width
@@ -282,26 +316,47 @@ def extract_categories(
 
 
 def _match_at(
-    words: Sequence[str], flags: Sequence[bool], i: int, known: set[str], max_len: int
+    tagged: Sequence[tuple[str, str]], flags: Sequence[bool], i: int, known: set[str], max_len: int
 ) -> tuple[str | None, int]:
     """Category starting at token ``i`` (or None) and the number of tokens it spans."""
+    words = [w for w, _ in tagged]
     for width in range(min(max_len, len(words) - i), 1, -1):
         span = words[i : i + width]
         if all(_WORD_RE.fullmatch(w) for w in span):
             key = " ".join([*span[:-1], lemma(span[-1])])
             if key in known:
                 return key, width
-    if not flags[i]:
-        return None, 1
     word = words[i]
-    if "-" in word and " ".join(word.split("-")[:-1] + [lemma(word.split("-")[-1])]) in known:
-        return " ".join(word.split("-")[:-1] + [lemma(word.split("-")[-1])]), 1
-    if i + 1 < len(words) and flags[i + 1]:
-        head = lemma(words[i + 1])
-        for first in dict.fromkeys((word, lemma(word))):
-            if _is_wordnet_compound(first, head):
-                return f"{first} {head}", 2
-    return lemma(word), 1
+    hyphenated = " ".join(word.split("-")[:-1] + [lemma(word.split("-")[-1])])
+    if flags[i] and "-" in word and hyphenated in known:
+        return hyphenated, 1
+    if i + 1 < len(words) and flags[i + 1] and (flags[i] or _can_modify(tagged, i, flags)):
+        compound = _wordnet_compound(word, words[i + 1])
+        if compound is not None:
+            return compound, 2
+    return (lemma(word), 1) if flags[i] else (None, 1)
+
+
+def _can_modify(tagged: Sequence[tuple[str, str]], i: int, flags: Sequence[bool]) -> bool:
+    """True when token ``i`` may open a noun-noun compound though it is no category: its noun use is
+    as frequent as its adjective use ("washing"/JJ "machine"; not "green house", "young person"),
+    and it is no participle after a noun ("a man riding horse")."""
+    word, tag = tagged[i]
+    if not (tag in NOUN_TAGS or tag in ADJ_TAGS or tag in VERB_TAGS) or not _WORD_RE.fullmatch(word):
+        return False
+    n_noun, f_noun = _pos_counts(word, "n")
+    participle = word.endswith("ing") and i > 0 and flags[i - 1]
+    return n_noun > 0 and f_noun >= _pos_counts(word, "a")[1] and not participle
+
+
+def _wordnet_compound(first: str, second: str) -> str | None:
+    """The noun-noun compound ``first second`` when WordNet knows it as one lemma: open
+    ("swimming_pool" -> "swimming pool") or closed ("skate board" -> "skateboard")."""
+    head = lemma(second)
+    for modifier in dict.fromkeys((first, lemma(first))):
+        if _is_wordnet_noun(f"{modifier}_{head}"):
+            return f"{modifier} {head}"
+    return first + head if _is_wordnet_noun(first + head) else None
 
 
 def extract_table(
@@ -345,16 +400,11 @@ def extract_table(
     rows = []
     counts: Counter[str] = Counter()
     n_fallback = 0
-    for sketch_id, caption in tqdm(
-        zip(captions["sketch_id"].tolist(), captions["caption"].tolist(), strict=True),
-        total=len(captions),
-        desc="captions",
-        disable=None,
-    ):
+    pairs = zip(captions["sketch_id"].tolist(), captions["caption"].tolist(), strict=True)
+    for sketch_id, caption in tqdm(pairs, total=len(captions), desc="captions", disable=None):
         text = caption.strip() if isinstance(caption, str) else ""
         cats = extract_categories(text, stop_words=stop_words, compounds=compounds)
-        no_noun = not cats
-        if no_noun:
+        if not cats:
             n_fallback += 1
             if no_noun_fallback == "error":
                 raise SketchSegDataError(f"sketch {sketch_id}: no object category found in caption {text!r}")
@@ -368,20 +418,15 @@ def extract_table(
         counts.update(cats)
         rows.append((sketch_id, cats, [make_prompt(c, template) for c in cats], len(cats), False))
 
-    table = pd.DataFrame(rows, columns=["sketch_id", "categories", "prompts", "n_categories", "no_noun"])
-    table = table.astype({"n_categories": "int64", "no_noun": bool})
+    columns = ["sketch_id", "categories", "prompts", "n_categories", "no_noun"]
+    table = pd.DataFrame(rows, columns=columns).astype({"n_categories": "int64", "no_noun": bool})
     if len(captions):
         table["sketch_id"] = table["sketch_id"].astype(captions["sketch_id"].dtype)
     if n_fallback:
-        logger.warning(
-            "%d of %d captions had no noun (no_noun_fallback=%r)", n_fallback, len(captions), no_noun_fallback
-        )
+        logger.warning("%d of %d captions had no noun (no_noun_fallback=%r)", n_fallback, len(captions),
+                       no_noun_fallback)
     vocab = pd.DataFrame(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])), columns=["category", "count"])
     vocab = vocab.astype({"category": object, "count": "int64"})
-    logger.info(
-        "%d captions -> %d categories (%.2f per sketch)",
-        len(table),
-        len(vocab),
-        float(table["n_categories"].mean()) if len(table) else 0.0,
-    )
+    mean = float(table["n_categories"].mean()) if len(table) else 0.0
+    logger.info("%d captions -> %d categories (%.2f per sketch)", len(table), len(vocab), mean)
     return table, vocab
