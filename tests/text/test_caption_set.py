@@ -199,12 +199,12 @@ def test_generated_sample_captions_name_their_objects() -> None:
     """The generated sample's captions (the demo's prompts) keep their categories: every scene
     object the caption names, and nothing else (seeds picked from those the extractor gets right,
     before and after the #16 fix; 4 of 2000 seeds lose a "kite above"/"sheep"/RB)."""
-    from sketchseg.data.sample import CATEGORIES, _pick_categories, make_caption
+    from sketchseg.data.sample import CATEGORIES, pick_categories, make_caption
 
     checked = 0
     for seed in range(300):
         rng = np.random.default_rng(seed)
-        objects = _pick_categories(rng)
+        objects = pick_categories(rng)
         caption = make_caption(rng, objects)
         got = extract_categories(caption)
         if caption.lower().endswith(("kite above", "kite above.")) or "sheep standing" in caption.lower():

@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 from sketchseg.data.sample.drawings import CATEGORIES, MAX_COUNTS, PLURALS
-from sketchseg.data.sample.scenes import Scene, draw_object, make_caption, make_scene
+from sketchseg.data.sample.scenes import Scene, draw_object, make_caption, make_scene, pick_categories
 from sketchseg.data.sample.writer import SAMPLE_MARKER, generate_sample
 
-__all__ = ["generate_sample", "make_scene", "make_caption", "draw_object", "Scene", "CATEGORIES", "PLURALS",
+__all__ = ["generate_sample", "make_scene", "pick_categories", "make_caption", "draw_object", "Scene", "CATEGORIES", "PLURALS",
            "MAX_COUNTS", "SAMPLE_MARKER"]

@@ -28,7 +28,7 @@ class Scene:
     objects: list[tuple[str, tuple[float, float, float, float]]]  # (category, (x0, y0, x1, y1))
 
 
-def _pick_categories(rng: np.random.Generator) -> list[tuple[str, int]]:
+def pick_categories(rng: np.random.Generator) -> list[tuple[str, int]]:
     k = int(rng.choice([2, 3, 4, 5], p=[0.25, 0.35, 0.25, 0.15]))
     mids = [c for c in _CATS if c.region == "mid"]
     w = np.array([c.weight for c in mids])
@@ -141,7 +141,7 @@ def draw_object(rng: np.random.Generator, category: str, count: int = 1) -> list
 
 def make_scene(rng: np.random.Generator) -> Scene:
     """Compose a random scene of 2-5 categories, draw its strokes and write its caption."""
-    picked = _pick_categories(rng)
+    picked = pick_categories(rng)
     strokes: list[np.ndarray] = []
     labels: list[str] = []
     boxes: list[tuple[str, tuple[float, float, float, float]]] = []
