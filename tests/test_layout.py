@@ -54,8 +54,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
             else:
                 name = node.module or ""
             if name.split(".")[0] == "sketchseg":
-                names = [f"{name}.{a.name}" for a in node.names] if name == "sketchseg" else [name]
-                out += [(node.lineno, n) for n in names]
+                out += [(node.lineno, f"{name}.{a.name}") for a in node.names]  # a.name: a module or a name
     return out
 
 
