@@ -26,20 +26,20 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from sketchseg.data.strokes import border_median as _border_median, open_grey as _open_grey, to_grey as _to_grey
+from sketchseg.data.strokes import border_median, open_grey, to_grey
 from sketchseg.engine.runtime import resolve_device
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 from sketchseg.model.checkpoint import load_model_from_checkpoint
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import SketchSegModel
-from sketchseg.model.similarity import upsample
+from sketchseg.model.similarity import PAPER_ISOLATION_THRESHOLD, upsample
 from sketchseg.reporting.overlays import PAPER_RGB, category_colors, colorize_labels
 
 logger = logging.getLogger(__name__)
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
 
-DEFAULT_ISOLATION_THRESHOLD = 0.71  # §3.4: best on the paper's test set
+DEFAULT_ISOLATION_THRESHOLD = PAPER_ISOLATION_THRESHOLD  # §3.4: best on the paper's test set
 DEFAULT_PAPER_THRESHOLD = 0.5
 _NOT_ISOLATED_RGB = (200, 200, 200)
 
@@ -98,10 +98,10 @@ def image_to_grey(image: ImageInput, *, source: str | None = None) -> tuple[np.n
     show it; alpha is composited on white; light ink on a dark background is inverted.
     """
     if isinstance(image, (str, Path)):
-        grey, _ = _open_grey(image, exif_orientation=True)
+        grey, _ = open_grey(image, exif_orientation=True)
         name = str(image)
     elif isinstance(image, Image.Image):
-        grey = _to_grey(ImageOps.exif_transpose(image))
+        grey = to_grey(ImageOps.exif_transpose(image))
         name = source or "<PIL image>"
     elif isinstance(image, np.ndarray):
         grey = _array_to_grey(image, source or "<array>")
@@ -111,7 +111,7 @@ def image_to_grey(image: ImageInput, *, source: str | None = None) -> tuple[np.n
     grey = np.clip(np.asarray(grey, dtype=np.float32), 0.0, 1.0)
     if grey.ndim != 2 or grey.size == 0:
         raise SketchSegDataError(f"{name}: empty or malformed image of shape {grey.shape}")
-    inverted = _border_median(grey) < 0.5
+    inverted = border_median(grey) < 0.5
     if inverted:
         logger.warning("%s looks inverted (light ink on a dark background); inverting it", name)
         grey = 1.0 - grey

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from sketchseg.pipelines import evaluation, ingestion, make_sample, prompts, report, segment, training
+from sketchseg.pipelines.evaluation import pipeline as evaluation
+from sketchseg.pipelines.ingestion import pipeline as ingestion
+from sketchseg.pipelines.make_sample import pipeline as make_sample
+from sketchseg.pipelines.prompts import pipeline as prompts
+from sketchseg.pipelines.report import pipeline as report
+from sketchseg.pipelines.segment import pipeline as segment
+from sketchseg.pipelines.training import pipeline as training
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -27,7 +27,7 @@ PRED = np.array([[0, 0, 1, 1], [1, 0, 7, -3]])
 
 
 def _basic() -> SketchScores:
-    return sketch_metrics(PRED, GT, STROKE_MAP, STROKE_LABELS, n_classes=2)
+    return sketch_metrics(PRED, GT, STROKE_MAP, STROKE_LABELS, n_categories=2)
 
 
 def test_gt_label_map() -> None:
@@ -62,7 +62,7 @@ def test_basic_overlap() -> None:
 def test_background_prediction_is_not_counted() -> None:
     pred = PRED.copy()
     pred[1, 2:] = 1  # predicting class 1 on background changes nothing
-    s = sketch_metrics(pred, GT, STROKE_MAP, STROKE_LABELS, n_classes=2)
+    s = sketch_metrics(pred, GT, STROKE_MAP, STROKE_LABELS, n_categories=2)
     np.testing.assert_array_equal(s.pred_pixels, [3, 3])
     assert s.miou == pytest.approx(0.5) and s.pixel_acc == pytest.approx(4 / 6)
 
@@ -71,17 +71,17 @@ def test_stroke_majority_tie_goes_to_lowest_index() -> None:
     smap = np.array([[0, 0, 0, 0]])
     pred = np.array([[2, 1, 1, 2]])  # votes: class 1 x2, class 2 x2 -> class 1
     gt = np.array([[1, 1, 1, 1]])
-    right = sketch_metrics(pred, gt, smap, np.array([1]), n_classes=3)
+    right = sketch_metrics(pred, gt, smap, np.array([1]), n_categories=3)
     assert right.stroke_acc == 1.0
     gt2 = np.array([[2, 2, 2, 2]])
-    wrong = sketch_metrics(pred, gt2, smap, np.array([2]), n_classes=3)
+    wrong = sketch_metrics(pred, gt2, smap, np.array([2]), n_categories=3)
     assert wrong.stroke_acc == 0.0
     assert wrong.pixel_acc == pytest.approx(0.5)
 
 
 def test_hidden_strokes_are_not_scored() -> None:
     labels = np.array([0, 0, 1, 1])  # stroke 3 has no visible pixel
-    s = sketch_metrics(PRED, GT, STROKE_MAP, labels, n_classes=2)
+    s = sketch_metrics(PRED, GT, STROKE_MAP, labels, n_categories=2)
     assert (s.n_strokes, s.n_strokes_hidden) == (3, 1)
     assert s.stroke_acc == pytest.approx(2 / 3)
 
@@ -95,24 +95,24 @@ def test_stroke_votes_over_its_own_pixels_also_under_other_strokes() -> None:
     pred = np.array([[0, 0, 0]])
     labels = np.array([0, 1])
     own = np.array([[0, 0, 0, 1, 1, 1], [0, 1, 2, 0, 1, 2]])  # (stroke, flat pixel)
-    s = sketch_metrics(pred, gt, smap, labels, n_classes=2, stroke_pixels=own)
+    s = sketch_metrics(pred, gt, smap, labels, n_categories=2, stroke_pixels=own)
     assert (s.stroke_acc, s.n_strokes, s.n_strokes_hidden) == (0.5, 2, 1)
-    assert sketch_metrics(pred, gt, smap, labels, n_classes=2).stroke_acc == 1.0  # the owned-pixel fallback
+    assert sketch_metrics(pred, gt, smap, labels, n_categories=2).stroke_acc == 1.0  # the owned-pixel fallback
     # a stroke partly under another: stroke 1 = pixels 1..2 (pixel 1 owned by stroke 0), predictions 1, 1
     pred2 = np.array([[0, 1, 1]])
     own2 = np.array([[0, 0, 1, 1], [0, 1, 1, 2]])
-    s2 = sketch_metrics(pred2, np.array([[0, 0, 1]]), np.array([[0, 0, 1]]), labels, n_classes=2, stroke_pixels=own2)
+    s2 = sketch_metrics(pred2, np.array([[0, 0, 1]]), np.array([[0, 0, 1]]), labels, n_categories=2, stroke_pixels=own2)
     # stroke 0 votes over pixels 0, 1 -> {0: 1, 1: 1} -> tie -> 0 (right); stroke 1 over 1, 2 -> 1 (right)
     assert s2.stroke_acc == 1.0
     with pytest.raises(SketchSegDataError, match="stroke_pixels"):
-        sketch_metrics(pred, gt, smap, labels, n_classes=2, stroke_pixels=np.array([[2], [0]]))
+        sketch_metrics(pred, gt, smap, labels, n_categories=2, stroke_pixels=np.array([[2], [0]]))
 
 
 def test_class_absent_from_prediction() -> None:
     gt = np.array([[0, 0, 1, 1, 2, 2]])
     pred = np.array([[0, 0, 1, 1, 1, 1]])
     smap = np.array([[0, 0, 1, 1, 2, 2]])
-    s = sketch_metrics(pred, gt, smap, np.array([0, 1, 2]), n_classes=3)
+    s = sketch_metrics(pred, gt, smap, np.array([0, 1, 2]), n_categories=3)
     # IoU: class 0 = 2/2, class 1 = 2/4, class 2 = 0/2 (counts)
     assert s.miou == pytest.approx((1 + 0.5 + 0) / 3)
     assert s.pixel_acc == pytest.approx(4 / 6)
@@ -125,13 +125,13 @@ def test_class_predicted_but_absent_from_gt() -> None:
     gt = np.array([[0, 0, 0, 0]])
     pred = np.array([[0, 0, 0, 1]])
     smap = np.array([[0, 0, 0, 0]])
-    s = sketch_metrics(pred, gt, smap, np.array([0]), n_classes=2)
+    s = sketch_metrics(pred, gt, smap, np.array([0]), n_categories=2)
     # class 0: inter 3, union 4; class 1: inter 0, union 1 -> IoU 0, counted in mIoU
     assert s.miou == pytest.approx((0.75 + 0.0) / 2)
     assert s.mean_acc == pytest.approx(0.75)  # only gt classes
     assert s.fwiou == pytest.approx(0.75)
     # a third class with empty union is left out of the mean
-    s3 = sketch_metrics(pred, gt, smap, np.array([0]), n_classes=3)
+    s3 = sketch_metrics(pred, gt, smap, np.array([0]), n_categories=3)
     assert s3.miou == pytest.approx(0.375)
     np.testing.assert_array_equal(s3.union, [4, 1, 0])
 
@@ -140,7 +140,7 @@ def test_mean_acc_and_fwiou_unequal_frequencies() -> None:
     gt = np.array([[0, 0, 0, 0, 0, 0, 1, 1]])
     pred = np.array([[0, 0, 0, 0, 0, 1, 1, 0]])
     smap = np.array([[0, 0, 0, 0, 0, 0, 1, 1]])
-    s = sketch_metrics(pred, gt, smap, np.array([0, 1]), n_classes=2)
+    s = sketch_metrics(pred, gt, smap, np.array([0, 1]), n_categories=2)
     # class 0: gt 6, pred 6, inter 5, union 7; class 1: gt 2, pred 2, inter 1, union 3
     assert s.pixel_acc == pytest.approx(6 / 8)
     assert s.mean_acc == pytest.approx((5 / 6 + 1 / 2) / 2)
@@ -151,10 +151,10 @@ def test_mean_acc_and_fwiou_unequal_frequencies() -> None:
 
 
 def test_aggregate_is_per_sketch_not_pooled() -> None:
-    a = sketch_metrics(np.array([[0]]), np.array([[0]]), np.array([[0]]), np.array([0]), n_classes=1)
+    a = sketch_metrics(np.array([[0]]), np.array([[0]]), np.array([[0]]), np.array([0]), n_categories=1)
     gt_b = np.zeros((3, 3), dtype=int)
     pred_b = np.ones((3, 3), dtype=int)
-    b = sketch_metrics(pred_b, gt_b, np.zeros((3, 3), dtype=int), np.array([0]), n_classes=2)
+    b = sketch_metrics(pred_b, gt_b, np.zeros((3, 3), dtype=int), np.array([0]), n_categories=2)
     assert (a.pixel_acc, b.pixel_acc) == (1.0, 0.0)
     agg = aggregate([a, b])
     assert agg["pixel_acc"] == pytest.approx(50.0)  # pooled would be 10 %
@@ -177,7 +177,7 @@ def test_aggregate_skips_undefined_and_rejects_empty() -> None:
 def test_per_category_table() -> None:
     first = _basic()  # classes tree (0), car (1)
     second = sketch_metrics(  # classes car (0), dog (1): car 3/4 right, dog predicted once
-        np.array([[0, 0, 0, 1]]), np.array([[0, 0, 0, 0]]), np.array([[0, 0, 0, 0]]), np.array([0]), n_classes=2
+        np.array([[0, 0, 0, 1]]), np.array([[0, 0, 0, 0]]), np.array([[0, 0, 0, 0]]), np.array([0]), n_categories=2
     )
     table = per_category_table([(["tree", "car"], first), (["car", "dog"], second)])
     assert list(table.columns) == ["category", "n_sketches", "gt_pixels", "pixel_acc", "iou"]
@@ -193,13 +193,13 @@ def test_per_category_table() -> None:
 
 def test_input_validation() -> None:
     with pytest.raises(SketchSegDataError, match="shape"):
-        sketch_metrics(PRED[:, :3], GT, STROKE_MAP, STROKE_LABELS, n_classes=2)
+        sketch_metrics(PRED[:, :3], GT, STROKE_MAP, STROKE_LABELS, n_categories=2)
     bad = PRED.copy()
     bad[0, 0] = 5  # out of range on a stroke pixel
     with pytest.raises(SketchSegDataError, match="pred"):
-        sketch_metrics(bad, GT, STROKE_MAP, STROKE_LABELS, n_classes=2)
+        sketch_metrics(bad, GT, STROKE_MAP, STROKE_LABELS, n_categories=2)
     with pytest.raises(SketchSegDataError, match="gt"):
-        sketch_metrics(PRED, GT + 5, STROKE_MAP, STROKE_LABELS, n_classes=2)
+        sketch_metrics(PRED, GT + 5, STROKE_MAP, STROKE_LABELS, n_categories=2)
 
 
 def test_fast_on_512() -> None:
@@ -228,9 +228,9 @@ def test_mean_acc_and_fwiou_are_per_category_over_the_set() -> None:
     from sketchseg.engine.metrics import class_pooled_metrics
 
     gt1 = np.array([[0] * 100 + [1] * 10])
-    one = sketch_metrics(np.zeros_like(gt1), gt1, np.zeros_like(gt1), np.array([0]), n_classes=2)
+    one = sketch_metrics(np.zeros_like(gt1), gt1, np.zeros_like(gt1), np.array([0]), n_categories=2)
     gt2 = np.array([[0] * 10 + [1] * 10])
-    two = sketch_metrics(np.ones_like(gt2), gt2, np.zeros_like(gt2), np.array([0]), n_classes=2)
+    two = sketch_metrics(np.ones_like(gt2), gt2, np.zeros_like(gt2), np.array([0]), n_categories=2)
     table = per_category_table([(["tree", "house"], one), (["tree", "dog"], two)])
     got = class_pooled_metrics(table)
     # accuracy: tree 100/110, house 0/10, dog 10/10 -> mean 63.64 (per sketch: (50 + 50) / 2 = 50)

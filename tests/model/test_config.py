@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.errors import ModelConfigError
 
@@ -68,16 +67,6 @@ def test_validate_checks_block_indices_against_the_backbone():
         ModelConfig(category_loss_layers=[12, 12]).validate(12)
 
 
-def test_prompt_template_is_checked_and_used():
-    import pandas as pd
-
-    from sketchseg.pipelines.training.nodes import check_prompt_template
-
+def test_prompt_template_is_checked():
     with pytest.raises(ModelConfigError, match="prompt_template"):
         ModelConfig(prompt_template="A sketch of a thing.")
-    table = pd.DataFrame({"categories": [["tree", "car"], ["a caption with no noun"]],
-                          "prompts": [["A drawing of tree.", "A drawing of car."], ["a caption with no noun"]],
-                          "no_noun": [False, True]})
-    check_prompt_template(table, "A drawing of {}.")  # the no-noun fallback row is the caption itself
-    with pytest.raises(SketchSegConfigError, match=r"prompts.template and model.prompt_template"):
-        check_prompt_template(table, "A sketch of {}.")

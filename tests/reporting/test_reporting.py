@@ -232,7 +232,7 @@ def test_colorize_and_error_map_pixels():
     assert (err[gt < 0] == PAPER_RGB).all()  # paper never red, whatever the prediction says
     assert 100.0 * pixel_accuracy(pred, gt) == pytest.approx(50.0)
     stroke_map = np.where(gt >= 0, np.arange(gt.size).reshape(gt.shape), -1)
-    scores = sketch_metrics(pred, gt, stroke_map, gt.reshape(-1), n_classes=2)
+    scores = sketch_metrics(pred, gt, stroke_map, gt.reshape(-1), n_categories=2)
     assert pixel_accuracy(pred, gt) == scores.pixel_acc  # one Acc@P: the report's is the evaluation's
     assert math.isnan(pixel_accuracy(pred, np.full_like(gt, -1)))
 

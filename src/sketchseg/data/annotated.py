@@ -17,7 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from sketchseg.data.ground_truth import gt_label_map, gt_label_map_by_count
-from sketchseg.data.strokes import load_vector_array, parse_strokes, render_labelled_strokes
+from sketchseg.data.strokes import RENDER_SIZE, THICKNESS, load_vector_array, parse_strokes, render_labelled_strokes
 from sketchseg.data.train_set import to_pixels
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 
@@ -57,8 +57,8 @@ class AnnotatedSketches(Dataset):
         table: pd.DataFrame,
         *,
         image_size: int,
-        render_size: int = 512,
-        thickness: int = 3,
+        render_size: int = RENDER_SIZE,
+        thickness: int = THICKNESS,
         class_order: Sequence[str] | None = None,
         overlap_rule: str = "lowest_class_index",
     ) -> None:

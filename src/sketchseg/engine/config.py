@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sketchseg.data.annotated import AnnotatedSketches
+from sketchseg.data.strokes import RENDER_SIZE, THICKNESS
 from sketchseg.engine.metrics import METRIC_NAMES
 from sketchseg.errors import SketchSegConfigError
+from sketchseg.model.similarity import PAPER_ISOLATION_THRESHOLD
 
 #: the checkpoints ``evaluation.checkpoint`` can name
 CHECKPOINT_CHOICES = ("best", "last")
@@ -97,12 +99,12 @@ class EvalConfig:
     """
 
     checkpoint: str = "best"                  # best (chosen on validation, §4.3) | last (Tab. S9 "Last")
-    render_size: int = 512                    # sketches rendered from strokes at 512 px
-    thickness: int = 3                        # 1-px lines + 3x3 dilation
+    render_size: int = RENDER_SIZE            # sketches rendered from strokes at 512 px
+    thickness: int = THICKNESS                # 1-px lines + 3x3 dilation
     overlap_rule: str = "lowest_class_index"  # ground truth where strokes of two categories overlap
     batch_size: int = 16
     num_workers: int = 2
-    isolation_threshold: float = 0.71         # §3.4 single-category isolation (the report's reference line)
+    isolation_threshold: float = PAPER_ISOLATION_THRESHOLD  # §3.4 single-category isolation (the report's reference line)
     device: str = "auto"                      # = training.device (from_params)
     precision: str = "bf16"                   # = training.precision (from_params)
 

@@ -80,7 +80,7 @@ def evaluate_model(
             maps = model.segment(images, [s.categories for s in batch], size=dataset.render_size)
         for s, m in zip(batch, maps):
             pred = m.float().argmax(dim=0).cpu().numpy()
-            scores = sketch_metrics(pred, s.gt, s.stroke_map, s.stroke_labels, n_classes=len(s.categories),
+            scores = sketch_metrics(pred, s.gt, s.stroke_map, s.stroke_labels, n_categories=len(s.categories),
                                     stroke_pixels=s.stroke_pixels)
             records.append((s.categories, scores))
             rows.append(

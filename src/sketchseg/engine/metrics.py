@@ -44,7 +44,7 @@ METRIC_NAMES = ("miou", "pixel_acc", "stroke_acc", "mean_acc", "fwiou")
 class SketchScores:
     """Scores of one sketch (fractions in [0, 1]; NaN when undefined) and its per-class counts.
 
-    Per-class arrays have length ``n_classes``: ``intersection`` (= ``correct``, pixels of the class
+    Per-class arrays have length ``n_categories``: ``intersection`` (= ``correct``, pixels of the class
     labelled right), ``union``, ``gt_pixels``, ``pred_pixels`` - all over stroke pixels only.
     """
 
@@ -91,7 +91,7 @@ def sketch_metrics(
     gt: np.ndarray,
     stroke_map: np.ndarray,
     stroke_labels: np.ndarray,
-    n_classes: int,
+    n_categories: int,
     stroke_pixels: np.ndarray | None = None,
 ) -> SketchScores:
     """Score one sketch.
@@ -100,13 +100,13 @@ def sketch_metrics(
     ----------
     pred, gt
         (H, W) integer class indices; ``gt == -1`` is background (not scored). ``pred`` is read on
-        stroke pixels only and must be in ``[0, n_classes)`` there.
+        stroke pixels only and must be in ``[0, n_categories)`` there.
     stroke_map
         (H, W) index of the stroke covering each pixel, -1 background.
     stroke_labels
         (S,) class index of each stroke; a negative label marks an unlabelled stroke (not scored).
-    n_classes
-        Number of classes of this sketch.
+    n_categories
+        Number of categories of this sketch.
     stroke_pixels
         ``(2, P)`` stroke index and flat pixel index of every stroke's OWN pixels
         (``data.strokes.stroke_pixels``). Acc@S votes over them: a stroke's label is the most
@@ -115,9 +115,9 @@ def sketch_metrics(
         stroke votes with the pixels it owns in ``stroke_map``, and strokes hidden entirely under
         others are not scored (``n_strokes_hidden``).
     """
-    if int(n_classes) < 1:
-        raise SketchSegDataError(f"n_classes must be >= 1, got {n_classes}")
-    n = int(n_classes)
+    if int(n_categories) < 1:
+        raise SketchSegDataError(f"n_categories must be >= 1, got {n_categories}")
+    n = int(n_categories)
     gt = as_int_map(gt, "gt")
     pred = as_int_map(pred, "pred", gt.shape)
     smap = as_int_map(stroke_map, "stroke_map", gt.shape)
@@ -127,7 +127,7 @@ def sketch_metrics(
     if gt.size and (gt.min() < -1 or gt.max() >= n):
         raise SketchSegDataError(f"gt labels must be in [-1, {n}), got [{gt.min()}, {gt.max()}]")
     if labels.size and labels.max() >= n:
-        raise SketchSegDataError(f"stroke_labels must be < n_classes={n}, got max {labels.max()}")
+        raise SketchSegDataError(f"stroke_labels must be < n_categories={n}, got max {labels.max()}")
     if smap.size and (smap.min() < -1 or smap.max() >= n_strokes_total):
         raise SketchSegDataError(
             f"stroke_map indices must be in [-1, {n_strokes_total}), got [{smap.min()}, {smap.max()}]"

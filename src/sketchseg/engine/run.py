@@ -20,7 +20,6 @@ from sketchseg.engine.evaluate import annotated_set
 from sketchseg.engine.runtime import seed_everything
 from sketchseg.engine.state import load_training_state
 from sketchseg.engine.train import fit
-from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import build_model
@@ -51,20 +50,6 @@ def training_table(splits_table: pd.DataFrame, prompts_table: pd.DataFrame) -> p
     train = splits_table[splits_table["split"] == "train"]
     cols = ["sketch_id", "categories", "prompts", "no_noun"]
     return train.merge(prompts_table[cols], on="sketch_id", how="left", validate="one_to_one")
-
-
-def check_prompt_template(table: pd.DataFrame, template: str) -> None:
-    """Training prompts (built with ``prompts.template``) must be the prompts evaluation and
-    segmentation build with ``model.prompt_template``; else training and inference disagree."""
-    rows = table[~table["no_noun"].fillna(False).astype(bool)] if "no_noun" in table.columns else table
-    for cats, prompts in zip(rows["categories"], rows["prompts"]):  # no-noun fallbacks: the caption itself
-        for cat, prompt in zip(cats, prompts):
-            if prompt != template.format(cat):
-                raise SketchSegConfigError(
-                    f"training prompt {prompt!r} for category {cat!r} was not built with model.prompt_template "
-                    f"{template!r}, which evaluation and segmentation use: set prompts.template and "
-                    "model.prompt_template to the same template"
-                )
 
 
 def checkpoint_metadata(cfg: ModelConfig, *, epoch: int, metric: float, variant: str, kind: str) -> dict[str, str]:
@@ -100,7 +85,6 @@ def train_and_select(
     log.log_metrics({"params_trainable": counts["trainable"], "params_total": counts["total"]})
 
     table = training_table(splits_table, prompts_table)
-    check_prompt_template(table, mcfg.prompt_template)
     train_set = TrainSketches(table, image_size=mcfg.image_size, max_categories=tcfg.max_categories_per_sketch,
                               seed=tcfg.seed)
     val_set = annotated_set(splits_table, "val", mcfg.image_size, ecfg, data, tcfg.max_val_sketches)

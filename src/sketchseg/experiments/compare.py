@@ -75,7 +75,7 @@ def load_project_config(project: str | Path, env: str = "local",
                         runtime_params: Mapping[str, Any] | None = None) -> ProjectConfig:
     """Parameters and MLflow settings of ``project`` for ``env``, read with the project's own
     config loader settings (``${cwd:}`` resolves to the project folder)."""
-    from kedro.config import MissingConfigException, OmegaConfigLoader
+    from kedro.config import MissingConfigException
 
     from sketchseg import settings
 
@@ -86,7 +86,7 @@ def load_project_config(project: str | Path, env: str = "local",
     if env not in ("base", "local") and not (conf / env).is_dir():
         raise SketchSegConfigError(f"{conf / env}: no such configuration environment")
     with contextlib.chdir(project):
-        loader = OmegaConfigLoader(conf_source=str(conf), env=env, runtime_params=dict(runtime_params or {}),
+        loader = settings.CONFIG_LOADER_CLASS(conf_source=str(conf), env=env, runtime_params=dict(runtime_params or {}),
                                    **settings.CONFIG_LOADER_ARGS)
         params = dict(loader["parameters"])
         try:

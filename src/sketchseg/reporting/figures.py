@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
 
@@ -25,7 +25,7 @@ VAL_PURPLE = "#8E44AD"
 SPLIT_COLORS = {"val": VAL_PURPLE, "test": TRAIN_GREEN}  # Fig. S14: test green, validation purple
 
 
-def _no_data(fig: plt.Figure, message: str) -> plt.Figure:
+def _no_data(fig: Figure, message: str) -> Figure:
     ax = fig.add_subplot(1, 1, 1)
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, color="#555555", wrap=True)
     ax.set_axis_off()
@@ -45,11 +45,11 @@ def accuracy_histogram(
     bin_width: float = 5.0,
     cut: float = 80.0,
     title: str = "Acc@P per test sketch",
-) -> plt.Figure:
+) -> Figure:
     """Histogram of per-sketch Acc@P (%, Fig. 7) with the mean and the share above ``cut``."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
-    fig = plt.figure(figsize=(7.0, 4.0))
+    fig = Figure(figsize=(7.0, 4.0))
     if v.size == 0:
         return _no_data(fig, "no per-sketch Acc@P values (run the evaluation first)")
     ax = fig.add_subplot(1, 1, 1)
@@ -79,14 +79,14 @@ def category_accuracy_figure(
     *,
     correlations: Mapping[str, float] | None = None,
     min_category_count: int | None = None,
-) -> plt.Figure:
+) -> Figure:
     """Fig. S11: blue bars = per-category Acc@P of the categories marked ``shown``; green line =
     train frequency, red line = test frequency (right axis). ``table`` is
     :func:`sketchseg.reporting.analysis.category_frequency_table`'s output (sorted by Acc@P)."""
     shown = table[table["shown"].astype(bool)] if "shown" in table.columns else table
     n = len(shown)
     width = float(np.clip(0.26 * n + 2.5, 7.0, 40.0))
-    fig = plt.figure(figsize=(width, 4.8))
+    fig = Figure(figsize=(width, 4.8))
     if n == 0:
         more = f" with more than {min_category_count} caption occurrences" if min_category_count is not None else ""
         return _no_data(fig, f"no test category{more}")
@@ -125,10 +125,10 @@ def category_accuracy_figure(
 # --------------------------------------------------------------------------------------------------
 # S2.2 seen vs unseen
 # --------------------------------------------------------------------------------------------------
-def seen_unseen_figure(summary: pd.DataFrame) -> plt.Figure:
+def seen_unseen_figure(summary: pd.DataFrame) -> Figure:
     """Bars of pooled Acc@P on test categories seen / unseen in the training captions, with the
     mean per-category Acc@P as a marker and the number of categories under each bar."""
-    fig = plt.figure(figsize=(5.2, 4.0))
+    fig = Figure(figsize=(5.2, 4.0))
     if summary.empty or summary["n_categories"].sum() == 0:
         return _no_data(fig, "no test categories")
     ax = fig.add_subplot(1, 1, 1)
@@ -161,11 +161,11 @@ def threshold_sweep_figure(
     best: Mapping[str, Mapping[str, float]] | None = None,
     *,
     reference: float | None = None,
-) -> plt.Figure:
+) -> Figure:
     """Fig. S14: single category vs rest Acc@P as a function of the threshold, one line per split
     (validation purple, test green), the best threshold of each split marked; ``reference`` (the
     configured isolation threshold) as a dotted line."""
-    fig = plt.figure(figsize=(7.0, 4.2))
+    fig = Figure(figsize=(7.0, 4.2))
     if sweep.empty or sweep["pixel_acc"].notna().sum() == 0:
         return _no_data(fig, "no threshold sweep (no annotated val/test sketches)")
     ax = fig.add_subplot(1, 1, 1)
@@ -231,14 +231,14 @@ def selected_epoch(history: pd.DataFrame, selection_metric: str = "val_miou") ->
 
 
 def val_curves_figure(history: pd.DataFrame, *, selection_metric: str = "val_miou",
-                      chosen_epoch: int | None = None) -> plt.Figure:
+                      chosen_epoch: int | None = None) -> Figure:
     """Validation metrics per epoch (epoch 0 = before training) with the selected epoch marked
     (``chosen_epoch``, e.g. the evaluated checkpoint's; by default the best ``selection_metric``),
     and the learnable threshold per epoch when logged."""
     h = history.sort_values("epoch") if "epoch" in history.columns else history.iloc[0:0]
     present = [(c, label) for c, label in VAL_METRICS if c in h.columns and h[c].notna().any()]
     has_thr = "threshold" in h.columns and h["threshold"].notna().any()
-    fig = plt.figure(figsize=(11.0 if has_thr else 7.0, 4.0))
+    fig = Figure(figsize=(11.0 if has_thr else 7.0, 4.0))
     if h.empty or not present:
         return _no_data(fig, "no validation history")
     axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1.0]}) if has_thr else [fig.add_subplot(1, 1, 1)]
@@ -268,9 +268,10 @@ def val_curves_figure(history: pd.DataFrame, *, selection_metric: str = "val_mio
     return fig
 
 
-def training_curves_figure(history: pd.DataFrame) -> plt.Figure:
+def training_curves_figure(history: pd.DataFrame) -> Figure:
     """Per-epoch losses, validation metrics and the learnable threshold."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3)
     h = history.sort_values("epoch")
     for col, label in (("train_loss", "total"), ("train_loss_global", "global (Eq. 1)"), ("train_loss_category", "category")):
         if col in h and h[col].notna().any():

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn (sketchseg.api needs no pyplot)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class OverlaySample:
             raise ValueError(f"sketch {self.sketch_id}: gt {self.gt.shape} and pred {self.pred.shape} differ")
 
 
-def _no_data(fig: plt.Figure, message: str) -> plt.Figure:
+def _no_data(fig: Figure, message: str) -> Figure:
     ax = fig.add_subplot(1, 1, 1)
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, color="#555555", wrap=True)
     ax.set_axis_off()
@@ -165,19 +165,19 @@ def overlay_grid(
     colors: Mapping[str, RGB] | None = None,
     display_radius: int = 1,
     panel_inches: float = 2.6,
-) -> plt.Figure:
+) -> Figure:
     """Fig. S9-like grid: one row per sketch - sketch, ground truth, prediction (Acc@P in its
     title), error map (wrong stroke pixels in red) and a legend with the category names.
 
     Colours are fixed per category name over the whole grid (``colors`` or the palette in order of
     first appearance). ``display_radius`` thickens strokes for display only.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     n = len(samples)
     if n == 0:
-        return _no_data(plt.figure(figsize=(6, 2)), "no annotated test sketch to show")
+        return _no_data(Figure(figsize=(6, 2)), "no annotated test sketch to show")
     names = [c for s in samples for c in s.categories]
     cmap = dict(colors) if colors is not None else category_colors(sorted(set(names)))
     missing = sorted(set(names) - set(cmap))
@@ -189,8 +189,9 @@ def overlay_grid(
     wspace, row_title, top_title = 0.05, 0.32, (0.5 if title else 0.05)
     fig_w = panel_inches * (sum(widths) + wspace * (len(widths) - 1)) + 0.1
     fig_h = n * (panel_inches + row_title) + top_title
-    fig, axes = plt.subplots(
-        n, 5, figsize=(fig_w, fig_h),
+    fig = Figure(figsize=(fig_w, fig_h))
+    axes = fig.subplots(
+        n, 5,
         gridspec_kw={"width_ratios": widths, "wspace": wspace, "hspace": row_title / panel_inches}, squeeze=False,
     )
     for row, s in enumerate(samples):

@@ -1,6 +1,1 @@
-"""ingestion pipeline."""
-
-from sketchseg.pipelines import lazy_pipeline_attrs
-
-__all__ = ["create_pipeline"]
-__getattr__ = lazy_pipeline_attrs(__name__, *__all__)
+"""ingestion pipeline: ``nodes.py`` (plain Python) and ``pipeline.py`` (Kedro)."""

@@ -1,6 +1,1 @@
-"""prompts pipeline."""
-
-from sketchseg.pipelines import lazy_pipeline_attrs
-
-__all__ = ["create_pipeline"]
-__getattr__ = lazy_pipeline_attrs(__name__, *__all__)
+"""prompts pipeline: ``nodes.py`` (plain Python) and ``pipeline.py`` (Kedro)."""

@@ -6,18 +6,15 @@ import logging
 import math
 from typing import Any
 
-import matplotlib
+from matplotlib.figure import Figure
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from sketchseg import tracking  # noqa: E402
-from sketchseg.engine.config import EvalConfig, TrainConfig  # noqa: E402
-from sketchseg.engine.scoring import check_same_scoring, choose_checkpoint  # noqa: E402
-from sketchseg.errors import SketchSegConfigError  # noqa: E402
-from sketchseg.model.config import ModelConfig  # noqa: E402
-from sketchseg.reporting.analysis import (  # noqa: E402
+from sketchseg import tracking
+from sketchseg.engine.config import EvalConfig, TrainConfig
+from sketchseg.engine.scoring import check_same_scoring, choose_checkpoint
+from sketchseg.errors import SketchSegConfigError
+from sketchseg.model.config import ModelConfig
+from sketchseg.reporting.analysis import (
     accuracy_share_above,
     best_thresholds,
     caption_category_counts,
@@ -26,15 +23,15 @@ from sketchseg.reporting.analysis import (  # noqa: E402
     seen_unseen_accuracy,
     threshold_grid,
 )
-from sketchseg.reporting.figures import (  # noqa: E402
+from sketchseg.reporting.figures import (
     accuracy_histogram,
     category_accuracy_figure,
     seen_unseen_figure,
     threshold_sweep_figure,
     val_curves_figure,
 )
-from sketchseg.reporting.overlays import OverlaySample, overlay_grid  # noqa: E402
-from sketchseg.reporting.predict import report_model_passes as model_passes  # noqa: E402
+from sketchseg.reporting.overlays import OverlaySample, overlay_grid
+from sketchseg.reporting.predict import report_model_passes as model_passes
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +102,7 @@ def warn_best_at_grid_end(sweep: pd.DataFrame, thresholds) -> list[str]:  # noqa
     return list(at_end)
 
 
-def plot_overlays(samples: list[OverlaySample], report: dict[str, Any]) -> plt.Figure:
+def plot_overlays(samples: list[OverlaySample], report: dict[str, Any]) -> Figure:
     """Fig. S9-like grid of the sampled test sketches."""
     return overlay_grid(
         samples,
@@ -114,7 +111,7 @@ def plot_overlays(samples: list[OverlaySample], report: dict[str, Any]) -> plt.F
     )
 
 
-def plot_accuracy_histogram(per_sketch: pd.DataFrame, report: dict[str, Any]) -> plt.Figure:
+def plot_accuracy_histogram(per_sketch: pd.DataFrame, report: dict[str, Any]) -> Figure:
     """Fig. 7: histogram of per-sketch Acc@P on the test set."""
     values = per_sketch["pixel_acc"] if "pixel_acc" in per_sketch.columns else []
     return accuracy_histogram(values, bin_width=float(report.get("histogram_bin_width", 5.0)),
@@ -133,7 +130,7 @@ def build_category_report(
     )
 
 
-def plot_category_accuracy(category_report: pd.DataFrame, report: dict[str, Any]) -> plt.Figure:
+def plot_category_accuracy(category_report: pd.DataFrame, report: dict[str, Any]) -> Figure:
     """Fig. S11 with the Eq. 5 correlations in its title."""
     return category_accuracy_figure(
         category_report,
@@ -142,18 +139,18 @@ def plot_category_accuracy(category_report: pd.DataFrame, report: dict[str, Any]
     )
 
 
-def plot_seen_unseen(category_report: pd.DataFrame) -> plt.Figure:
+def plot_seen_unseen(category_report: pd.DataFrame) -> Figure:
     """Seen vs unseen test categories (S2.2)."""
     return seen_unseen_figure(seen_unseen_accuracy(category_report))
 
 
-def plot_threshold_sweep(sweep: pd.DataFrame, evaluation: dict[str, Any]) -> plt.Figure:
+def plot_threshold_sweep(sweep: pd.DataFrame, evaluation: dict[str, Any]) -> Figure:
     """Fig. S14 with the best threshold per split and the configured isolation threshold."""
     reference = EvalConfig.from_dict(evaluation).isolation_threshold
     return threshold_sweep_figure(sweep, best_thresholds(sweep), reference=reference)
 
 
-def plot_val_curves(history: pd.DataFrame, test_metrics: dict[str, Any], training: dict[str, Any]) -> plt.Figure:
+def plot_val_curves(history: pd.DataFrame, test_metrics: dict[str, Any], training: dict[str, Any]) -> Figure:
     """Per-epoch validation curves with the epoch of the evaluated checkpoint marked."""
     epoch = test_metrics.get("checkpoint_epoch")
     return val_curves_figure(history, selection_metric=TrainConfig.from_dict(training).selection_metric,

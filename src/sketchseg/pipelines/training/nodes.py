@@ -6,17 +6,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import matplotlib
+from matplotlib.figure import Figure
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from sketchseg import tracking  # noqa: E402
-from sketchseg.engine.config import EvalConfig, TrainConfig  # noqa: E402
-from sketchseg.engine.run import check_prompt_template, train_and_select  # noqa: E402,F401 (re-exported)
-from sketchseg.model.config import ModelConfig  # noqa: E402
-from sketchseg.reporting.figures import training_curves_figure  # noqa: E402
+from sketchseg import tracking
+from sketchseg.engine.config import EvalConfig, TrainConfig
+from sketchseg.engine.run import train_and_select
+from sketchseg.model.config import ModelConfig
+from sketchseg.reporting.figures import training_curves_figure
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +35,6 @@ def train_model(
     )
 
 
-def plot_training_curves(history: pd.DataFrame) -> plt.Figure:
+def plot_training_curves(history: pd.DataFrame) -> Figure:
     """Per-epoch losses, validation metrics and the learnable threshold."""
     return training_curves_figure(history)
