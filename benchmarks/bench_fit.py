@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     train_set = TrainSketches(repeat_rows(training_table(splits, prompts), args.train), image_size=size,
                               max_categories=cap, seed=args.seed)
     val_set = AnnotatedSketches(repeat_rows(annotated_subset(splits, "val"), args.val), image_size=size,
-                                render_size=512, thickness=3)
+                                render_size=512)
     rate = None if args.skip_loader_pass else loader_rate(train_set, args.batch, args.workers, device=device)
     if rate is not None:
         logger.info("loader alone: %.0f sketches/s with %d workers", rate, args.workers)

@@ -86,7 +86,7 @@ def test_ties_go_alphabetical_under_most_strokes(tmp_path):
 
 def test_unknown_rule_is_a_config_error(tmp_path):
     row = _sketch(tmp_path, "bad", [HORIZONTAL], ["zebra"])
-    with pytest.raises(SketchSegConfigError, match="evaluation.overlap_rule must be one of lowest_class_index, most_strokes"):
+    with pytest.raises(SketchSegConfigError, match="evaluation.overlap_rule must be one of most_strokes, lowest_class_index"):
         AnnotatedSketches(pd.DataFrame([row]), image_size=16, overlap_rule="majority")
 
 
@@ -96,7 +96,7 @@ def test_annotated_split_takes_the_rule_it_is_given(tmp_path):
     (tmp_path / "seg" / "test").mkdir(parents=True)
     (tmp_path / "seg" / "test" / "all_classes.json").write_text(json.dumps(["blank_pixel", "apple", "zebra"]))
     order = class_order({"fscoco_seg_root": str(tmp_path / "seg")})
-    rendering = {"render_size": 64, "thickness": 3, "class_order": order}
+    rendering = {"render_size": 64, "class_order": order}
     default = annotated_split(pd.DataFrame([row]), "test", 16, overlap_rule="lowest_class_index", **rendering)[0]
     most = annotated_split(pd.DataFrame([row]), "test", 16, overlap_rule="most_strokes", **rendering)[0]
     assert default.categories[default.gt[CROSS]] == "apple" and most.categories[most.gt[CROSS]] == "zebra"

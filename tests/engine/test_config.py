@@ -73,13 +73,13 @@ def test_annotated_set_renders_as_the_eval_config_says(tmp_path):
     table = pd.DataFrame([{"sketch_id": 1, "split": "test", "vector_path": str(vec),
                            "labels_json": json.dumps(["apple", "zebra"])}])
     data = {"fscoco_seg_root": str(tmp_path / "seg")}
-    lowest = annotated_set(table, "test", 16, EvalConfig(render_size=64), data)
-    assert (lowest.render_size, lowest.thickness, lowest.overlap_rule) == (64, 3, "lowest_class_index")
+    lowest = annotated_set(table, "test", 16, EvalConfig(render_size=64, overlap_rule="lowest_class_index"), data)
+    assert (lowest.render_size, lowest.overlap_rule, lowest.empty_strokes) == (64, "lowest_class_index", "wrong")
     item = lowest[0]
     assert item.categories == ["zebra", "apple"] and item.gt.shape == (64, 64)
     assert item.categories[item.gt[32, 32]] == "zebra"
-    most = annotated_set(table, "test", 16, EvalConfig(render_size=64, overlap_rule="most_strokes"), data)
-    assert most.overlap_rule == "most_strokes"
+    most = annotated_set(table, "test", 16, EvalConfig(render_size=64, empty_strokes="skip"), data)
+    assert (most.overlap_rule, most.empty_strokes) == ("most_strokes", "skip")  # the protocol's default rule
     with pytest.raises(SketchSegDataError, match="outside data.fscoco_root"):
         annotated_set(table.assign(raster_path="/elsewhere/1.jpg"), "test", 16, EvalConfig(),
                       {**data, "fscoco_root": str(tmp_path)})

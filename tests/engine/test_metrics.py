@@ -239,3 +239,21 @@ def test_mean_acc_and_fwiou_are_per_category_over_the_set() -> None:
     assert got["fwiou"] == pytest.approx(100 * (110 * 100 / 120 + 10 * 0 + 10 * 0.5) / 130)
     assert aggregate([one, two])["mean_acc"] == pytest.approx(50.0)  # the per-sketch reading differs
     assert np.isnan(class_pooled_metrics(pd.DataFrame())["fwiou"])
+
+
+@pytest.mark.parametrize("empty_label", [0, 1])
+def test_a_stroke_with_no_pixel_counts_wrong_in_acc_s(empty_label):
+    """The protocol: a stroke that renders to no pixel votes "blank", never its label (even label 0,
+    which an all-zero vote would pick); ``empty_strokes="skip"`` leaves it out."""
+    gt = np.array([[0, 0, 0, -1]])
+    pred = np.array([[0, 0, 0, 0]])
+    smap = np.array([[0, 0, 0, -1]])
+    labels = np.array([0, empty_label])
+    own = np.array([[0, 0, 0], [0, 1, 2]])  # stroke 1 owns no pixel
+    wrong = sketch_metrics(pred, gt, smap, labels, n_categories=2, stroke_pixels=own)
+    assert (wrong.stroke_acc, wrong.n_strokes) == (0.5, 2)
+    skip = sketch_metrics(pred, gt, smap, labels, n_categories=2, stroke_pixels=own, empty_strokes="skip")
+    assert (skip.stroke_acc, skip.n_strokes) == (1.0, 1)
+    assert wrong.pixel_acc == skip.pixel_acc == 1.0
+    with pytest.raises(SketchSegDataError, match="empty_strokes"):
+        sketch_metrics(pred, gt, smap, labels, n_categories=2, stroke_pixels=own, empty_strokes="blank")

@@ -356,7 +356,7 @@ def test_report_refuses_tables_scored_otherwise():
     from sketchseg.engine.scoring import check_same_scoring, scoring_settings
 
     cfg = ModelConfig(pretrained=None, allow_random_init=True)
-    evaluation = {"render_size": 512, "thickness": 3, "overlap_rule": "lowest_class_index", "batch_size": 4}
+    evaluation = {"render_size": 512, "overlap_rule": "lowest_class_index", "batch_size": 4}
     recorded = scoring_settings(cfg, evaluation)
     assert recorded["model.inference_prompts"] == "template" and recorded["evaluation.render_size"] == 512
     assert "evaluation.batch_size" not in recorded and "model.margin" not in recorded  # no effect on scores
@@ -369,6 +369,10 @@ def test_report_refuses_tables_scored_otherwise():
     check_same_scoring({"test_miou": 1.0}, other, evaluation)  # an older file: warned, not refused
     older = {k: v for k, v in recorded.items() if k != "evaluation.checkpoint"}  # a key added since
     check_same_scoring({"scoring": older}, cfg, {**evaluation, "checkpoint": "best"})
+    # tables scored before the protocol's rendering recorded no rendering: refused
+    legacy = {k: v for k, v in recorded.items() if k != "evaluation.rendering"}
+    with pytest.raises(SketchSegConfigError, match=r"evaluation\.rendering: tables 'floored lines"):
+        check_same_scoring({"scoring": legacy}, cfg, evaluation)
     metrics = {"scoring": recorded, "checkpoint_epoch": 4, "checkpoint_val_miou": 23.018562}
     check_same_scoring(metrics, cfg, evaluation, checkpoint_metadata={"epoch": "4", "val_miou": "23.018562"})
     with pytest.raises(SketchSegConfigError, match="another checkpoint"):

@@ -17,7 +17,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from sketchseg.data.ground_truth import gt_label_map, gt_label_map_by_count
-from sketchseg.data.strokes import RENDER_SIZE, THICKNESS, load_vector_array, parse_strokes, render_labelled_strokes
+from sketchseg.data.protocol_render import render_protocol
+from sketchseg.data.strokes import RENDER_SIZE, load_vector_array, parse_strokes
 from sketchseg.data.train_set import to_pixels
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 
@@ -37,20 +38,25 @@ class AnnotatedSketch:
 
 
 class AnnotatedSketches(Dataset):
-    """FS-COCO-seg sketches rendered from their strokes (reference evaluation protocol).
+    """FS-COCO-seg sketches rendered from their strokes as the evaluation protocol renders them.
 
-    Each sketch is rendered at ``render_size`` (coordinates scaled from the 256 frame, 1-px lines,
-    3x3 dilation); the class list is the sketch's own ground-truth labels; the model sees the
-    render resized to ``image_size``. Where strokes of different classes overlap, the ground truth
-    follows ``overlap_rule``:
+    Each sketch is rendered at ``render_size`` by ``data.protocol_render.render_protocol``
+    (coordinates scaled from the 256 frame and rounded, Bresenham lines, pixels on or outside the
+    frame's edge dropped, 3 x 3 cross dilation); its categories are its own ground-truth labels (in
+    ``class_order``); the model sees the render resized to ``image_size`` (bicubic, as the protocol).
+    Where strokes of different categories overlap, the ground truth follows ``overlap_rule``:
 
-    * ``lowest_class_index`` (default): the class that comes first in ``class_order``
-      (FS-COCO-seg's ``all_classes.json``; alphabetical for labels it lacks);
-    * ``most_strokes``: the class with the most strokes covering the pixel, ties alphabetical
-      (what the authors' evaluation code does).
+    * ``most_strokes`` (default): the category with the most strokes covering the pixel, ties
+      alphabetical (the authors' evaluation code, which made the published numbers);
+    * ``lowest_class_index``: the category that comes first in ``class_order`` (FS-COCO-seg's
+      ``all_classes.json``; alphabetical for labels it lacks).
+
+    ``empty_strokes`` says how Acc@S counts a labelled stroke that renders to no pixel: ``wrong``
+    (default: the protocol, where it votes "blank") or ``skip`` (not scored).
     """
 
-    OVERLAP_RULES = ("lowest_class_index", "most_strokes")
+    OVERLAP_RULES = ("most_strokes", "lowest_class_index")
+    EMPTY_STROKE_RULES = ("wrong", "skip")
 
     def __init__(
         self,
@@ -58,20 +64,24 @@ class AnnotatedSketches(Dataset):
         *,
         image_size: int,
         render_size: int = RENDER_SIZE,
-        thickness: int = THICKNESS,
         class_order: Sequence[str] | None = None,
-        overlap_rule: str = "lowest_class_index",
+        overlap_rule: str = "most_strokes",
+        empty_strokes: str = "wrong",
     ) -> None:
         if overlap_rule not in self.OVERLAP_RULES:
             raise SketchSegConfigError(
                 f"evaluation.overlap_rule must be one of {', '.join(self.OVERLAP_RULES)}, got {overlap_rule!r}"
+            )
+        if empty_strokes not in self.EMPTY_STROKE_RULES:
+            raise SketchSegConfigError(
+                f"evaluation.empty_strokes must be one of {', '.join(self.EMPTY_STROKE_RULES)}, got {empty_strokes!r}"
             )
         if "labels_json" not in table.columns:
             raise SketchSegDataError("evaluation table lacks the labels_json column (FS-COCO-seg labels)")
         self.rows = table.reset_index(drop=True)
         self.image_size = image_size
         self.render_size = render_size
-        self.thickness = thickness
+        self.empty_strokes = empty_strokes
         self.class_rank = {c: k for k, c in enumerate(class_order or [])}
         self.overlap_rule = overlap_rule
 
@@ -85,10 +95,10 @@ class AnnotatedSketches(Dataset):
         row = self.rows.iloc[i]
         vector_path = row.get("seg_vector_path") or row["vector_path"]
         arr = load_vector_array(vector_path)
-        strokes = parse_strokes(arr, source=str(vector_path))
+        strokes = parse_strokes(arr, source=str(vector_path), clamp=False)  # the protocol: as drawn
         labels = json.loads(row["labels_json"])
         if len(labels) == len(strokes) - 1:  # labelled without the trailing open run (ingestion allows it)
-            strokes = parse_strokes(arr, source=str(vector_path), open_tail=False)
+            strokes = parse_strokes(arr, source=str(vector_path), open_tail=False, clamp=False)
         if len(labels) != len(strokes):
             raise SketchSegDataError(
                 f"{vector_path}: {len(strokes)} strokes but {len(labels)} labels in {row.get('labels_path')}"
@@ -98,8 +108,7 @@ class AnnotatedSketches(Dataset):
         stroke_labels = np.array([local[l] for l in labels], dtype=np.int64)
         # lowest class index wins where strokes overlap: order strokes by class, then stroke index
         order = sorted(range(len(strokes)), key=lambda s: (stroke_labels[s], s))
-        ink, stroke_map, own = render_labelled_strokes(strokes, self.render_size, thickness=self.thickness,
-                                                       order=order)
+        ink, stroke_map, own = render_protocol(strokes, self.render_size, order=order)
         if self.overlap_rule == "most_strokes":
             alphabetical = sorted(range(len(categories)), key=lambda k: categories[k])
             gt = gt_label_map_by_count(own, stroke_labels, stroke_map.shape, alphabetical)
@@ -187,14 +196,15 @@ def annotated_split(
     image_size: int,
     *,
     render_size: int,
-    thickness: int,
     overlap_rule: str,
     class_order: Sequence[str] | None,
+    empty_strokes: str = "wrong",
     data_root: str | Path | None = None,
     limit: int | None = None,
 ) -> AnnotatedSketches:
-    """The annotated sketches of one split (at most ``limit``), rendered at ``render_size`` with
-    ``thickness`` (reference protocol) and ``overlap_rule`` / ``class_order`` at overlapping strokes
+    """The annotated sketches of one split (at most ``limit``), rendered at ``render_size`` as the
+    evaluation protocol renders them, ``overlap_rule`` / ``class_order`` at overlapping strokes and
+    ``empty_strokes`` for Acc@S
     (see :class:`AnnotatedSketches`); the tables must come from ``data_root`` (``data.fscoco_root``,
     :func:`check_data_root`; ``None``: not checked)."""
     check_data_root(splits_table, {} if data_root is None else {"fscoco_root": str(data_root)})
@@ -202,7 +212,7 @@ def annotated_split(
         annotated_subset(splits_table, split, limit),
         image_size=int(image_size),
         render_size=int(render_size),
-        thickness=int(thickness),
         class_order=class_order,
         overlap_rule=str(overlap_rule),
+        empty_strokes=str(empty_strokes),
     )

@@ -32,9 +32,8 @@ __all__ = [
 ]
 
 CANVAS = 256.0  # FS-COCO's stroke frame: vector sketch coordinates lie in [0, CANVAS)
-# The evaluation protocol's rendering (the FS-COCO authors'): strokes drawn at RENDER_SIZE px as
-# 1-px polylines, then dilated by a THICKNESS x THICKNESS kernel (conf: evaluation.render_size /
-# evaluation.thickness).
+# The evaluation protocol renders annotated sketches at RENDER_SIZE px (conf: evaluation.render_size;
+# data.protocol_render); render_strokes' square dilation is THICKNESS x THICKNESS.
 RENDER_SIZE = 512
 THICKNESS = 3
 
@@ -45,16 +44,18 @@ _BIG = np.iinfo(np.int32).max
 # vector sketches
 # --------------------------------------------------------------------------------------------------
 def parse_strokes(arr: np.ndarray, *, source: str = "<array>", canvas: float = CANVAS,
-                  open_tail: bool = True) -> list[np.ndarray]:
+                  open_tail: bool = True, clamp: bool = True) -> list[np.ndarray]:
     """Split an FS-COCO ``(N, 3)`` array (x, y, flag) into strokes.
 
     Flag 1 marks the last point of a stroke; a trailing run without a closing 1 is the last stroke
     (``open_tail=False`` leaves such a run out: FS-COCO-seg labels some sketches without it).
-    Int and float arrays are accepted; coordinates are clamped to ``[0, canvas)``.
+    Int and float arrays are accepted; coordinates are clamped to ``[0, canvas)`` unless ``clamp``
+    is false (the evaluation protocol's rendering, ``data.protocol_render``, takes them as drawn and
+    drops what falls outside the frame).
 
     Returns
     -------
-    list of ``(n_i, 2)`` float32 arrays, in drawing order.
+    list of ``(n_i, 2)`` float32 arrays (float64 when not clamped), in drawing order.
 
     Raises
     ------
@@ -73,7 +74,8 @@ def parse_strokes(arr: np.ndarray, *, source: str = "<array>", canvas: float = C
         bad = int(np.argwhere(~np.isfinite(a))[0, 0])
         raise SketchSegDataError(f"{source}: vector sketch has non-finite values (first at row {bad})")
     hi = np.nextafter(np.float32(canvas), np.float32(0.0))
-    xy = np.clip(a[:, :2], 0.0, float(hi)).astype(np.float32)
+    # unclamped (the protocol's rendering) keeps float64: it scales and rounds in float64
+    xy = np.clip(a[:, :2], 0.0, float(hi)).astype(np.float32) if clamp else a[:, :2].copy()
     ends = np.flatnonzero(a[:, 2] >= 0.5) + 1  # exclusive end index of every closed stroke
     bounds = ends.tolist()
     if open_tail and (not bounds or bounds[-1] != len(a)):
@@ -219,7 +221,10 @@ def render_strokes(
     thickness: int = THICKNESS,
     order: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Render strokes as the FS-COCO authors do: 1-px polylines, then a ``thickness`` x ``thickness`` dilation.
+    """Render strokes as 1-px polylines (floored coordinates), then a ``thickness`` x ``thickness``
+    square dilation: the look of FS-COCO's raster sketches, used for the generated sample's rasters
+    and the tiny model's pre-training images. Evaluation renders as the protocol does instead
+    (``data.protocol_render.render_protocol``: rounded, Bresenham, cross dilation).
 
     Parameters
     ----------

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sketchseg.data.annotated import AnnotatedSketches
-from sketchseg.data.strokes import RENDER_SIZE, THICKNESS
+from sketchseg.data.strokes import RENDER_SIZE
 from sketchseg.engine.metrics import METRIC_NAMES
 from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.similarity import PAPER_ISOLATION_THRESHOLD
@@ -99,9 +99,9 @@ class EvalConfig:
     """
 
     checkpoint: str = "best"                  # best (chosen on validation, §4.3) | last (Tab. S9 "Last")
-    render_size: int = RENDER_SIZE            # sketches rendered from strokes at 512 px
-    thickness: int = THICKNESS                # 1-px lines + 3x3 dilation
-    overlap_rule: str = "lowest_class_index"  # ground truth where strokes of two categories overlap
+    render_size: int = RENDER_SIZE            # annotated sketches rendered as the protocol does, at 512 px
+    overlap_rule: str = "most_strokes"        # ground truth where strokes of two categories overlap
+    empty_strokes: str = "wrong"              # Acc@S of a stroke that renders to no pixel: wrong | skip
     batch_size: int = 16
     num_workers: int = 2
     isolation_threshold: float = PAPER_ISOLATION_THRESHOLD  # §3.4 single-category isolation (the report's reference line)
@@ -123,8 +123,13 @@ class EvalConfig:
                 f"evaluation.overlap_rule must be one of {', '.join(AnnotatedSketches.OVERLAP_RULES)}, "
                 f"got {cfg.overlap_rule!r}"
             )
-        if int(cfg.render_size) < 1 or int(cfg.thickness) < 1:
-            raise SketchSegConfigError("evaluation.render_size and evaluation.thickness must be >= 1")
+        if cfg.empty_strokes not in AnnotatedSketches.EMPTY_STROKE_RULES:
+            raise SketchSegConfigError(
+                f"evaluation.empty_strokes must be one of {', '.join(AnnotatedSketches.EMPTY_STROKE_RULES)}, "
+                f"got {cfg.empty_strokes!r}"
+            )
+        if int(cfg.render_size) < 1:
+            raise SketchSegConfigError("evaluation.render_size must be >= 1")
         if int(cfg.batch_size) < 1 or int(cfg.num_workers) < 0:
             raise SketchSegConfigError("evaluation.batch_size must be >= 1 and evaluation.num_workers >= 0")
         return cfg

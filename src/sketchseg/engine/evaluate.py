@@ -81,7 +81,8 @@ def evaluate_model(
         for s, m in zip(batch, maps):
             pred = m.float().argmax(dim=0).cpu().numpy()
             scores = sketch_metrics(pred, s.gt, s.stroke_map, s.stroke_labels, n_categories=len(s.categories),
-                                    stroke_pixels=s.stroke_pixels)
+                                    stroke_pixels=s.stroke_pixels,
+                                    empty_strokes=getattr(dataset, "empty_strokes", "wrong"))
             records.append((s.categories, scores))
             rows.append(
                 {
@@ -120,7 +121,7 @@ def annotated_set(splits_table: pd.DataFrame, split: str, image_size: int, ecfg:
     check_data_root(splits_table, data)  # before the category order is read
     return annotated_split(
         splits_table, split, image_size,
-        render_size=ecfg.render_size, thickness=ecfg.thickness, overlap_rule=ecfg.overlap_rule,
+        render_size=ecfg.render_size, overlap_rule=ecfg.overlap_rule, empty_strokes=ecfg.empty_strokes,
         class_order=class_order(data), limit=limit,
     )
 

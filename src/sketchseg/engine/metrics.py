@@ -5,8 +5,9 @@ are computed per sketch, then averaged over sketches by :func:`aggregate` (the a
 evaluation protocol, from which the paper's numbers come):
 
 * Acc@P  = correct stroke pixels / stroke pixels.
-* Acc@S  = fraction of visible, labelled strokes whose majority predicted label (ties -> lowest
-  class index) equals the stroke label.
+* Acc@S  = fraction of labelled strokes whose majority predicted label over the stroke's own
+  pixels (ties -> lowest category index) equals the stroke label; a stroke that renders to no pixel
+  counts as wrong, as in the evaluation protocol (``empty_strokes="skip"`` leaves it out).
 * mIoU   = mean IoU over the classes with union > 0 (a class predicted but absent from the ground
   truth has IoU 0 and counts).
 
@@ -93,6 +94,7 @@ def sketch_metrics(
     stroke_labels: np.ndarray,
     n_categories: int,
     stroke_pixels: np.ndarray | None = None,
+    empty_strokes: str = "wrong",
 ) -> SketchScores:
     """Score one sketch.
 
@@ -114,7 +116,13 @@ def sketch_metrics(
         labelled stroke counts (the protocol's "correct strokes / total strokes"). Without them a
         stroke votes with the pixels it owns in ``stroke_map``, and strokes hidden entirely under
         others are not scored (``n_strokes_hidden``).
+    empty_strokes
+        With ``stroke_pixels``: how a labelled stroke with no pixel at all (drawn outside the frame,
+        or on its first row or column) counts in Acc@S: ``wrong`` (the evaluation protocol: it
+        votes "blank", which is never its label) or ``skip`` (not scored).
     """
+    if empty_strokes not in ("wrong", "skip"):
+        raise SketchSegDataError(f"empty_strokes must be 'wrong' or 'skip', got {empty_strokes!r}")
     if int(n_categories) < 1:
         raise SketchSegDataError(f"n_categories must be >= 1, got {n_categories}")
     n = int(n_categories)
@@ -177,8 +185,11 @@ def sketch_metrics(
     visible = votes.sum(axis=1) > 0
     winner = votes.argmax(axis=1) if n_strokes_total else np.zeros(0, dtype=np.int64)  # ties -> lowest
     scored_strokes = visible & labelled
+    if stroke_pixels is not None and empty_strokes == "wrong":
+        scored_strokes = labelled.copy()  # a stroke with no pixel is scored, and wrong
     n_scored = int(scored_strokes.sum())
-    stroke_acc = float(np.mean(winner[scored_strokes] == labels[scored_strokes])) if n_scored else float("nan")
+    correct = visible & (winner == labels)
+    stroke_acc = float(np.mean(correct[scored_strokes])) if n_scored else float("nan")
     owned = np.bincount(smap[smap >= 0], minlength=n_strokes_total) > 0 if n_strokes_total else np.zeros(0, bool)
     n_hidden = int((~owned & labelled).sum())  # strokes with no pixel of their own in stroke_map
 

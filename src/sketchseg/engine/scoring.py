@@ -22,7 +22,10 @@ logger = logging.getLogger(__name__)
 #: exactly as the evaluation whose tables it draws (``check_same_scoring``)
 SCORING_MODEL_KEYS = ("clip_model", "pretrained", "image_size", "vv_blocks", "vv_inference", "upsample_mode",
                       "inference_normalization", "inference_prompts", "ensemble_subtract_empty", "prompt_template")
-SCORING_EVALUATION_KEYS = ("checkpoint", "render_size", "thickness", "overlap_rule")
+SCORING_EVALUATION_KEYS = ("checkpoint", "render_size", "overlap_rule", "empty_strokes")
+#: how annotated sketches are rendered for scoring; tables from before the protocol's rendering
+#: (sketchseg < 0.2: floored, square-dilated lines) recorded no such key and are refused
+RENDERING = "fscoco-seg-protocol"
 
 __all__ = ["CHECKPOINT_CHOICES", "SCORING_EVALUATION_KEYS", "SCORING_MODEL_KEYS", "check_same_scoring",
            "choose_checkpoint", "scoring_settings"]
@@ -37,6 +40,7 @@ def scoring_settings(cfg: ModelConfig, evaluation: EvalConfig | Mapping[str, Any
     ecfg = _eval_config(evaluation)
     out: dict[str, Any] = {f"model.{k}": getattr(cfg, k) for k in SCORING_MODEL_KEYS}
     out.update({f"evaluation.{k}": getattr(ecfg, k) for k in SCORING_EVALUATION_KEYS})
+    out["evaluation.rendering"] = RENDERING
     return out
 
 
@@ -61,7 +65,10 @@ def check_same_scoring(test_metrics: dict[str, Any], cfg: ModelConfig, evaluatio
                 f"val mIoU {checkpoint_metadata.get('val_miou')}); re-run --pipelines=evaluation first"
             )
     now = scoring_settings(cfg, evaluation)
-    # keys an older file did not record cannot be checked (no refusal for them)
+    # keys an older file did not record cannot be checked (no refusal for them), except the
+    # rendering: a file without it was scored with the renderer before the protocol's
+    if "evaluation.render_size" in recorded and "evaluation.rendering" not in recorded:
+        recorded = {**recorded, "evaluation.rendering": "floored lines, square dilation (before the protocol rendering)"}
     differ = {k: (recorded[k], v) for k, v in now.items() if k in recorded and recorded[k] != v}
     if differ:
         listed = ", ".join(f"{k}: tables {a!r}, now {b!r}" for k, (a, b) in sorted(differ.items()))
