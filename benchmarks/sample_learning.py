@@ -172,8 +172,8 @@ def report(project: Path, params: dict[str, Any], scores: dict[str, dict[str, fl
         "Random = random CLIP weights, untrained (where the paper's recipe cannot start from). "
         "Untrained = the configured model before fine-tuning (the pre-trained tiny CLIP with fresh visual "
         "prompts, cross-attention and threshold; epoch 0). Trained = the checkpoint chosen on validation "
-        f"mIoU (epoch {scores['checkpoint']['epoch']}). Percent, averaged over sketches (reference protocol, strokes "
-        f"rendered at {params['evaluation']['render_size']} px).",
+        f"mIoU (epoch {scores['checkpoint']['epoch']}). Percent, averaged over sketches (the evaluation protocol's "
+        f"rendering and scoring, strokes rendered at {params['evaluation']['render_size']} px).",
         "",
         "| split | model | mIoU | Acc@P | Acc@S |",
         "|---|---|---|---|---|",
