@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from sketchseg.data.fscoco import ingest_fscoco
-from sketchseg.data.sample import generate_sample
 from sketchseg.data.splits import make_protocol_splits
 from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.data.train_set import TrainSketches
@@ -28,11 +27,9 @@ MODEL = dict(clip_model="sketchseg-tiny", pretrained=None, allow_random_init=Tru
 
 
 @pytest.fixture(scope="module")
-def tables(tmp_path_factory, nltk_data_path):
-    root = tmp_path_factory.mktemp("sample")
-    generate_sample(root / "fscoco", root / "seg", n_participants=4, sketches_per_participant=6, seed=5,
-                    test_participants=(1,), val_per_participant=2, write_photos=False, progress=False)
-    manifest, _ = ingest_fscoco(root / "fscoco", root / "seg", max_rejection_rate=0.0, progress=False)
+def tables(make_sample, nltk_data_path):
+    sample = make_sample(4, 6, seed=5, test_participants=(1,), val_per_participant=2, write_photos=False)
+    manifest, _ = ingest_fscoco(sample.fscoco, sample.fscoco_seg, max_rejection_rate=0.0, progress=False)
     splits = make_protocol_splits(manifest, test_participants=[1], val_per_participant=2, seed=5)
     ensure_nltk_data(nltk_data_path, allow_download=False)
     prompts, _ = extract_table(splits[["sketch_id", "caption"]])
