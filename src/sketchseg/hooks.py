@@ -81,9 +81,17 @@ class SketchSegHooks:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
+        from sketchseg.experiments.params_check import check_project_parameters
         from sketchseg.experiments.variants import flatten_keys
 
-        runtime = getattr(context.config_loader, "runtime_params", None) or getattr(context, "_runtime_params", None)
+        loader = context.config_loader
+        runtime = getattr(loader, "runtime_params", None) or getattr(context, "_runtime_params", None)
+        # an unknown key (a typo in conf/<env> or --params) fails here, before the catalog and any node
+        check_project_parameters(
+            getattr(loader, "conf_source", "conf"), getattr(context, "env", None) or getattr(loader, "env", None)
+            or getattr(loader, "default_run_env", None), runtime,
+            base_env=getattr(loader, "base_env", None) or "base",
+            patterns=(getattr(loader, "config_patterns", None) or {}).get("parameters") or ("parameters*",))
         self._runtime_keys = flatten_keys(dict(runtime or {}))
         self._variant_applied = False
         self._overrides = {}
