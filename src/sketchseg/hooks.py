@@ -22,6 +22,8 @@ from kedro.framework.hooks import hook_impl
 logger = logging.getLogger(__name__)
 
 _MAX_TAG_CHARS = 5000
+#: the node whose pipelines take the training lock (engine/runlock.py)
+TRAINING_NODE = "fit_and_select_checkpoint"
 
 
 def parameter_entries(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,6 +80,7 @@ class SketchSegHooks:
         self._overrides: dict[str, Any] = {}
         self._tagged = False
         self._pipeline_name: Any = None
+        self._lock: Any = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -113,7 +116,7 @@ class SketchSegHooks:
         logger.info("experiment variant '%s' applied (command-line keys kept: %s); changed: %s",
                     name, ", ".join(self._runtime_keys) or "none", ", ".join(leaves) or "nothing")
 
-    @hook_impl
+    @hook_impl(tryfirst=True)  # before kedro-mlflow opens its run: a refused run leaves no MLflow run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         self._tagged = False
         try:
@@ -121,13 +124,35 @@ class SketchSegHooks:
         except Exception:  # noqa: BLE001 - a run without parameters has nothing to tag
             self._params = {}
         self._pipeline_name = run_params.get("pipeline_names") or run_params.get("pipeline_name")
+        if any(getattr(n, "name", None) == TRAINING_NODE for n in getattr(pipeline, "nodes", ())):
+            from sketchseg.engine.runlock import RunLock, lock_path_for
+
+            lock = RunLock(lock_path_for((self._params.get("training") or {}).get("state_path")))
+            lock.acquire()  # refuses, naming the holder, while another training run writes there
+            self._lock = lock
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._release_lock()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @hook_impl
     def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
         if self._tagged:
             return
         self._tagged = True
-        from sketchseg.tracking import set_tags, tag_run_with_experiment
+        from sketchseg.tracking import active_run_id, set_tags, tag_run_with_experiment
+
+        if self._lock is not None:
+            self._lock.update(mlflow_run_id=active_run_id() or "")
 
         tag_run_with_experiment(self._params, pipeline_name=self._pipeline_name)
         exp = dict(self._params.get("experiment") or {})
