@@ -137,6 +137,6 @@ def test_empty_and_truncated_states_are_one_clear_line(first_run, tmp_path):
     msg = str(err.value)
     assert msg.startswith(f"training state {cut} is unreadable") and "training.resume=false" in msg
     assert "\n" not in msg
-    torch.save({"a": 1}, tmp_path / "other.pt")
+    torch.save([1, 2], tmp_path / "other.pt")
     with pytest.raises(SketchSegDataError, match="not a sketchseg training state"):
         load_training_state(tmp_path / "other.pt")

@@ -168,7 +168,7 @@ def load_training_state(path: str | Path) -> dict:
         raise SketchSegDataError(
             f"training state {path} is unreadable, truncated or not a training state ({why}); {_WHAT_TO_DO}"
         ) from exc
-    if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
+    if not isinstance(state, dict):
         raise SketchSegDataError(f"training state {path} is not a sketchseg training state; {_WHAT_TO_DO}")
     return state
 
