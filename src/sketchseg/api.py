@@ -17,7 +17,7 @@ Categories are free text (open vocabulary); each becomes the prompt "A sketch of
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -41,6 +41,8 @@ ImageInput = Union[str, Path, Image.Image, np.ndarray]
 
 DEFAULT_ISOLATION_THRESHOLD = PAPER_ISOLATION_THRESHOLD  # §3.4: best on the paper's test set
 DEFAULT_PAPER_THRESHOLD = 0.5
+#: categories an 8-bit label-map PNG holds (0 = paper, 255 kept free)
+MAX_LABEL_MAP_CATEGORIES = 254
 _NOT_ISOLATED_RGB = (200, 200, 200)
 
 
@@ -75,9 +77,13 @@ class SegmentationResult:
         return {c: int(n) for c, n in zip(self.categories, counts)}
 
 
-def _clean_categories(categories: Sequence[str]) -> list[str]:
+def clean_categories(categories: Sequence[str]) -> list[str]:
+    """The category names as segmented: whitespace-normalised, empty ones and duplicates dropped."""
     if isinstance(categories, (str, bytes)):
         raise SketchSegConfigError(f"categories must be a list of names, got the string {categories!r}")
+    if categories is None or not isinstance(categories, Iterable):
+        raise SketchSegConfigError(
+            f"categories must be a list of category names, e.g. ['tree', 'dog'], got {categories!r}")
     out: list[str] = []
     for c in categories:
         if not isinstance(c, str):
@@ -190,7 +196,7 @@ class Segmenter:
         maps, §3.4); with ``isolate``, also the §3.4 single-category mask (min-max normalised map of
         that category > ``threshold``, ink pixels only). ``isolate`` need not be in ``categories``.
         """
-        names = _clean_categories(categories)
+        names = clean_categories(categories)
         if isolate is not None:
             isolate = " ".join(str(isolate).split())
             if not isolate:
@@ -309,8 +315,8 @@ def label_map_image(result: SegmentationResult) -> Image.Image:
     """The label map as a palette PNG: pixel value 0 = paper, k + 1 = ``categories[k]``; the
     palette shows the same colours as :func:`overlay` (read the values with ``np.asarray``)."""
     n = len(result.categories)
-    if n > 254:
-        raise SketchSegConfigError(f"a label-map PNG holds at most 254 categories, got {n}")
+    if n > MAX_LABEL_MAP_CATEGORIES:
+        raise SketchSegConfigError(f"a label-map PNG holds at most {MAX_LABEL_MAP_CATEGORIES} categories, got {n}")
     img = Image.fromarray((result.label_map + 1).astype(np.uint8))  # mode "L"; putpalette makes it "P"
     palette = [*PAPER_RGB]
     for rgb in category_colors(result.categories).values():

@@ -22,6 +22,8 @@ from kedro.framework.hooks import hook_impl
 logger = logging.getLogger(__name__)
 
 _MAX_TAG_CHARS = 5000
+#: the node whose pipelines take the training lock (engine/runlock.py)
+TRAINING_NODE = "fit_and_select_checkpoint"
 
 
 def parameter_entries(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,12 +80,21 @@ class SketchSegHooks:
         self._overrides: dict[str, Any] = {}
         self._tagged = False
         self._pipeline_name: Any = None
+        self._lock: Any = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
+        from sketchseg.experiments.params_check import check_project_parameters
         from sketchseg.experiments.variants import flatten_keys
 
-        runtime = getattr(context.config_loader, "runtime_params", None) or getattr(context, "_runtime_params", None)
+        loader = context.config_loader
+        runtime = getattr(loader, "runtime_params", None) or getattr(context, "_runtime_params", None)
+        # an unknown key (a typo in conf/<env> or --params) fails here, before the catalog and any node
+        check_project_parameters(
+            getattr(loader, "conf_source", "conf"), getattr(context, "env", None) or getattr(loader, "env", None)
+            or getattr(loader, "default_run_env", None), runtime,
+            base_env=getattr(loader, "base_env", None) or "base",
+            patterns=(getattr(loader, "config_patterns", None) or {}).get("parameters") or ("parameters*",))
         self._runtime_keys = flatten_keys(dict(runtime or {}))
         self._variant_applied = False
         self._overrides = {}
@@ -105,7 +116,7 @@ class SketchSegHooks:
         logger.info("experiment variant '%s' applied (command-line keys kept: %s); changed: %s",
                     name, ", ".join(self._runtime_keys) or "none", ", ".join(leaves) or "nothing")
 
-    @hook_impl
+    @hook_impl(tryfirst=True)  # before kedro-mlflow opens its run: a refused run leaves no MLflow run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         self._tagged = False
         try:
@@ -113,13 +124,35 @@ class SketchSegHooks:
         except Exception:  # noqa: BLE001 - a run without parameters has nothing to tag
             self._params = {}
         self._pipeline_name = run_params.get("pipeline_names") or run_params.get("pipeline_name")
+        if any(getattr(n, "name", None) == TRAINING_NODE for n in getattr(pipeline, "nodes", ())):
+            from sketchseg.engine.runlock import RunLock, lock_path_for
+
+            lock = RunLock(lock_path_for((self._params.get("training") or {}).get("state_path")))
+            lock.acquire()  # refuses, naming the holder, while another training run writes there
+            self._lock = lock
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._release_lock()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @hook_impl
     def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
         if self._tagged:
             return
         self._tagged = True
-        from sketchseg.tracking import set_tags, tag_run_with_experiment
+        from sketchseg.tracking import active_run_id, set_tags, tag_run_with_experiment
+
+        if self._lock is not None:
+            self._lock.update(mlflow_run_id=active_run_id() or "")
 
         tag_run_with_experiment(self._params, pipeline_name=self._pipeline_name)
         exp = dict(self._params.get("experiment") or {})

@@ -36,6 +36,12 @@ def set_tags(tags: Mapping[str, Any]) -> None:
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
 
+def active_run_id() -> str | None:
+    """The id of the active MLflow run (None without one)."""
+    _, run = _active_run()
+    return None if run is None else str(run.info.run_id)
+
+
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     mlflow, run = _active_run()
     if run is None:

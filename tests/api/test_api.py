@@ -183,6 +183,9 @@ def test_bad_checkpoints_and_inputs_raise_clear_errors(segmenter, tmp_path):
         segmenter.segment(draw_grey(), [])
     with pytest.raises(SketchSegConfigError, match="list of names"):
         segmenter.segment(draw_grey(), "tree")
+    for nothing in (None, 3):  # a clear message, not a raw TypeError (issue #17)
+        with pytest.raises(SketchSegConfigError, match=r"categories must be a list of category names, e\.g\. "):
+            segmenter.segment(draw_grey(), nothing)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n-- truncated --")
     with pytest.raises(SketchSegDataError, match="broken.png"):

@@ -182,10 +182,84 @@ def _non_integer_stem(root: Path) -> tuple[Path, str]:
     return fs / "raster_sketches" / "2" / f"img_{stem}.jpg", "file stem is not an integer id"
 
 
+def _symlinked_caption(root: Path) -> tuple[Path, str]:
+    """A caption linked to a file outside the data root (a system file, say) must not become a caption."""
+    stem, fs = _pick(root)
+    secret = root.parent / "outside" / "secret.txt"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_text("root:x:0:0:root:/root:/bin/bash")
+    p = fs / "text" / "2" / f"{stem}.txt"
+    p.unlink()
+    p.symlink_to(secret)
+    return p, f"points outside the data root: resolves to {secret.resolve()}"
+
+
+def _symlinked_vector(root: Path) -> tuple[Path, str]:
+    stem, fs = _pick(root)
+    p = fs / "vector_sketches" / "2" / f"{stem}.npy"
+    elsewhere = root.parent / "outside" / "v.npy"
+    elsewhere.parent.mkdir(exist_ok=True)
+    p.rename(elsewhere)  # a valid vector sketch, but outside the root
+    p.symlink_to(elsewhere)
+    return p, "points outside the data root"
+
+
+def _absurd_coordinates(root: Path) -> tuple[Path, str]:
+    stem, fs = _pick(root)
+    p = fs / "vector_sketches" / "2" / f"{stem}.npy"
+    arr = np.load(p)
+    arr = arr.astype(np.float64)
+    arr[1, 0] = 1e30
+    np.save(p, arr)
+    return p, "vector sketch has points far outside the 256 frame (1 points, first at row 1: x = 1e+30"
+
+
 SKETCH_BREAKERS: list[Callable[[Path], tuple[Path, str]]] = [
     _truncate_jpeg, _zero_byte_caption, _non_utf8_caption, _garbage_npy, _object_npy, _nan_npy, _empty_npy,
-    _missing_caption, _missing_raster, _missing_vector, _non_integer_stem,
+    _missing_caption, _missing_raster, _missing_vector, _non_integer_stem, _symlinked_caption, _symlinked_vector,
+    _absurd_coordinates,
 ]
+
+
+def test_points_moderately_outside_the_frame_are_legitimate(tree: Path):
+    """FS-COCO has points a little outside [0, 256): kept; only more than FRAME_MARGIN beyond is absurd."""
+    stem, fs = _pick(tree)
+    p = fs / "vector_sketches" / "2" / f"{stem}.npy"
+    arr = np.load(p).astype(np.float64)
+    arr[0, :2] = (-255.0, 511.0)
+    np.save(p, arr)
+    manifest, quarantine = _ingest(tree, rate=0.0)
+    assert len(quarantine) == 0 and len(manifest) == N
+    arr[0, :2] = (-256.5, 10.0)
+    np.save(p, arr)
+    _, quarantine = _ingest(tree)
+    assert quarantine["reason"].tolist() == [
+        "vector sketch has points far outside the 256 frame (1 points, first at row 0: x = -256.5; "
+        "the limit is 256 units beyond the frame)"]
+
+
+def test_symlinked_annotation_files_are_quarantined(tree: Path):
+    sid, d = _ann_case(tree)
+    p = d / "vector_sketches" / f"{sid:012d}.npy"
+    elsewhere = tree.parent / "elsewhere.npy"
+    p.rename(elsewhere)
+    p.symlink_to(elsewhere)
+    manifest, quarantine = _ingest(tree, rate=0.0)
+    (row,) = quarantine.itertuples()
+    assert row.kind == "annotation" and row.path == str(p)
+    assert row.reason == (f"points outside the data root: resolves to {elsewhere.resolve()}; "
+                          "the sketch stays in test, not scored")
+    assert manifest.set_index("sketch_id").loc[sid, "labels_json"] is None
+
+
+def test_symlinks_inside_the_root_are_fine(tree: Path):
+    stem, fs = _pick(tree)
+    p = fs / "text" / "2" / f"{stem}.txt"
+    copy = fs / "text" / f"{stem}.real"  # still under the root
+    p.rename(copy)
+    p.symlink_to(copy)
+    manifest, quarantine = _ingest(tree)
+    assert (quarantine["kind"] == "sketch").sum() == 0 and len(manifest) == N
 
 
 @pytest.mark.parametrize("breaker", SKETCH_BREAKERS, ids=lambda f: f.__name__.strip("_"))

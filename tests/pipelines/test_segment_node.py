@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from sketchseg.api import SegmentationResult
 from sketchseg.pipelines.segment import nodes
 from sketchseg.pipelines.segment.nodes import partition_names
 
@@ -54,3 +56,33 @@ def test_out_of_memory_fails_that_file_only(tmp_path, monkeypatch):
     assert "big.png: out of memory" in table.loc["big.png", "reason"]
     assert "cannot allocate 40 GB" in table.loc["big.png", "reason"]
     assert "small.png: out of memory (RuntimeError" in table.loc["small.png", "reason"]
+
+
+def test_too_many_categories_fail_that_file_before_inference(tmp_path, monkeypatch):
+    """A label-map PNG holds 254 categories: a longer list fails its file at once (no inference, a
+    status row), the other files are segmented (issue #17)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("many.png", "few.png"):
+        Image.fromarray(np.full((32, 32), 255, dtype=np.uint8)).save(folder / name)
+    (tmp_path / "cats.json").write_text(json.dumps({"many.png": [f"thing {i}" for i in range(255)],
+                                                   "few.png": ["tree", "dog"]}))
+    seen = []
+
+    class Segmenter:
+        def segment(self, path, cats, **kw):  # noqa: ANN001, ANN003, ANN201
+            seen.append(Path(path).name)
+            grey = np.ones((32, 32), np.float32)
+            return SegmentationResult(label_map=np.full((32, 32), -1), categories=list(cats),
+                                      similarity=np.zeros((len(cats), 32, 32), np.float32), ink=grey < 0.5, grey=grey)
+
+    monkeypatch.setattr(nodes, "load_model", lambda *a, **k: Segmenter())
+    params = {"input_dir": str(folder), "output_dir": str(tmp_path / "out"),
+              "categories_file": str(tmp_path / "cats.json")}
+    table, label_maps, _, _ = nodes.segment_sketches(params)
+    table = table.set_index("file")
+    assert seen == ["few.png"]
+    assert table.loc["few.png", "status"] == "ok" and list(label_maps) == ["few"]
+    assert table.loc["many.png", "status"] == "failed" and table.loc["many.png", "n_categories"] == 255
+    assert table.loc["many.png", "reason"] == ("255 categories: a label-map PNG holds at most 254; "
+                                               "segment this sketch with fewer categories")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -310,3 +311,18 @@ def test_conf_spells_out_the_module_defaults():
     assert set(p["compounds"]) == set(nouns.DEFAULT_COMPOUNDS)
     assert nouns.extract_categories("a herd of elephants walking", stop_words=p["stop_words"],
                                     compounds=p["compounds"]) == ["elephant"]
+
+
+def test_no_noun_warning_names_the_sketch_and_participant(caplog) -> None:
+    """Which caption has no noun: the warning names the sketch (and participant) (issue #17)."""
+    df = _captions().assign(participant_id=[3, 3, 4, 7, 4])
+    with caplog.at_level(logging.WARNING, logger="sketchseg.text.nouns"):
+        extract_table(df)
+    assert "1 of 5 captions had no noun (no_noun_fallback='caption'): sketch 14 (participant 7) " \
+           "'a sketch of the scene'" in caplog.text
+    with pytest.raises(SketchSegDataError, match=r"sketch 14 \(participant 7\)"):
+        extract_table(df, no_noun_fallback="error")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sketchseg.text.nouns"):
+        extract_table(_captions(), no_noun_fallback="skip")  # without participant_id: the sketch alone
+    assert "sketch 14 'a sketch of the scene'" in caplog.text

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from sketchseg.data.quarantine import QUARANTINE_COLUMNS, Quarantine
-from sketchseg.data.strokes import image_info, parse_strokes
+from sketchseg.data.quarantine import QUARANTINE_COLUMNS, Quarantine, outside_reason, outside_root
+from sketchseg.data.strokes import far_outside_frame, image_info, parse_strokes
 from sketchseg.errors import SketchSegDataError
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,9 @@ def _count_strokes(path: str) -> tuple[tuple[int, int] | None, str | None]:
         return None, f"vector sketch does not parse: {_strip_source(str(exc), path)}"
     if not strokes:
         return None, "vector sketch has no strokes"
+    absurd = far_outside_frame(arr)
+    if absurd:
+        return None, f"vector sketch has {absurd}"
     open_tail = float(arr[-1, 2]) < 0.5  # the last point closes no stroke: a trailing open run
     return (len(strokes), len(strokes) - int(open_tail)), None
 
@@ -197,6 +200,7 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n
     ann: dict[str, list[Any]] = {c: [None] * len(manifest) for c in
                                  ("annotated_split", "labels_path", "seg_vector_path", "labels_json")}
     n_ok, n_bad, differ, open_tails = 0, 0, 0, 0
+    seg_real = os.path.realpath(seg_root)
     for split in _SEG_SPLITS:
         sd = seg_root / split
         if not sd.is_dir():
@@ -249,6 +253,11 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n
                 q.add(got["labels"], sid, pid,
                       f"missing vector file (expected {sd / 'vector_sketches' / (got['labels'].stem + '.npy')})"
                       + unscored, "annotation")
+                n_bad += 1
+                continue
+            escapes = [(p, real) for p in (got["labels"], got["vector"]) if (real := outside_root(p, seg_real))]
+            if escapes:
+                q.add(escapes[0][0], sid, pid, outside_reason(escapes[0][1]) + unscored, "annotation")
                 n_bad += 1
                 continue
             labels, why = _load_labels(got["labels"])
@@ -329,6 +338,7 @@ def ingest_fscoco(
         workers = min(os.cpu_count() or 1, 8)
 
     q = Quarantine()
+    root_real = os.path.realpath(root)
     cands = _scan_fscoco(root, q)
     n_candidates = len(cands)
     if n_candidates == 0:
@@ -351,6 +361,10 @@ def ingest_fscoco(
         gaps = [what for kind, (_, _, what) in _KINDS.items() if kind not in c]
         if gaps:
             q.add(any_path, sid, pid, "; ".join(gaps), "sketch")
+            continue
+        escapes = [(c[k], real) for k in _KINDS if (real := outside_root(c[k], root_real))]
+        if escapes:  # a symlink out of the data root: its content is not this sketch's
+            q.add(escapes[0][0], sid, pid, "; ".join(outside_reason(r) for _, r in escapes), "sketch")
             continue
         tasks.append((c["raster"], c["vector"], c["text"]))
         task_keys.append((pid, sid))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["QUARANTINE_COLUMNS", "Quarantine", "printable", "quarantine_counts"]
+__all__ = ["QUARANTINE_COLUMNS", "Quarantine", "outside_reason", "outside_root", "printable", "quarantine_counts"]
 
 QUARANTINE_COLUMNS = ["path", "sketch_id", "participant_id", "reason", "kind"]
 
@@ -17,6 +18,18 @@ def printable(text: Any) -> str:
     """``text`` as valid UTF-8: bytes of a file name that is not UTF-8 (held by Python as surrogate
     escapes) are spelled ``\\xNN``, so that the quarantine table can name the file."""
     return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def outside_root(path: str | os.PathLike, root_real: str) -> str | None:
+    """Where ``path`` really is when it resolves outside the data root ``root_real`` (already
+    ``os.path.realpath``'d), e.g. a symlink to a system file; None when it stays inside."""
+    real = os.path.realpath(path)
+    return None if real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep) else real
+
+
+def outside_reason(real: str) -> str:
+    """The quarantine reason of a file that resolves to ``real``, outside the data root."""
+    return f"points outside the data root: resolves to {printable(real)}"
 
 
 class Quarantine:

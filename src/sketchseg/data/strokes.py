@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "parse_strokes",
+    "far_outside_frame",
+    "FRAME_MARGIN",
     "load_vector_sketch",
     "load_vector_array",
     "stroke_pixels",
@@ -32,6 +34,10 @@ __all__ = [
 ]
 
 CANVAS = 256.0  # FS-COCO's stroke frame: vector sketch coordinates lie in [0, CANVAS)
+#: how far outside the frame a point may lie before its sketch is quarantined as absurd: FS-COCO has
+#: points moderately outside [0, 256) (legitimate; the evaluation protocol drops their pixels), but
+#: one more than a whole frame away (x or y < -256 or > 512) is a broken file, not a drawing
+FRAME_MARGIN = 256.0
 # The evaluation protocol renders annotated sketches at RENDER_SIZE px (conf: evaluation.render_size;
 # data.protocol_render); render_strokes' square dilation is THICKNESS x THICKNESS.
 RENDER_SIZE = 512
@@ -87,6 +93,18 @@ def parse_strokes(arr: np.ndarray, *, source: str = "<array>", canvas: float = C
             strokes.append(np.ascontiguousarray(xy[start:end]))
         start = end
     return strokes
+
+
+def far_outside_frame(arr: np.ndarray, *, canvas: float = CANVAS, margin: float = FRAME_MARGIN) -> str | None:
+    """Why an ``(N, 3)`` vector sketch's points are absurd (more than ``margin`` outside
+    ``[0, canvas]`` on any side), or None when they are not."""
+    xy = np.asarray(arr, dtype=np.float64)[:, :2]
+    bad = (xy < -margin) | (xy > canvas + margin)
+    if not bad.any():
+        return None
+    row, col = (int(v) for v in np.argwhere(bad)[0])
+    return (f"points far outside the {canvas:g} frame ({int(bad.any(axis=1).sum())} points, first at row {row}: "
+            f"{'xy'[col]} = {xy[row, col]:.6g}; the limit is {margin:g} units beyond the frame)")
 
 
 def load_vector_sketch(path: str | Path, *, canvas: float = CANVAS, open_tail: bool = True) -> list[np.ndarray]:

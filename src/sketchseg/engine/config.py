@@ -46,6 +46,7 @@ class TrainConfig:
     train_mode: bool = True
     nan_policy: str = "stop"          # stop | skip (skip the batch, count it, log it)
     resume: bool = False
+    resume_despite_changes: bool = False  # resume although the state was trained with other settings (tagged)
     state_path: str | None = None     # full training state, rewritten atomically every epoch
     # speed (docs/benchmarks.md); none of these changes the result
     sync_every: int = 50              # steps between host checks of the device-side NaN flags

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,7 +19,9 @@ from sketchseg.data.train_set import TrainSketches
 from sketchseg.engine.config import EvalConfig, TrainConfig
 from sketchseg.engine.evaluate import annotated_set
 from sketchseg.engine.runtime import seed_everything
-from sketchseg.engine.state import load_training_state
+from sketchseg.engine.state import data_fingerprint, lineage_differences, load_training_state, run_lineage, \
+    saved_lineage
+from sketchseg.errors import SketchSegConfigError
 from sketchseg.engine.train import fit
 from sketchseg.model.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from sketchseg.model.config import ModelConfig
@@ -64,6 +67,40 @@ def checkpoint_metadata(cfg: ModelConfig, *, epoch: int, metric: float, variant:
     }
 
 
+def prepare_resume(tcfg: TrainConfig, lineage: Mapping[str, Any], log: RunLog) -> list[str]:
+    """Compare the training state's lineage with this run's before anything is trained: a difference
+    refuses the resume (one line listing the keys) unless ``training.resume_despite_changes``, which
+    is then tagged on the run (``sketchseg.resume_changes``). Tags the run it continues
+    (``sketchseg.resumed_from_run``, ``sketchseg.resumed_from``) and re-logs the earlier epochs'
+    curves (a resumed run is a new MLflow run). Returns the differences."""
+    state = load_training_state(tcfg.state_path)
+    saved = saved_lineage(state)
+    if saved is None:
+        logger.warning("training state %s records no configuration (written by an older sketchseg): "
+                       "resuming without checking what it was trained with", tcfg.state_path)
+        differences: list[str] = []
+    else:
+        differences = lineage_differences(saved, lineage)
+    if differences and not tcfg.resume_despite_changes:
+        raise SketchSegConfigError(
+            f"training.resume: {tcfg.state_path} was trained with other settings: {', '.join(differences)}; "
+            "resume with the same settings, set training.resume=false to start afresh, or "
+            "training.resume_despite_changes=true to go on anyway (recorded in MLflow)"
+        )
+    tags: dict[str, Any] = {"sketchseg.resumed_from": tcfg.state_path}
+    if state.get("mlflow_run_id"):
+        tags["sketchseg.resumed_from_run"] = state["mlflow_run_id"]
+    if differences:
+        logger.warning("resuming %s despite changed settings (training.resume_despite_changes): %s",
+                       tcfg.state_path, ", ".join(differences))
+        tags["sketchseg.resume_changes"] = ", ".join(differences)[:5000]
+    log.set_tags(tags)
+    for row in state["history"]:
+        row = dict(row)
+        log.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+    return differences
+
+
 def train_and_select(
     splits_table: pd.DataFrame,
     prompts_table: pd.DataFrame,
@@ -78,26 +115,25 @@ def train_and_select(
     """Build the model, train it validating on the annotated val split after every epoch, and
     return the best and last checkpoints (``{"state", "metadata"}``) and the history."""
     log = log if log is not None else NoLog()
+    table = training_table(splits_table, prompts_table)
+    lineage = run_lineage(mcfg.to_dict(), asdict(tcfg), data_fingerprint(table))
+    if tcfg.resume and tcfg.state_path and Path(tcfg.state_path).is_file():
+        prepare_resume(tcfg, lineage, log)
     seed_everything(tcfg.seed)  # the added modules (prompts, cross-attention) initialise from it
     model = build_model(mcfg)
     counts = model.parameter_counts()
     logger.info("parameters: %s trainable of %s", f"{counts['trainable']:,}", f"{counts['total']:,}")
     log.log_metrics({"params_trainable": counts["trainable"], "params_total": counts["total"]})
 
-    table = training_table(splits_table, prompts_table)
     train_set = TrainSketches(table, image_size=mcfg.image_size, max_categories=tcfg.max_categories_per_sketch,
                               seed=tcfg.seed)
     val_set = annotated_set(splits_table, "val", mcfg.image_size, ecfg, data, tcfg.max_val_sketches)
     logger.info("training on %d sketches, validating on %d annotated sketches", len(train_set), len(val_set))
-    if tcfg.resume and tcfg.state_path and Path(tcfg.state_path).is_file():
-        # a resumed run is a new MLflow run: give it the curves of the epochs it continues from
-        for row in load_training_state(tcfg.state_path)["history"]:
-            row = dict(row)
-            log.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-        log.set_tags({"sketchseg.resumed_from": tcfg.state_path})
+    run_id = getattr(log, "active_run_id", lambda: None)()
     result = fit(model, train_set, val_set, tcfg, eval_batch_size=int(ecfg.batch_size),
                  eval_num_workers=int(ecfg.num_workers),
-                 on_epoch_end=lambda epoch, metrics: log.log_metrics(metrics, step=epoch))
+                 on_epoch_end=lambda epoch, metrics: log.log_metrics(metrics, step=epoch),
+                 lineage=lineage, run_id=run_id)
     log.log_metrics({"best_epoch": result.best_epoch, "best_val_miou": result.best_metric})
     log.set_tags({"sketchseg.best_epoch": result.best_epoch})
     best = {"state": result.best_state,

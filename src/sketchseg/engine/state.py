@@ -4,14 +4,22 @@
 best checkpoint so far, the history, the loader generator and every RNG state; a resumed run
 restores all of them and continues bit for bit (tests/pipelines/test_resume.py). The RNG states
 are stored as tensors and plain numbers so that ``torch.load(weights_only=True)`` reads them.
+
+The state also records its lineage (:func:`run_lineage`): the model and training configuration
+that shape the weights and a fingerprint of the training split and its prompts, plus the MLflow
+run that wrote it. A resume with other settings is refused (:func:`lineage_differences`) unless
+``training.resume_despite_changes`` is set.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import random
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +27,67 @@ from typing import Any
 import numpy as np
 import torch
 
-from sketchseg.errors import SketchSegConfigError
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 
 logger = logging.getLogger(__name__)
+
+#: training keys that do not shape the weights, left out of the lineage: how to resume and where
+#: (resume, resume_despite_changes, state_path), how long (epochs: a resume usually extends a run),
+#: where it runs (device: a run may move to another machine) and the speed switches documented as
+#: not changing the numbers (loader workers, NaN-check interval, fused optimiser, text / val caches,
+#: pinned memory, compile, data-parallel bookkeeping), and the epoch-0 validation (no weight change)
+TRAINING_KEYS_NOT_IN_LINEAGE = (
+    "resume", "resume_despite_changes", "state_path", "epochs", "device", "num_workers", "sync_every",
+    "fused_optimizer", "precompute_text", "cache_val_set", "pin_memory", "persistent_workers",
+    "prefetch_factor", "compile", "ddp_find_unused_parameters", "validate_before_training",
+)
+#: model keys that do not shape the weights: the implementation (the same maths), where weights are cached
+MODEL_KEYS_NOT_IN_LINEAGE = ("implementation", "cache_dir", "allow_random_init")
+_WHAT_TO_DO = "delete it or set training.resume=false to start afresh"
+
+
+def data_fingerprint(table: Any) -> str:
+    """sha256 of the training sketches (ids) with their categories and prompts, in id order."""
+    rows = sorted((int(sid), list(cats) if cats is not None else [], list(prompts) if prompts is not None else [])
+                  for sid, cats, prompts in zip(table["sketch_id"], table["categories"], table["prompts"]))
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def run_lineage(model_config: Mapping[str, Any], train_config: Mapping[str, Any], fingerprint: str) -> dict[str, Any]:
+    """What shapes a run's weights: ``{"model": {...}, "training": {...}, "data": {"train_split": sha}}``."""
+    return {
+        "model": {k: v for k, v in model_config.items() if k not in MODEL_KEYS_NOT_IN_LINEAGE},
+        "training": {k: v for k, v in train_config.items() if k not in TRAINING_KEYS_NOT_IN_LINEAGE},
+        "data": {"train_split": fingerprint},
+    }
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def lineage_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``["training.seed (42 -> 7)", ...]``: every lineage key whose value differs (or is missing on one side)."""
+    a, b = _flat(saved), _flat(current)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
+        if json.dumps(va, sort_keys=True, default=str) != json.dumps(vb, sort_keys=True, default=str):
+            shown = "changed" if key == "data.train_split" else f"{va!r} -> {vb!r}"
+            out.append(f"{key} ({shown})")
+    return out
+
+
+def saved_lineage(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The lineage a training state records (None for a state written before lineage was recorded)."""
+    raw = state.get("lineage")
+    return json.loads(raw) if isinstance(raw, str) and raw else None
 
 
 def rng_state() -> dict:
@@ -84,8 +150,27 @@ def save_training_state(path: str | Path, payload: dict) -> None:
 
 
 def load_training_state(path: str | Path) -> dict:
-    """Load a full training state written by ``fit`` (``weights_only=True``: no code runs)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a full training state written by ``fit`` (``weights_only=True``: no code runs).
+
+    An empty, truncated or foreign file raises :class:`SketchSegDataError` in one line naming the
+    file and what to do."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SketchSegDataError(f"training state {path} cannot be read ({exc.strerror}); {_WHAT_TO_DO}") from exc
+    if size == 0:
+        raise SketchSegDataError(f"training state {path} is empty (0 bytes); {_WHAT_TO_DO}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, not a torch file, a pickle with code in it ...
+        why = (str(exc).strip().splitlines() or [""])[0][:200] or type(exc).__name__
+        raise SketchSegDataError(
+            f"training state {path} is unreadable, truncated or not a training state ({why}); {_WHAT_TO_DO}"
+        ) from exc
+    if not isinstance(state, dict):
+        raise SketchSegDataError(f"training state {path} is not a sketchseg training state; {_WHAT_TO_DO}")
+    return state
 
 
 @dataclass
@@ -129,9 +214,13 @@ def resume_training(path: str | Path | None, model: torch.nn.Module, optimizer: 
 
 def training_state(*, model_state: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer | None, epoch: int,
                    best_metric: float, best_epoch: int, best_state: dict[str, torch.Tensor],
-                   history: list[dict[str, float]], generator: torch.Generator, skipped_batches: int) -> dict:
-    """The payload :func:`save_training_state` writes after an epoch (RNG states taken now)."""
+                   history: list[dict[str, float]], generator: torch.Generator, skipped_batches: int,
+                   lineage: Mapping[str, Any] | None = None, run_id: str | None = None) -> dict:
+    """The payload :func:`save_training_state` writes after an epoch (RNG states taken now); the
+    lineage (JSON) and the MLflow run id are strings, so ``weights_only`` loading reads them."""
     return {
+        "lineage": json.dumps(lineage, sort_keys=True, default=str) if lineage is not None else "",
+        "mlflow_run_id": run_id or "",
         "model": model_state,
         "optimizer": optimizer.state_dict() if optimizer is not None else {},
         "epoch": epoch,

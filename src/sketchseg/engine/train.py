@@ -29,7 +29,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -345,6 +345,8 @@ def fit(
     eval_num_workers: int = 0,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     stop_after_epoch: int | None = None,
+    lineage: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> FitResult:
     """Train ``model`` and keep the trainable state of the epoch with the best validation metric.
 
@@ -355,6 +357,7 @@ def fit(
     state (model, optimiser, threshold, RNG states, epoch, best so far, history) is written
     atomically after every epoch (``engine/state.py``), and ``cfg.resume`` continues from it.
     ``stop_after_epoch`` ends the loop early, as an interrupted run would (used by tests).
+    ``lineage`` (``state.run_lineage``) and ``run_id`` (the MLflow run) are recorded in the state.
     Under an initialised process group the loop is data parallel (see the module docstring);
     every process returns the same history and states.
     """
@@ -413,7 +416,7 @@ def fit(
             save_training_state(cfg.state_path, training_state(
                 model_state=_clone_state(model), optimizer=optimizer, epoch=epoch, best_metric=best.metric,
                 best_epoch=best.epoch, best_state=best.state, history=history, generator=generator,
-                skipped_batches=skipped_total))
+                skipped_batches=skipped_total, lineage=lineage, run_id=run_id))
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             logger.warning("stopping after epoch %d as asked", epoch)
             break

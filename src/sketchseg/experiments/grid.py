@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from sketchseg.errors import SketchSegConfigError, SketchSegError
 from sketchseg.experiments.compare import check_grid_id, load_project_config
+from sketchseg.experiments.params_check import check_project_parameters
 from sketchseg.experiments.project import kedro_subprocess_env
 from sketchseg.experiments.variants import apply_variant, flatten_keys
 from sketchseg.model.errors import ModelError
@@ -89,6 +90,7 @@ def check_variants(project: str | Path, env: str, names: Sequence[str],
     from sketchseg.model.config import ModelConfig
 
     runtime = parse_params(extra_params)
+    check_project_parameters(Path(project) / "conf", env, runtime)  # a typo fails the grid before any run
     cfg = load_project_config(project, env, runtime)
     explicit = flatten_keys(runtime)
     errors: dict[str, str] = {}

@@ -359,6 +359,9 @@ def _wordnet_compound(first: str, second: str) -> str | None:
     return first + head if _is_wordnet_noun(first + head) else None
 
 
+_NAMED = 20  # sketches named in the "no noun" warning
+
+
 def extract_table(
     captions: pd.DataFrame,
     *,
@@ -372,7 +375,7 @@ def extract_table(
     Parameters
     ----------
     captions
-        Columns ``sketch_id`` and ``caption``.
+        Columns ``sketch_id`` and ``caption`` (and optionally ``participant_id``: messages name it).
     no_noun_fallback
         For a caption without any category: ``"caption"`` uses the whole caption as the single
         category and prompt, ``"skip"`` keeps the row with empty lists, ``"error"`` raises.
@@ -399,15 +402,17 @@ def extract_table(
 
     rows = []
     counts: Counter[str] = Counter()
-    n_fallback = 0
-    pairs = zip(captions["sketch_id"].tolist(), captions["caption"].tolist(), strict=True)
-    for sketch_id, caption in tqdm(pairs, total=len(captions), desc="captions", disable=None):
+    no_noun: list[str] = []
+    pids = captions["participant_id"].tolist() if "participant_id" in captions.columns else [None] * len(captions)
+    pairs = zip(captions["sketch_id"].tolist(), captions["caption"].tolist(), pids, strict=True)
+    for sketch_id, caption, pid in tqdm(pairs, total=len(captions), desc="captions", disable=None):
         text = caption.strip() if isinstance(caption, str) else ""
         cats = extract_categories(text, stop_words=stop_words, compounds=compounds)
         if not cats:
-            n_fallback += 1
+            who = f"sketch {sketch_id}" + (f" (participant {pid})" if pid is not None else "")
+            no_noun.append(f"{who} {text!r}")
             if no_noun_fallback == "error":
-                raise SketchSegDataError(f"sketch {sketch_id}: no object category found in caption {text!r}")
+                raise SketchSegDataError(f"{who}: no object category found in caption {text!r}")
             if no_noun_fallback == "caption" and text:
                 rows.append((sketch_id, [text], [text], 1, True))
             else:
@@ -422,9 +427,11 @@ def extract_table(
     table = pd.DataFrame(rows, columns=columns).astype({"n_categories": "int64", "no_noun": bool})
     if len(captions):
         table["sketch_id"] = table["sketch_id"].astype(captions["sketch_id"].dtype)
-    if n_fallback:
-        logger.warning("%d of %d captions had no noun (no_noun_fallback=%r)", n_fallback, len(captions),
-                       no_noun_fallback)
+    if no_noun:
+        shown = ", ".join(no_noun[:_NAMED])
+        more = f" and {len(no_noun) - _NAMED} more (the no_noun column)" if len(no_noun) > _NAMED else ""
+        logger.warning("%d of %d captions had no noun (no_noun_fallback=%r): %s%s", len(no_noun), len(captions),
+                       no_noun_fallback, shown, more)
     vocab = pd.DataFrame(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])), columns=["category", "count"])
     vocab = vocab.astype({"category": object, "count": "int64"})
     mean = float(table["n_categories"].mean()) if len(table) else 0.0

@@ -19,7 +19,7 @@ def build_prompts(splits_table: pd.DataFrame, prompts: dict[str, Any]) -> tuple[
     """Extract the categories of every caption and turn them into prompts."""
     ensure_nltk_data(prompts.get("nltk_data_path"), allow_download=bool(prompts.get("allow_download", True)))
     table, _ = extract_table(
-        splits_table[["sketch_id", "caption"]],
+        splits_table[[c for c in ("sketch_id", "participant_id", "caption") if c in splits_table.columns]],
         template=prompts["template"],
         stop_words=prompts["stop_words"],
         compounds=prompts.get("compounds") or (),

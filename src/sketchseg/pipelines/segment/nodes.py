@@ -19,7 +19,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sketchseg import tracking
-from sketchseg.api import DEFAULT_ISOLATION_THRESHOLD, label_map_image, load_model, mask_image, overlay
+from sketchseg.api import (DEFAULT_ISOLATION_THRESHOLD, MAX_LABEL_MAP_CATEGORIES, clean_categories, label_map_image,
+                           load_model, mask_image, overlay)
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 
 logger = logging.getLogger(__name__)
@@ -216,6 +217,14 @@ def segment_sketches(
         cats = lists[f.name]
         if cats is None:
             row.update(status="failed", reason=f"no category list: {f.name} is not in {cat_file} and segment.categories is empty")
+            logger.error("%s: %s", f, row["reason"])
+            rows.append(row)
+            continue
+        n_cats = len(clean_categories(cats)) if cats else 0
+        if n_cats > MAX_LABEL_MAP_CATEGORIES:  # checked before inference: the label map could not be written
+            row.update(status="failed", categories=";".join(cats), n_categories=n_cats,
+                       reason=f"{n_cats} categories: a label-map PNG holds at most {MAX_LABEL_MAP_CATEGORIES}; "
+                              "segment this sketch with fewer categories")
             logger.error("%s: %s", f, row["reason"])
             rows.append(row)
             continue
