@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from sketchseg import tracking
 from sketchseg.api import DEFAULT_ISOLATION_THRESHOLD, label_map_image, load_model, mask_image, overlay
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+from sketchseg.pipelines.environment import run_command
 
 logger = logging.getLogger(__name__)
 
@@ -198,8 +199,14 @@ def segment_sketches(
     lists = category_lists(images, shared, per_file)
     names = partition_names(images)
 
+    checkpoint = Path(str(segment.get("checkpoint") or "data/06_models/best.safetensors"))
+    if not checkpoint.exists():
+        raise SketchSegDataError(
+            f"no trained checkpoint yet: segment.checkpoint {checkpoint} does not exist; run "
+            f"`{run_command('train')}` first (or set segment.checkpoint to a checkpoint file)"
+        )
     segmenter = load_model(
-        str(segment.get("checkpoint") or "data/06_models/best.safetensors"),
+        str(checkpoint),
         dict(segment.get("model_overrides") or {}) or None,
         device=str(segment.get("device", "auto")),
         paper_threshold=float(segment.get("paper_threshold", 0.5)),
