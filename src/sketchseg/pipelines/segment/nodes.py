@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from sketchseg import tracking
 from sketchseg.api import DEFAULT_ISOLATION_THRESHOLD, label_map_image, load_model, mask_image, overlay
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+from sketchseg.model.errors import CheckpointMismatchError
 from sketchseg.pipelines.environment import run_command
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,14 @@ def _inside(child: Path, parent: Path) -> bool:
         return False
 
 
+def _number(segment: dict[str, Any], key: str, default: float) -> float:
+    value = segment.get(key, default)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SketchSegConfigError(f"segment.{key} must be a number, got {value!r}") from None
+
+
 # --------------------------------------------------------------------------------------------------
 # node
 # --------------------------------------------------------------------------------------------------
@@ -173,7 +182,7 @@ def segment_sketches(
     extensions = tuple(str(e).lower() if str(e).startswith(".") else f".{str(e).lower()}"
                        for e in (segment.get("extensions") or DEFAULT_EXTENSIONS))
     isolate = segment.get("isolate_category") or None
-    threshold = float(segment.get("isolation_threshold", DEFAULT_ISOLATION_THRESHOLD))
+    threshold = _number(segment, "isolation_threshold", DEFAULT_ISOLATION_THRESHOLD)
     shared = segment.get("categories") or []
     if isinstance(shared, str):
         shared = _split_names(shared, "segment.categories")
@@ -200,17 +209,20 @@ def segment_sketches(
     names = partition_names(images)
 
     checkpoint = Path(str(segment.get("checkpoint") or "data/06_models/best.safetensors"))
-    if not checkpoint.exists():
+    try:
+        segmenter = load_model(
+            str(checkpoint),
+            dict(segment.get("model_overrides") or {}) or None,
+            device=str(segment.get("device", "auto")),
+            paper_threshold=_number(segment, "paper_threshold", 0.5),
+        )
+    except CheckpointMismatchError as exc:
+        if checkpoint.exists():
+            raise
         raise SketchSegDataError(
             f"no trained checkpoint yet: segment.checkpoint {checkpoint} does not exist; run "
             f"`{run_command('train')}` first (or set segment.checkpoint to a checkpoint file)"
-        )
-    segmenter = load_model(
-        str(checkpoint),
-        dict(segment.get("model_overrides") or {}) or None,
-        device=str(segment.get("device", "auto")),
-        paper_threshold=float(segment.get("paper_threshold", 0.5)),
-    )
+        ) from exc
     rows: list[dict[str, Any]] = []
     label_maps: dict[str, Image.Image] = {}
     overlays: dict[str, Image.Image] = {}
