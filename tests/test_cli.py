@@ -100,3 +100,27 @@ def test_mlflow_tags_name_the_runner_and_the_command():
         assert hooks.kedro_command(run_params) == "kedro run --pipelines train"
     finally:
         hooks.remember_command(None)
+
+
+def test_dependency_warnings_are_quiet_for_users_and_seen_by_tests():
+    import logging
+    import warnings
+
+    from sketchseg import settings
+
+    code = ("import warnings, sketchseg.settings\n"
+            "warnings.warn_explicit('register_new_resolver() is deprecated and will be removed', UserWarning,"
+            " 'omegaconf_config.py', 1, module='kedro.config.omegaconf_config')\n"
+            "warnings.warn_explicit('something a user can act on', UserWarning, 'omegaconf_config.py', 2,"
+            " module='kedro.config.omegaconf_config')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=kedro_subprocess_env())
+    assert "register_new_resolver" not in proc.stderr and "something a user can act on" in proc.stderr
+    # MLflow's warning reaches Kedro's logging as a py.warnings record, under simplefilter("once")
+    text = ("/venv/mlflow/pyfunc/utils/data_validation.py:187: UserWarning: \x1b[33mAdd type hints to the "
+            "`predict` method to enable data validation")
+    keep = settings.DependencyWarningFilter().filter
+    assert not keep(logging.LogRecord("py.warnings", logging.WARNING, "", 0, "%s", (text,), None))
+    assert keep(logging.LogRecord("py.warnings", logging.WARNING, "", 0, "%s", (text.replace("mlflow", "x"),), None))
+    with pytest.warns(UserWarning, match="register_new_resolver"):  # tests still see them
+        warnings.warn_explicit("register_new_resolver() is deprecated", UserWarning, "omegaconf_config.py", 1,
+                               module="kedro.config.omegaconf_config")
