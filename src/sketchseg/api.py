@@ -76,6 +76,21 @@ class SegmentationResult:
         counts = np.bincount(self.label_map[self.label_map >= 0].ravel(), minlength=len(self.categories))
         return {c: int(n) for c, n in zip(self.categories, counts)}
 
+    def __repr__(self) -> str:
+        """A short summary, not the arrays: size, ink, each category's share of the ink, isolation."""
+        width, height = self.image_size
+        counts = self.pixel_counts()
+        ink = sum(counts.values())
+        shares = ", ".join(f"{c} {100.0 * n / ink:.1f}%" if ink else f"{c} 0%" for c, n in counts.items())
+        text = f"SegmentationResult({width}x{height} px, {ink} ink px: {shares}"
+        if self.isolated is not None:
+            text += f"; isolated {self.isolated_category!r} above {self.threshold}: {int(self.isolated.sum())} px"
+        if self.inverted:
+            text += "; inverted"
+        return text + ")"
+
+    __str__ = __repr__
+
 
 def clean_categories(categories: Sequence[str]) -> list[str]:
     """The category names as segmented: whitespace-normalised, empty ones and duplicates dropped."""

@@ -14,6 +14,8 @@ import contextlib
 import copy
 import json
 import logging
+import re
+import shlex
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -24,6 +26,53 @@ logger = logging.getLogger(__name__)
 _MAX_TAG_CHARS = 5000
 #: the node whose pipelines take the training lock (engine/runlock.py)
 TRAINING_NODE = "fit_and_select_checkpoint"
+
+_typed_command: dict[str, str | None] = {"command": None}
+
+
+def remember_command(command: str | None) -> None:
+    """The command line the user typed (set by ``sketchseg.cli``), stored as the ``kedro_command`` tag."""
+    _typed_command["command"] = command
+
+
+def runner_name(runner: Any) -> str:
+    """``SequentialRunner`` for a runner class, instance or the ``<...SequentialRunner object at 0x..>``
+    text Kedro passes in ``run_params``."""
+    if isinstance(runner, str):
+        match = re.match(r"<([\w.]+) object at 0x[0-9a-fA-F]+>$", runner)
+        return match.group(1).rsplit(".", 1)[-1] if match else runner
+    return getattr(runner, "__name__", type(runner).__name__)
+
+
+def _flat_params(params: Mapping[str, Any], prefix: str = "") -> list[str]:
+    items: list[str] = []
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            items += _flat_params(value, f"{prefix}{key}.")
+        else:
+            items.append(f"{prefix}{key}={value}")
+    return items
+
+
+def kedro_command(run_params: Mapping[str, Any]) -> str:
+    """The command as the user typed it (``kedro run`` / ``python -m sketchseg``), else the
+    ``kedro run --pipelines=...`` command that repeats this run (a run started from Python)."""
+    if _typed_command["command"]:
+        return _typed_command["command"]
+    parts = ["kedro", "run"]
+    pipelines = run_params.get("pipeline_names") or ([run_params["pipeline_name"]] if run_params.get("pipeline_name")
+                                                     else [])
+    for option, key in (("--pipelines", None), ("--tags", "tags"), ("--nodes", "node_names"),
+                        ("--from-nodes", "from_nodes"), ("--to-nodes", "to_nodes"), ("--from-inputs", "from_inputs"),
+                        ("--to-outputs", "to_outputs"), ("--namespaces", "namespaces")):
+        values = pipelines if key is None else run_params.get(key)
+        if values:
+            parts.append(f"{option}={','.join(str(v) for v in values)}")
+    if run_params.get("env"):
+        parts.append(f"--env={run_params['env']}")
+    if run_params.get("runtime_params"):
+        parts.append(shlex.quote("--params=" + ",".join(_flat_params(run_params["runtime_params"]))))
+    return " ".join(parts)
 
 
 def parameter_entries(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,12 +131,19 @@ class SketchSegHooks:
         self._pipeline_name: Any = None
         self._lock: Any = None
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
+        """First of all hooks (kedro-mlflow's included): a misspelt ``--env`` stops here, named; then
+        an unknown parameter key, before the catalog and any node."""
         from sketchseg.experiments.params_check import check_project_parameters
         from sketchseg.experiments.variants import flatten_keys
+        from sketchseg.pipelines.environment import check_environment, set_run_env
 
         loader = context.config_loader
+        check_environment(getattr(loader, "conf_source", "conf"), context.env,
+                          getattr(loader, "default_run_env", "local"))
+        set_run_env(context.env)
+
         runtime = getattr(loader, "runtime_params", None) or getattr(context, "_runtime_params", None)
         # an unknown key (a typo in conf/<env> or --params) fails here, before the catalog and any node
         check_project_parameters(
@@ -143,6 +199,15 @@ class SketchSegHooks:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    @hook_impl(trylast=True, specname="before_pipeline_run")
+    def tag_runner_and_command(self, run_params: dict[str, Any]) -> None:
+        """After kedro-mlflow has opened the run and tagged it from ``run_params`` (trylast): the
+        runner's name instead of its repr, and the command as typed (``--pipelines``, not
+        kedro-mlflow's ``--pipeline``)."""
+        from sketchseg.tracking import set_tags
+
+        set_tags({"runner": runner_name(run_params.get("runner")), "kedro_command": kedro_command(run_params)})
 
     @hook_impl
     def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,42 @@ from omegaconf import DictConfig, OmegaConf
 from sketchseg.hooks import SketchSegHooks
 
 HOOKS = (SketchSegHooks(),)
+
+#: Warnings of the pinned dependencies about their own code, which a user cannot act on: Kedro and
+#: kedro-mlflow calling omegaconf's deprecated ``register_new_resolver`` (about 15 per run), MLflow
+#: asking kedro-mlflow's ``KedroPipelineModel`` for type hints (at import). (message regex, module)
+DEPENDENCY_WARNINGS = (
+    (r"register_new_resolver\(\) is deprecated", "kedro"),
+    (r"Add type hints to the `predict` method", "mlflow.pyfunc"),
+)
+
+
+class DependencyWarningFilter(logging.Filter):
+    """Drops ``DEPENDENCY_WARNINGS`` that reach logging (Kedro's rich handler captures warnings
+    as ``py.warnings`` records); MLflow shows its warning through ``simplefilter("once")``, which
+    overrides any ``warnings`` filter, so this is the one place to catch it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not any(re.search(message, text) and module.replace(".", os.sep) in text
+                       for message, module in DEPENDENCY_WARNINGS)
+
+
+def quiet_dependency_warnings() -> None:
+    """Ignore exactly ``DEPENDENCY_WARNINGS`` (UserWarnings, by message and module), nothing else.
+    Kedro reads these settings before it loads its plugins and builds the config loader, so the
+    project's commands (``kedro run``, ``kedro viz``, ``python -m sketchseg``) stay quiet. pytest
+    records warnings with its own filters around every test (pyproject.toml), so tests still see
+    them (``pytest.warns``, the warnings summary)."""
+    for message, module in DEPENDENCY_WARNINGS:
+        warnings.filterwarnings("ignore", message=f".*{message}", category=UserWarning,
+                                module=re.escape(module))
+    py_warnings = logging.getLogger("py.warnings")
+    if not any(isinstance(f, DependencyWarningFilter) for f in py_warnings.filters):
+        py_warnings.addFilter(DependencyWarningFilter())
+
+
+quiet_dependency_warnings()
 
 
 class SketchSegConfigLoader(OmegaConfigLoader):

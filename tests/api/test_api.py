@@ -264,3 +264,16 @@ def test_sixteen_bit_arrays_are_scaled_by_their_dtype(segmenter):
     np.testing.assert_allclose(_array_to_grey(faint, "x"), 200 / 65535)
     plain = np.array([[0, 255], [128, 255]])  # int64 from a list: 8-bit values
     np.testing.assert_allclose(image_to_grey(plain)[0], plain / 255.0)
+
+
+def test_result_prints_as_a_short_summary():
+    """print(result) names size, ink and each category's share of the ink, never the arrays."""
+    labels = np.full((300, 400), -1, dtype=np.int64)
+    labels[0, :3] = 0    # 3 tree pixels
+    labels[1, 0] = 1     # 1 dog pixel
+    result = SegmentationResult(labels, ["tree", "dog"], np.zeros((2, 300, 400), np.float32),
+                                ink=labels >= 0, grey=np.ones((300, 400), np.float32))
+    assert str(result) == repr(result) == "SegmentationResult(400x300 px, 4 ink px: tree 75.0%, dog 25.0%)"
+    result.isolated, result.isolated_category, result.threshold, result.inverted = labels == 0, "tree", 0.71, True
+    assert repr(result) == ("SegmentationResult(400x300 px, 4 ink px: tree 75.0%, dog 25.0%; "
+                            "isolated 'tree' above 0.71: 3 px; inverted)")

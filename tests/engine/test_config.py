@@ -83,3 +83,12 @@ def test_annotated_set_renders_as_the_eval_config_says(tmp_path):
     with pytest.raises(SketchSegDataError, match="outside data.fscoco_root"):
         annotated_set(table.assign(raster_path="/elsewhere/1.jpg"), "test", 16, EvalConfig(),
                       {**data, "fscoco_root": str(tmp_path)})
+
+
+def test_a_number_that_is_no_number_is_named():
+    with pytest.raises(SketchSegConfigError, match=r"training.epochs must be an integer, got 'ten'"):
+        TrainConfig.from_dict({"epochs": "ten"})
+    with pytest.raises(SketchSegConfigError, match=r"evaluation.render_size must be an integer, got 'big'"):
+        EvalConfig.from_dict({"render_size": "big"})
+    # YAML reads 1e-5 (no dot) as a string: it stays accepted, as before
+    assert TrainConfig.from_dict({"learning_rate": "1e-5", "epochs": 3}).epochs == 3

@@ -338,3 +338,26 @@ def test_a_variant_gets_ctrl_c_even_when_the_grid_ignores_it(tmp_path):
     assert subprocess.run([sys.executable, "-c", parent], timeout=60).returncode == 124
     assert time.perf_counter() - t0 < 20  # interrupted at once, not killed after the 30 s grace
     assert "KeyboardInterrupt" in log.read_text().split("timed out after 2 s", 1)[1]
+
+
+def test_tables_go_to_stdout_not_the_log(monkeypatch, tmp_path, capsys, caplog):
+    """`list`, `compare` and the grid's summary print their tables on stdout (| grep, | less)."""
+    from sketchseg.experiments import __main__ as cli
+    from sketchseg.experiments.grid import VariantRun
+
+    with caplog.at_level("INFO"):
+        assert cli.main(["list", "--project", str(REPO), "--env", "sample"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["variant", "group", "description"]
+    assert any(line.split()[:3] == ["wo_vv", "Tab.", "4"] for line in out)
+    assert not any("wo_vv" in r.getMessage() for r in caplog.records)
+
+    monkeypatch.setattr(cli, "compare", lambda *a, **k: pd.DataFrame({"variant": ["ours"], "status": ["ok"]}))
+    monkeypatch.setattr(cli, "markdown_table", lambda t: "| THE TABLE |")
+    monkeypatch.setattr(cli, "run_grid", lambda *a, **k: [VariantRun("ours", 0, 1.0, None)])
+    assert cli.main(["compare", "--project", str(REPO), "--env", "sample", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == "| THE TABLE |"
+    assert cli.main(["grid", "--project", str(REPO), "--env", "sample", "--variants", "ours", "--tag", "g-out",
+                     "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["comparison (grid g-out):", "| THE TABLE |"]
+    assert not any("THE TABLE" in r.getMessage() for r in caplog.records)

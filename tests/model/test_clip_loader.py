@@ -132,3 +132,23 @@ def test_quick_gelu_follows_the_tag_and_the_override():
     assert clip_loader._resolve_quick_gelu(ModelConfig(quick_gelu=False), tag_cfg, None) is False
     assert clip_loader._resolve_quick_gelu(ModelConfig(), None, "/w/openai-vit-b-16.safetensors") is True
     assert clip_loader._resolve_quick_gelu(ModelConfig(), None, "/w/laion.safetensors") is False
+
+
+RANDOM_NOTICE = "No pretrained weights loaded"
+
+
+def test_random_init_notice_only_when_the_model_is_random(reference, tmp_path, caplog):
+    """open_clip says "Model initialized randomly" while building; with a weight file loaded next
+    that is false and must not be shown; a really random model keeps the notice."""
+    path = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in reference[0].state_dict().items()}, str(path))
+    with caplog.at_level("INFO"):
+        load_clip(tiny(pretrained=str(path)))
+    assert caplog.records, "load_clip logs what it loaded"
+    assert not [r for r in caplog.records if RANDOM_NOTICE in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        load_clip(tiny())
+    assert [r for r in caplog.records if RANDOM_NOTICE in r.getMessage()]
+    import logging
+    assert not logging.getLogger().filters, "the notice filter is removed again"

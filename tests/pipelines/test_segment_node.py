@@ -86,3 +86,25 @@ def test_too_many_categories_fail_that_file_before_inference(tmp_path, monkeypat
     assert table.loc["many.png", "status"] == "failed" and table.loc["many.png", "n_categories"] == 255
     assert table.loc["many.png", "reason"] == ("255 categories: a label-map PNG holds at most 254; "
                                                "segment this sketch with fewer categories")
+
+
+def test_missing_checkpoint_and_bad_numbers_are_told_in_one_line(tmp_path):
+    """No checkpoint yet: say which command makes one (with the run's --env); a threshold that is
+    no number is named."""
+    from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+    from sketchseg.pipelines.environment import set_run_env
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((32, 32), 255, dtype=np.uint8)).save(folder / "a.png")
+    params = {"input_dir": str(folder), "output_dir": str(tmp_path / "out"), "categories": ["tree"],
+              "checkpoint": str(tmp_path / "none.safetensors")}
+    set_run_env("sample")
+    try:
+        with pytest.raises(SketchSegDataError, match=r"no trained checkpoint yet: .*none.safetensors does not exist; "
+                                                     r"run `kedro run --pipelines=train --env=sample` first"):
+            nodes.segment_sketches(params)
+    finally:
+        set_run_env(None)
+    with pytest.raises(SketchSegConfigError, match=r"segment.isolation_threshold must be a number, got 'high'"):
+        nodes.segment_sketches({**params, "isolation_threshold": "high"})

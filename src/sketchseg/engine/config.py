@@ -25,6 +25,16 @@ def _check_known(cls: type, d: Mapping[str, Any], section: str) -> None:
     unknown = sorted(set(d) - known)
     if unknown:
         raise SketchSegConfigError(f"unknown {section} parameters {unknown}; known: {sorted(known)}")
+    for key, value in d.items():  # a number that is no number (--params training.epochs=ten) fails here, named
+        default = cls.__dataclass_fields__[key].default
+        kind = type(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else None
+        if kind is None or value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            continue
+        try:
+            kind(value)
+        except (TypeError, ValueError):
+            noun = "an integer" if kind is int else "a number"
+            raise SketchSegConfigError(f"{section}.{key} must be {noun}, got {value!r}") from None
 
 
 @dataclass

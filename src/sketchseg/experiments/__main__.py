@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sketchseg.errors import SketchSegError
 from sketchseg.experiments.compare import check_grid_id, compare, load_project_config, markdown_table
@@ -63,15 +64,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def variants_table(variants: Mapping[str, Any]) -> str:
+    """The presets as an aligned text table (variant, group, description), one row each."""
+    rows = [("variant", "group", "description")]
+    rows += [(str(name), str((spec or {}).get("group", "")), str((spec or {}).get("description", "")))
+             for name, spec in variants.items()]
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    return "\n".join(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]}".rstrip() for r in rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Tables and other results go to stdout (``| grep``, ``| less``); progress and errors are log
+    lines on stderr."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_project_config(args.project, args.env)
         if args.command == "list":
-            for name, spec in cfg.variants.items():
-                spec = spec or {}
-                logger.info("%-30s %-14s %s", name, spec.get("group", ""), spec.get("description", ""))
+            print(variants_table(cfg.variants))
             return 0
         if args.command == "grid":
             names = select_variants(cfg.variants, args.variants)
@@ -82,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             unscored: list[str] = []
             if not args.no_compare:
                 table = compare(args.project, args.env, grid=grid_id, out=args.out, selection=names)
-                logger.info("comparison (grid %s):\n%s", grid_id, markdown_table(table))
+                print(f"comparison (grid {grid_id}):\n{markdown_table(table)}", flush=True)
                 done = {r.variant for r in results if r.ok}
                 scores = args.pipeline in ("train", "__default__") or "evaluation" in args.pipeline.split(",")
                 unscored = [v for v, status in zip(table["variant"], table["status"])
@@ -95,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         selection = select_variants(cfg.variants, args.variants) if args.variants else None
         table = compare(args.project, args.env, grid=args.grid, out=args.out, selection=selection,
                         tracking_uri=args.tracking_uri, experiment_name=args.experiment)
-        logger.info("comparison:\n%s", markdown_table(table))
+        print(markdown_table(table), flush=True)
         return 0
     except (SketchSegError, ModelError) as exc:
         logger.error("%s", exc)

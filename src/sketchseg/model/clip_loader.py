@@ -11,8 +11,10 @@ refused with instructions, because reading them needs ``weights_only=False``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -186,6 +188,26 @@ def load_clip_from_file(
     logger.info("loaded CLIP weights for %s from %s (%d tensors)", model_name, path, len(state))
 
 
+class _RandomInitNotice(logging.Filter):
+    """open_clip's "No pretrained weights loaded ... Model initialized randomly" (root logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded for model")
+
+
+@contextlib.contextmanager
+def _weights_follow() -> Iterator[None]:
+    """Build a CLIP whose weights are loaded right after: open_clip's random-init notice would be
+    false, so it is dropped (it stays where the model really is random)."""
+    notice = _RandomInitNotice()
+    root = logging.getLogger()
+    root.addFilter(notice)
+    try:
+        yield
+    finally:
+        root.removeFilter(notice)
+
+
 RANDOM_INIT_SEED = 0
 """Seed of random CLIP weights (``model.pretrained: null``)."""
 
@@ -232,7 +254,8 @@ def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor],
                 "`kedro run --pipelines=pretrain_sample --env=sample` (bash scripts/demo.sh runs it)"
             )
         quick = _resolve_quick_gelu(cfg, None, str(path))
-        clip_model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick)
+        with _weights_follow():
+            clip_model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick)
         load_clip_from_file(clip_model, path, model_name=name)
     else:
         from open_clip.pretrained import get_pretrained_cfg

@@ -10,34 +10,48 @@ from typing import Any
 from kedro.io import AbstractDataset
 from kedro.io.core import get_filepath_str, get_protocol_and_path
 
+from sketchseg.errors import SketchSegDataError
+from sketchseg.pipelines.environment import run_command
+
 
 class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """A model checkpoint as a safetensors file: ``{"state": {name: Tensor}, "metadata": {str: str}}``.
 
     Loading never unpickles anything (safetensors), so a checkpoint from a stranger cannot run
-    code. Saving is atomic: the file is written beside the target and renamed over it.
+    code. Saving is atomic: the file is written beside the target and renamed over it. A missing
+    file is reported as not made yet, with the command that makes it (``produced_by``: the
+    pipeline that writes it, ``train`` by default); an unreadable one names the file.
     """
 
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None, produced_by: str = "train") -> None:
         protocol, path = get_protocol_and_path(filepath)
         if protocol != "file":
             raise ValueError(f"SafetensorsCheckpointDataset only supports local files, got {filepath}")
         self._filepath = PurePosixPath(path)
         self._protocol = protocol
         self.metadata = metadata
+        self._produced_by = produced_by
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
+        return {"filepath": str(self._filepath), "produced_by": self._produced_by}
 
     def load(self) -> dict[str, Any]:
         from safetensors import safe_open
 
         path = get_filepath_str(self._filepath, self._protocol)
+        if not Path(path).is_file():
+            what = "trained checkpoint" if self._produced_by == "train" else "file"
+            raise SketchSegDataError(
+                f"no {what} yet: {path} does not exist; run `{run_command(self._produced_by)}` first"
+            )
         state = {}
-        with safe_open(path, framework="pt", device="cpu") as f:
-            meta = dict(f.metadata() or {})
-            for key in f.keys():
-                state[key] = f.get_tensor(key)
+        try:
+            with safe_open(path, framework="pt", device="cpu") as f:
+                meta = dict(f.metadata() or {})
+                for key in f.keys():
+                    state[key] = f.get_tensor(key)
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+            raise SketchSegDataError(f"{path} is not a readable safetensors checkpoint ({exc})") from exc
         return {"state": state, "metadata": meta}
 
     def save(self, data: dict[str, Any]) -> None:

@@ -22,6 +22,8 @@ from sketchseg import tracking
 from sketchseg.api import (DEFAULT_ISOLATION_THRESHOLD, MAX_LABEL_MAP_CATEGORIES, clean_categories, label_map_image,
                            load_model, mask_image, overlay)
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+from sketchseg.model.errors import CheckpointMismatchError
+from sketchseg.pipelines.environment import run_command
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +156,14 @@ def _inside(child: Path, parent: Path) -> bool:
         return False
 
 
+def _number(segment: dict[str, Any], key: str, default: float) -> float:
+    value = segment.get(key, default)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SketchSegConfigError(f"segment.{key} must be a number, got {value!r}") from None
+
+
 # --------------------------------------------------------------------------------------------------
 # node
 # --------------------------------------------------------------------------------------------------
@@ -173,7 +183,7 @@ def segment_sketches(
     extensions = tuple(str(e).lower() if str(e).startswith(".") else f".{str(e).lower()}"
                        for e in (segment.get("extensions") or DEFAULT_EXTENSIONS))
     isolate = segment.get("isolate_category") or None
-    threshold = float(segment.get("isolation_threshold", DEFAULT_ISOLATION_THRESHOLD))
+    threshold = _number(segment, "isolation_threshold", DEFAULT_ISOLATION_THRESHOLD)
     shared = segment.get("categories") or []
     if isinstance(shared, str):
         shared = _split_names(shared, "segment.categories")
@@ -199,12 +209,21 @@ def segment_sketches(
     lists = category_lists(images, shared, per_file)
     names = partition_names(images)
 
-    segmenter = load_model(
-        str(segment.get("checkpoint") or "data/06_models/best.safetensors"),
-        dict(segment.get("model_overrides") or {}) or None,
-        device=str(segment.get("device", "auto")),
-        paper_threshold=float(segment.get("paper_threshold", 0.5)),
-    )
+    checkpoint = Path(str(segment.get("checkpoint") or "data/06_models/best.safetensors"))
+    try:
+        segmenter = load_model(
+            str(checkpoint),
+            dict(segment.get("model_overrides") or {}) or None,
+            device=str(segment.get("device", "auto")),
+            paper_threshold=_number(segment, "paper_threshold", 0.5),
+        )
+    except CheckpointMismatchError as exc:
+        if checkpoint.exists():
+            raise
+        raise SketchSegDataError(
+            f"no trained checkpoint yet: segment.checkpoint {checkpoint} does not exist; run "
+            f"`{run_command('train')}` first (or set segment.checkpoint to a checkpoint file)"
+        ) from exc
     rows: list[dict[str, Any]] = []
     label_maps: dict[str, Image.Image] = {}
     overlays: dict[str, Image.Image] = {}

@@ -1,0 +1,156 @@
+"""The project's ``kedro run`` (also ``python -m sketchseg``): Kedro's own run command, with errors a
+user can cause told in one line.
+
+A run that stops on missing data or weights, a checkpoint not trained yet, a bad parameter or file
+or an unknown ``--env`` (``SketchSegError`` / ``ModelError``, also when Kedro wraps them in a
+``DatasetError``) prints ``Error: <what is wrong and what to do>`` on stderr and exits with 1,
+instead of a rich traceback box and Kedro's "No nodes ran. Repeat the previous command" advice.
+The full traceback still goes to the log file of ``conf/logging.yml`` (``info.log``), and to the
+terminal as well with ``SKETCHSEG_VERBOSE=1``. Any other exception (a bug) is shown in full, as
+before. Kedro finds this module by its name (``<package>.cli``) and prefers its ``run`` command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.cli.utils import CONTEXT_SETTINGS
+
+from sketchseg.errors import SketchSegError
+from sketchseg.hooks import remember_command
+from sketchseg.model.errors import ModelError
+
+VERBOSE_ENV = "SKETCHSEG_VERBOSE"
+"""``SKETCHSEG_VERBOSE=1``: a user error is shown with its full traceback, as any other error."""
+
+logger = logging.getLogger(__name__)
+
+_RERUN_ADVICE = "No nodes ran. Repeat the previous command"
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def user_error(exc: BaseException) -> BaseException | None:
+    """The error a user can act on behind ``exc`` (itself, or a cause Kedro wrapped), else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (SketchSegError, ModelError)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line."""
+    return " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
+
+
+def _file_handlers() -> list[logging.FileHandler]:
+    handlers: list[logging.Handler] = list(logging.getLogger().handlers)
+    for name in ("sketchseg", "kedro"):
+        handlers += logging.getLogger(name).handlers
+    return [h for h in dict.fromkeys(handlers) if isinstance(h, logging.FileHandler)]
+
+
+def _log_to_files(exc: BaseException) -> list[str]:
+    """Write ``exc`` with its traceback to the log files only (not the console); returns their paths."""
+    paths = []
+    for handler in _file_handlers():
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "run failed: %s", (one_line(exc),),
+                                   (type(exc), exc, exc.__traceback__))
+        handler.handle(record)
+        paths.append(handler.baseFilename)
+    return paths
+
+
+class _HideRerunAdvice(logging.Filter):
+    """Kedro's "No nodes ran. Repeat the previous command" is no advice after an error in the input."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_RERUN_ADVICE)
+
+
+@contextlib.contextmanager
+def _console_without_rerun_advice() -> Iterator[None]:
+    consoles = [h for h in logging.getLogger().handlers if not isinstance(h, logging.FileHandler)]
+    hide = _HideRerunAdvice()
+    for handler in consoles:
+        handler.addFilter(hide)
+    try:
+        yield
+    finally:
+        for handler in consoles:
+            handler.removeFilter(hide)
+
+
+def _display(path: str) -> str:
+    with contextlib.suppress(ValueError):
+        return str(Path(path).relative_to(Path.cwd()))
+    return path
+
+
+def typed_command(ctx: click.Context) -> str | None:
+    """The command line as the user typed it, when this process was started by it."""
+    root = ctx.find_root()
+    argv = sys.argv[1:]
+    if root is not ctx and root.info_name == "kedro" and argv[:1] == ["run"]:
+        return shlex.join(["kedro", *argv])
+    if root is ctx and sys.argv and Path(sys.argv[0]).parent.name == "sketchseg":
+        return shlex.join(["python", "-m", "sketchseg", *argv])
+    return None
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn a user error raised inside into ``Error: ...`` on stderr and exit status 1 (see the module)."""
+    loud = verbose()
+    try:
+        with contextlib.nullcontext() if loud else _console_without_rerun_advice():
+            yield
+    except Exception as exc:
+        cause = user_error(exc)
+        logs = _log_to_files(exc)
+        if cause is None or loud:
+            raise
+        where = f"traceback in {', '.join(_display(p) for p in logs)}, or" if logs else "traceback:"
+        click.echo(f"Error: {one_line(cause)} ({where} rerun with {VERBOSE_ENV}=1)", err=True)
+        raise click.exceptions.Exit(1) from None
+
+
+@click.group(context_settings=CONTEXT_SETTINGS, name="sketchseg")
+def cli() -> None:
+    """sketchseg's project commands."""
+
+
+@click.pass_context
+def _run(ctx: click.Context, **kwargs: Any) -> Any:
+    remember_command(typed_command(ctx))
+    try:
+        with one_line_errors():
+            return kedro_run.callback(**kwargs)  # type: ignore[misc]
+    finally:
+        remember_command(None)
+
+
+run = click.Command(
+    name="run",
+    context_settings=CONTEXT_SETTINGS,
+    callback=_run,
+    params=list(kedro_run.params),
+    help=(kedro_run.help or "Run the pipeline.")
+    + f"\n\nErrors in the input are told in one line; {VERBOSE_ENV}=1 shows their traceback.",
+)
+cli.add_command(run)

@@ -1,0 +1,126 @@
+"""The project's ``kedro run`` / ``python -m sketchseg`` as a user meets them (real processes in a
+copied project): one-line errors, the verbose switch, no dependency warning noise, honest MLflow tags.
+The cases fail at once (before any training), so each process takes seconds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from sketchseg import hooks
+from sketchseg.cli import user_error
+from sketchseg.errors import SketchSegDataError
+from sketchseg.experiments.project import kedro_subprocess_env
+
+KEDRO = Path(sys.executable).with_name("kedro")
+NOISE = ("Traceback", "╭", "No nodes ran", "register_new_resolver", "Add type hints")
+
+
+def run_cli(project: Path, *args: str, verbose: bool = False, module: bool = False) -> subprocess.CompletedProcess:
+    env = kedro_subprocess_env(offline=True)
+    env.pop("SKETCHSEG_VERBOSE", None)
+    if verbose:
+        env["SKETCHSEG_VERBOSE"] = "1"
+    cmd = [sys.executable, "-m", "sketchseg", *args] if module else [str(KEDRO), "run", *args]
+    return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+
+def the_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one ``Error:`` line of a failed run, with no traceback, rerun advice nor warning noise."""
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(lines) == 1, proc.stderr
+    output = proc.stdout + proc.stderr
+    assert not [n for n in NOISE if n in output], output[-5000:]
+    return lines[0]
+
+
+def test_report_before_training_says_to_train_first(kedro_project):
+    proc = run_cli(kedro_project, "--pipelines=report", "--env=sample")
+    line = the_error_line(proc)
+    assert "no trained checkpoint yet" in line and "best.safetensors does not exist" in line
+    assert "run `kedro run --pipelines=train --env=sample` first" in line
+    assert "traceback in info.log" in line and "SKETCHSEG_VERBOSE=1" in line
+    log = (kedro_project / "info.log").read_text(encoding="utf-8")
+    assert "Traceback" in log and "SketchSegDataError: no trained checkpoint yet" in log
+    # the MLflow run (opened before the failure) has honest tags
+    client = mlflow.MlflowClient(f"sqlite:///{kedro_project / 'mlflow.db'}")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert [(r.data.tags["runner"], r.data.tags["kedro_command"]) for r in runs] == [
+        ("SequentialRunner", "kedro run --pipelines=report --env=sample")]
+
+
+def test_unknown_environment_is_named_with_the_ones_that_exist(kedro_project):
+    line = the_error_line(run_cli(kedro_project, "--pipelines=report", "--env=smaple", module=True))
+    assert "configuration environment 'smaple' does not exist" in line
+    assert "the environments are: base, local, sample" in line
+    assert "MLflow" not in line and "maintenance" not in line
+
+
+def test_verbose_switch_shows_the_traceback(kedro_project):
+    proc = run_cli(kedro_project, "--pipelines=report", "--env=smaple", verbose=True)
+    assert proc.returncode == 1
+    output = proc.stdout + proc.stderr
+    assert "Traceback" in output and "SketchSegConfigError" in output and "'smaple' does not exist" in output
+
+
+@pytest.mark.slow
+def test_missing_data_is_one_line(kedro_project):
+    line = the_error_line(run_cli(kedro_project, "--pipelines=train"))
+    assert "FS-COCO not found: expected at data/01_raw/fscoco" in line
+
+
+def test_user_error_is_found_behind_kedro_wrappers():
+    try:
+        try:
+            raise SketchSegDataError("no data")
+        except SketchSegDataError as exc:
+            raise RuntimeError("Failed while loading data from dataset X.\nno data") from exc
+    except RuntimeError as wrapped:
+        assert str(user_error(wrapped)) == "no data"
+    assert user_error(ValueError("a bug")) is None
+
+
+def test_mlflow_tags_name_the_runner_and_the_command():
+    class SequentialRunner:
+        pass
+
+    assert hooks.runner_name("<kedro.runner.sequential_runner.SequentialRunner object at 0x7f3a2c1d0>") \
+        == "SequentialRunner"
+    assert hooks.runner_name(SequentialRunner()) == hooks.runner_name(SequentialRunner) == "SequentialRunner"
+    run_params = {"pipeline_names": ["train"], "env": "sample", "tags": (), "node_names": (),
+                  "runtime_params": {"training": {"epochs": 2}, "seed": 1}}
+    assert hooks.kedro_command(run_params) == "kedro run --pipelines=train --env=sample --params=training.epochs=2,seed=1"
+    hooks.remember_command("kedro run --pipelines train")
+    try:
+        assert hooks.kedro_command(run_params) == "kedro run --pipelines train"
+    finally:
+        hooks.remember_command(None)
+
+
+def test_dependency_warnings_are_quiet_for_users_and_seen_by_tests():
+    import logging
+    import warnings
+
+    from sketchseg import settings
+
+    code = ("import warnings, sketchseg.settings\n"
+            "warnings.warn_explicit('register_new_resolver() is deprecated and will be removed', UserWarning,"
+            " 'omegaconf_config.py', 1, module='kedro.config.omegaconf_config')\n"
+            "warnings.warn_explicit('something a user can act on', UserWarning, 'omegaconf_config.py', 2,"
+            " module='kedro.config.omegaconf_config')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=kedro_subprocess_env())
+    assert "register_new_resolver" not in proc.stderr and "something a user can act on" in proc.stderr
+    # MLflow's warning reaches Kedro's logging as a py.warnings record, under simplefilter("once")
+    text = ("/venv/mlflow/pyfunc/utils/data_validation.py:187: UserWarning: \x1b[33mAdd type hints to the "
+            "`predict` method to enable data validation")
+    keep = settings.DependencyWarningFilter().filter
+    assert not keep(logging.LogRecord("py.warnings", logging.WARNING, "", 0, "%s", (text,), None))
+    assert keep(logging.LogRecord("py.warnings", logging.WARNING, "", 0, "%s", (text.replace("mlflow", "x"),), None))
+    with pytest.warns(UserWarning, match="register_new_resolver"):  # tests still see them
+        warnings.warn_explicit("register_new_resolver() is deprecated", UserWarning, "omegaconf_config.py", 1,
+                               module="kedro.config.omegaconf_config")
