@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up, generate the FS-COCO-shaped sample if it is missing, pre-train the sample's tiny CLIP
-# (once: ~4 min on 2 CPU cores; later runs reuse the file) and run the full training pipeline
-# (ingestion -> splits -> prompts -> fit -> select -> evaluate) on CPU. Extra arguments go to
+# (once: ~3 min on 2 idle CPU cores, see docs/demo-timing.md; later runs reuse the file) and run
+# the full training pipeline (ingestion -> splits -> prompts -> fit -> select -> evaluate) on CPU. Extra arguments go to
 # `kedro run --pipelines=train`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"

@@ -20,6 +20,7 @@ MAX_LINES = 450
 #: top-level part of sketchseg -> layer (higher may import lower, never the other way round)
 LAYERS = {
     "errors": 0, "data": 0, "text": 0,
+    "progress": 0,  # progress bars / log lines: used from data (sample writing) up to the experiment grid
     "model": 1,
     "engine": 2, "pretrain": 2, "reporting": 2,
     "tracking": 3, "pipelines": 3, "api": 3, "experiments": 3, "hooks": 3, "settings": 3, "cli": 3,

@@ -214,11 +214,12 @@ class SketchSegHooks:
         if self._tagged:
             return
         self._tagged = True
-        from sketchseg.tracking import active_run_id, set_tags, tag_run_with_experiment
+        from sketchseg.tracking import active_run_id, mark_experiment_as_model_training, set_tags, tag_run_with_experiment
 
         if self._lock is not None:
             self._lock.update(mlflow_run_id=active_run_id() or "")
 
+        mark_experiment_as_model_training()  # the MLflow UI opens the experiment on its runs, not GenAI
         tag_run_with_experiment(self._params, pipeline_name=self._pipeline_name)
         exp = dict(self._params.get("experiment") or {})
         tags: dict[str, Any] = {"sketchseg.preset": "yes" if self._variant_applied else "no"}

@@ -49,6 +49,30 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
+#: MLflow 3's UI opens an experiment by its kind (experiment tag ``mlflow.experimentKind``); without
+#: one it may open the GenAI view with the runs under "Evaluations". ``custom_model_development`` is
+#: the UI's "machine learning" (model training) kind.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+_UNCHOSEN_KINDS = ("", "no_inferred_type", "empty")
+
+
+def mark_experiment_as_model_training() -> bool:
+    """Tag the active run's experiment as a model-training one for the MLflow UI, unless it already
+    has a kind someone chose (a kind the UI only inferred is replaced); True when the tag was set."""
+    mlflow, run = _active_run()
+    if run is None:
+        return False
+    client = mlflow.MlflowClient()
+    experiment_id = run.info.experiment_id
+    kind = client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG)
+    if kind is not None and kind not in _UNCHOSEN_KINDS and not kind.endswith("_inferred"):
+        return False
+    client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+    logger.debug("MLflow experiment %s tagged %s=%s", experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+    return True
+
+
 def tag_run_with_experiment(params: Mapping[str, Any], pipeline_name: Any = None) -> None:
     """Name the active run after ``experiment.variant`` and tag it with the switches that define it."""
     mlflow, run = _active_run()

@@ -192,16 +192,20 @@ def test_selection_metric_must_be_a_validation_metric(name):
     assert TrainConfig.from_dict({"selection_metric": "val_stroke_acc"}).selection_metric == "val_stroke_acc"
 
 
-def test_logged_threshold_is_the_value_after_the_epoch(tables):
+def test_logged_threshold_is_the_value_after_the_epoch(tables, caplog):
     train, _ = tables
     cfg = TrainConfig(epochs=1, batch_size=6, learning_rate=1e-3, threshold_learning_rate=0.5, seed=7,
                       device="cpu", num_workers=0)
     seed_everything(cfg.seed)
     model = build_model(ModelConfig.from_dict(MODEL))
     before = float(model.threshold.value)
-    result = fit(model, TrainSketches(train, image_size=64, max_categories=2, seed=cfg.seed), None, cfg)
+    train_set = TrainSketches(train, image_size=64, max_categories=2, seed=cfg.seed)
+    with caplog.at_level("INFO", logger="sketchseg.progress"):  # output is no terminal under pytest
+        result = fit(model, train_set, None, cfg)
     logged = float(result.history.set_index("epoch").loc[1, "threshold"])
     assert logged != before and logged == pytest.approx(float(model.threshold.value), abs=1e-7)
+    n = math.ceil(len(train_set) / cfg.batch_size)  # the epoch's progress, batch by batch, in the log
+    assert f"epoch 1/1: {n}/{n} batch (100%)" in caplog.text and "ETA 00:00 (done)" in caplog.text
 
 
 def test_categories_per_sketch_cap_is_optional(tmp_path):

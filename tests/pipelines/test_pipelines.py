@@ -16,6 +16,8 @@ def _mlflow_runs(project):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     exps = [e for e in client.search_experiments() if e.name == "sketchseg-sample"]
     assert exps, "kedro-mlflow did not create the sample experiment"
+    # the MLflow UI opens it as a model-training experiment (runs), not in its GenAI view
+    assert exps[0].tags.get("mlflow.experimentKind") == "custom_model_development"
     return client, client.search_runs([exps[0].experiment_id])
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from sketchseg.data.quarantine import QUARANTINE_COLUMNS, Quarantine, outside_reason, outside_root
 from sketchseg.data.strokes import far_outside_frame, image_info, parse_strokes
 from sketchseg.errors import SketchSegDataError
+from sketchseg.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def _check_batch(tasks: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
 def _run_checks(tasks: list[tuple[str, str, str]], workers: int, progress: bool) -> list[dict[str, Any]]:
     batches = [tasks[i : i + _BATCH] for i in range(0, len(tasks), _BATCH)]
     out: list[dict[str, Any]] = []
-    with tqdm(total=len(tasks), desc="ingest FS-COCO", unit="sketch", disable=None if progress else True) as bar:
+    with Progress(total=len(tasks), desc="ingest FS-COCO", unit="sketch", enabled=progress) as bar:
         if workers <= 1 or len(tasks) < _INLINE_BELOW:
             for b in batches:
                 out += _check_batch(b)

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from sketchseg.progress import progress
 
 from sketchseg.data.annotated import (
     AnnotatedSketches,
@@ -74,7 +74,7 @@ def evaluate_model(
         persistent_workers=False,
     )
     rows, records = [], []
-    for batch in tqdm(loader, desc=desc, leave=False, disable=None):
+    for batch in progress(loader, desc=desc, unit="batch", leave=False):
         images = torch.stack([s.image for s in batch]).to(device, non_blocking=True)
         with autocast(device, precision):
             maps = model.segment(images, [s.categories for s in batch], size=dataset.render_size)

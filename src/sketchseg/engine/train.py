@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from sketchseg.progress import progress
 
 from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.data.train_set import TrainSketches, collate_train
@@ -226,7 +226,7 @@ def train_one_epoch(
     model.train()
     t0 = time.perf_counter()
     stats = _EpochStats(device)
-    bar = tqdm(loader, desc=f"epoch {epoch}/{n_epochs}", leave=False, disable=None)
+    bar = progress(loader, desc=f"epoch {epoch}/{n_epochs}", unit="batch", leave=False, enabled=info.is_main)
     for batch in bar:
         out, finite = train_step(forward, optimizer, batch, device=device, precision=cfg.precision,
                                  skips_on_device=skips_on_device)

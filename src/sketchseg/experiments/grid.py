@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from tqdm.auto import tqdm
+from sketchseg.progress import progress
 
 from sketchseg.errors import SketchSegConfigError, SketchSegError
 from sketchseg.experiments.compare import check_grid_id, load_project_config
@@ -225,7 +225,7 @@ def run_grid(
     invalid = check_variants(project, env, variants, extra_params)
     results: list[VariantRun] = []
     logger.info("grid %s: %d variants in env %s (logs in %s)", grid_id, len(variants), env, logs)
-    bar = tqdm(variants, desc=f"grid {grid_id}", unit="variant", disable=None)
+    bar = progress(variants, desc=f"grid {grid_id}", unit="variant")
     for i, name in enumerate(bar, start=1):
         bar.set_postfix_str(name)
         if name in invalid:

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from sketchseg.data.sample import CATEGORIES
 from sketchseg.pretrain.clip import create_tiny_clip, to_model_input
@@ -21,6 +20,7 @@ from sketchseg.pretrain.config import SEED_TAG, STREAM_TEXT, STREAM_TRAIN, Pretr
 from sketchseg.pretrain.evaluate import build_eval_set, evaluate_alignment
 from sketchseg.pretrain.losses import contrastive_loss, ink_patch_loss, mil_loss, patch_ink
 from sketchseg.pretrain.pairs import EVAL_PROMPT, PretrainPool, build_pool, single_object_text
+from sketchseg.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
     history: list[dict[str, float]] = []
     model.train()
     t1 = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc="pre-train tiny CLIP", unit="step", disable=None if progress else True)
+    bar = Progress(range(cfg.steps), desc="pre-train tiny CLIP", unit="step", enabled=progress)
     batch_size = min(cfg.batch_size, max(len(pool), 1))
     loss_ema: float | None = None
     for step in bar:

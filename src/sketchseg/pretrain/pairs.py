@@ -9,12 +9,12 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from sketchseg.data.sample import CATEGORIES, MAX_COUNTS, PLURALS, draw_object, make_caption, make_scene
 from sketchseg.data.strokes import CANVAS, render_strokes
 from sketchseg.model.config import DEFAULT_PROMPT_TEMPLATE
 from sketchseg.pretrain.config import SEED_TAG, PretrainConfig
+from sketchseg.progress import Progress
 
 __all__ = ["EVAL_PROMPT", "Pair", "PretrainPool", "build_pool", "make_pair", "single_object_text"]
 
@@ -123,7 +123,7 @@ def build_pool(cfg: PretrainConfig, stream: int, n: int, *, image_size: int, pro
                desc: str = "pre-training pairs") -> PretrainPool:
     """Generate pairs ``0..n-1`` of ``stream``."""
     pairs = [make_pair(cfg, stream, i, image_size=image_size)
-             for i in tqdm(range(int(n)), desc=desc, unit="pair", disable=None if progress else True)]
+             for i in Progress(range(int(n)), desc=desc, unit="pair", enabled=progress)]
     return _to_pool(pairs, image_size)
 
 

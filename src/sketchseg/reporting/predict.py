@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from sketchseg.progress import progress
 
 from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.engine.config import EvalConfig
@@ -59,7 +59,7 @@ def predict_samples(
     was_training = model.training
     model.eval()
     out: list[OverlaySample] = []
-    for chunk in tqdm(_batches(list(indices), batch_size), desc="report overlays", leave=False, disable=None):
+    for chunk in progress(_batches(list(indices), batch_size), desc="report overlays", unit="batch", leave=False):
         items = [dataset[i] for i in chunk]
         images = torch.stack([s.image for s in items]).to(device)
         with autocast(device, precision):
@@ -92,7 +92,7 @@ def sweep_accuracies(
     n = len(dataset) if max_sketches is None else min(len(dataset), int(max_sketches))
     rows: list[np.ndarray] = []
     pairs: list[tuple[int, str]] = []
-    for chunk in tqdm(_batches(list(range(n)), batch_size), desc=desc, leave=False, disable=None):
+    for chunk in progress(_batches(list(range(n)), batch_size), desc=desc, unit="batch", leave=False):
         items = [dataset[i] for i in chunk]
         images = torch.stack([s.image for s in items]).to(device)
         with autocast(device, precision):

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
+from sketchseg.progress import progress
 
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 from sketchseg.text.prompts import PROMPT_TEMPLATE, make_prompt
@@ -405,7 +405,7 @@ def extract_table(
     no_noun: list[str] = []
     pids = captions["participant_id"].tolist() if "participant_id" in captions.columns else [None] * len(captions)
     pairs = zip(captions["sketch_id"].tolist(), captions["caption"].tolist(), pids, strict=True)
-    for sketch_id, caption, pid in tqdm(pairs, total=len(captions), desc="captions", disable=None):
+    for sketch_id, caption, pid in progress(pairs, total=len(captions), desc="captions", unit="caption"):
         text = caption.strip() if isinstance(caption, str) else ""
         cats = extract_categories(text, stop_words=stop_words, compounds=compounds)
         if not cats:

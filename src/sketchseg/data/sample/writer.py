@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
 
 from sketchseg.data.sample.drawings import _BY_NAME, _HI, _u
 from sketchseg.data.sample.scenes import make_scene
 from sketchseg.data.splits import make_protocol_splits
 from sketchseg.data.strokes import CANVAS, RENDER_SIZE, THICKNESS, render_strokes
 from sketchseg.errors import SketchSegDataError
+from sketchseg.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def generate_sample(
         workers = min(os.cpu_count() or 1, 8) if total >= 400 else 1
     workers = max(1, min(int(workers), len(jobs)))
     results: list[dict[str, Any]] = []
-    bar = tqdm(total=total, desc="sample sketches", unit="sketch", disable=None if progress else True)
+    bar = Progress(total=total, desc="sample sketches", unit="sketch", enabled=progress)
     try:
         if workers == 1:
             for job in jobs:

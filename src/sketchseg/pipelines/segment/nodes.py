@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
+from sketchseg.progress import progress
 
 from sketchseg import tracking
 from sketchseg.api import (DEFAULT_ISOLATION_THRESHOLD, MAX_LABEL_MAP_CATEGORIES, clean_categories, label_map_image,
@@ -231,7 +231,7 @@ def segment_sketches(
     for f in files:
         if f.suffix.lower() not in extensions:
             rows.append({"file": f.name, "status": "skipped", "reason": f"not an image extension ({f.suffix or 'none'})"})
-    for f in tqdm(images, desc="segment", disable=None):
+    for f in progress(images, desc="segment", unit="sketch"):
         row: dict[str, Any] = {"file": f.name, "isolate_category": isolate}
         cats = lists[f.name]
         if cats is None:
