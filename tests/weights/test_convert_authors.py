@@ -57,6 +57,8 @@ def test_every_weight_lands_where_it_belongs(converted, theirs):
         assert torch.equal(params[name].detach(), want), (name, key)
     blocks = model.encoder.visual.transformer.resblocks
     assert torch.equal(blocks[0].attn.in_proj_weight.detach(), theirs["visual.attn.qkv.weight"])
+    for i, block in enumerate(blocks):  # every block keeps its own attention (the alias is block 0's here)
+        assert torch.equal(block.attn.in_proj_weight.detach(), theirs[f"visual.transformer.resblocks.{i}.attn.qkv.weight"])
     assert torch.equal(blocks[3].attn.out_proj.bias.detach(), theirs["visual.transformer.resblocks.3.attn.proj.bias"])
     assert torch.equal(model.encoder.authors_cross_attention.k_proj.weight.detach(),
                        theirs["visual.transformer.ca.encoder.layer2.0.self_attn.linears.1.weight"])
