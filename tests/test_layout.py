@@ -24,6 +24,7 @@ LAYERS = {
     "model": 1,
     "engine": 2, "pretrain": 2, "reporting": 2,
     "tracking": 3, "pipelines": 3, "api": 3, "experiments": 3, "hooks": 3, "settings": 3, "cli": 3,
+    "weights": 3,
     "pipeline_registry": 3, "launch": 3, "__main__": 3, "__init__": 3,
 }
 

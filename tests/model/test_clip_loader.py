@@ -152,3 +152,67 @@ def test_random_init_notice_only_when_the_model_is_random(reference, tmp_path, c
     assert [r for r in caplog.records if RANDOM_NOTICE in r.getMessage()]
     import logging
     assert not logging.getLogger().filters, "the notice filter is removed again"
+
+
+# ---------------------------------------------------------------- OpenAI's TorchScript archive
+class _Tree(torch.nn.Module):
+    """Parameters (and buffers) at dotted names: the key layout of OpenAI's ``clip`` archive."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], buffers: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        children: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            head, _, rest = key.partition(".")
+            if rest:
+                children.setdefault(head, {})[rest] = value
+            elif key in buffers:
+                self.register_buffer(key, value)
+            else:
+                self.register_parameter(key, torch.nn.Parameter(value, requires_grad=False))
+        for name, sub in children.items():
+            self.add_module(name, _Tree(sub))
+
+    def forward(self) -> int:
+        return 0
+
+
+def _openai_archive(clip: torch.nn.Module, path) -> dict[str, torch.Tensor]:
+    """Write ``clip``'s weights as OpenAI does (TorchScript, fp16, + its int leftovers); returns them."""
+    tensors = {k: v.detach().clone().half() for k, v in clip.state_dict().items()}
+    extra = {"input_resolution": torch.tensor(64), "context_length": torch.tensor(32), "vocab_size": torch.tensor(49408)}
+    torch.jit.save(torch.jit.script(_Tree({**tensors, **extra}, buffers=tuple(extra))), str(path))
+    return tensors
+
+
+def test_openai_torchscript_archive_is_accepted_as_pretrained(reference, tmp_path):
+    clip = reference[0]
+    path = tmp_path / "ViT-B-16.pt"  # a name like OpenAI's; the layout, not the name, is what counts
+    written = _openai_archive(clip, path)
+    assert clip_loader.is_torchscript_archive(path)
+    with pytest.raises(RuntimeError):  # what the restricted unpickler says about such a file
+        torch.load(str(path), weights_only=True)
+    state = read_state_dict(path)
+    assert set(written) <= set(state) and all(state[k].dtype == torch.float32 for k in written)
+    loaded, _, _ = load_clip(tiny(pretrained=str(path), quick_gelu=False))
+    own = loaded.state_dict()
+    for key, value in written.items():  # fp16 values, read back exactly
+        assert torch.equal(own[key], value.float()), key
+
+
+def test_plain_state_dicts_are_not_torchscript(reference, tmp_path):
+    path = tmp_path / "tiny.pt"
+    torch.save(reference[0].state_dict(), path)
+    assert not clip_loader.is_torchscript_archive(path)
+    assert not clip_loader.is_torchscript_archive(__file__)
+
+
+def test_unreadable_torchscript_archive_is_named(tmp_path):
+    import zipfile
+
+    path = tmp_path / "broken.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("broken/constants.pkl", b"not a pickle")
+        zf.writestr("broken/code/__torch__.py", b"")
+    with pytest.raises(ModelConfigError, match="could not read TorchScript archive") as info:
+        read_state_dict(path)
+    assert str(path) in str(info.value)

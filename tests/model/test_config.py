@@ -70,3 +70,11 @@ def test_validate_checks_block_indices_against_the_backbone():
 def test_prompt_template_is_checked():
     with pytest.raises(ModelConfigError, match="prompt_template"):
         ModelConfig(prompt_template="A sketch of a thing.")
+
+
+@pytest.mark.parametrize("bad", [{"test_time_cross_attention": "theirs"}, {"feature_normalization": "tokens"}])
+def test_authors_inference_switches_take_known_values(bad):
+    key = next(iter(bad))
+    with pytest.raises(ModelConfigError, match=key):
+        ModelConfig.from_dict(bad)
+    assert ModelConfig().test_time_cross_attention == "none" and ModelConfig().feature_normalization == "feature"

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 #: what decides the test scores of a given checkpoint: ``report`` re-runs the model and must score
 #: exactly as the evaluation whose tables it draws (``check_same_scoring``)
 SCORING_MODEL_KEYS = ("clip_model", "pretrained", "image_size", "vv_blocks", "vv_inference", "upsample_mode",
-                      "inference_normalization", "inference_prompts", "ensemble_subtract_empty", "prompt_template")
+                      "inference_normalization", "inference_prompts", "ensemble_subtract_empty", "prompt_template",
+                      "test_time_cross_attention", "feature_normalization")
 SCORING_EVALUATION_KEYS = ("checkpoint", "render_size", "overlap_rule", "empty_strokes")
 #: how annotated sketches are rendered for scoring; tables from before the protocol's rendering
 #: (sketchseg < 0.2: floored, square-dilated lines) recorded no such key and are refused

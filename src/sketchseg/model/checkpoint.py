@@ -8,7 +8,11 @@ model config it reproduces the model. The safetensors metadata (strings only) ho
 * ``model_config``: the ``ModelConfig`` as JSON,
 * ``clip_model``, ``clip_fingerprint`` (architecture: parameter names/shapes, activation),
   ``clip_weights_fingerprint`` (the patch embedding of the pretrained weights it started from),
-* every key of the caller's ``metadata`` (non-strings JSON-encoded).
+* every key of the caller's ``metadata`` (non-strings JSON-encoded),
+* ``clip_weights`` = ``included`` when the file holds every parameter of the model, CLIP's included
+  (``save_checkpoint(..., with_clip_weights=True)``: a converted authors' checkpoint). Loading such a
+  file never reads ``model.pretrained``: the backbone is created with seeded random weights, then
+  every one of them is overwritten from the file (a missing one is an error).
 
 ``load_model_from_checkpoint`` is the one loader (the api, the evaluation and report nodes and the
 benchmarks use it): it builds the model a checkpoint file or a catalogued checkpoint belongs to and
@@ -36,11 +40,16 @@ logger = logging.getLogger(__name__)
 FORMAT = "sketchseg-checkpoint-v1"
 # formats ``load_model_from_checkpoint`` reads: written by ``save_checkpoint`` and by the training pipeline
 KNOWN_FORMATS = (FORMAT, "sketchseg-trainable-v1")
-RESERVED_KEYS = ("format", "model_config", "clip_model", "clip_fingerprint", "clip_weights_fingerprint")
+RESERVED_KEYS = ("format", "model_config", "clip_model", "clip_fingerprint", "clip_weights_fingerprint",
+                 "clip_weights")
+CLIP_WEIGHTS_INCLUDED = "included"
 
 
-def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Detached CPU copies of the parameters a checkpoint stores (see module docstring)."""
+def trainable_state_dict(model: nn.Module, *, with_clip_weights: bool = False) -> dict[str, torch.Tensor]:
+    """Detached CPU copies of the parameters a checkpoint stores (see module docstring); every
+    parameter of the model with ``with_clip_weights``."""
+    if with_clip_weights:
+        return {name: p.detach().to("cpu").contiguous().clone() for name, p in model.named_parameters()}
     names = set(model.checkpoint_parameter_names())
     return {
         name: p.detach().to("cpu").contiguous().clone()
@@ -66,14 +75,18 @@ def _metadata_strings(model: nn.Module, metadata: Mapping[str, Any] | None) -> d
     return out
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write ``trainable_state_dict(model)`` + metadata to ``path`` atomically (tmp file + os.replace)."""
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Mapping[str, Any] | None = None,
+                    *, with_clip_weights: bool = False) -> Path:
+    """Write ``trainable_state_dict(model)`` + metadata to ``path`` atomically (tmp file + os.replace);
+    with ``with_clip_weights`` every parameter, CLIP's included (metadata ``clip_weights: included``)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = trainable_state_dict(model)
+    tensors = trainable_state_dict(model, with_clip_weights=with_clip_weights)
     meta = _metadata_strings(model, metadata)
+    if with_clip_weights:
+        meta["clip_weights"] = CLIP_WEIGHTS_INCLUDED
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     try:
@@ -119,7 +132,8 @@ def load_trainable_state(
     """
     meta = dict(metadata or {})
     params = dict(model.named_parameters())
-    expected = set(model.checkpoint_parameter_names())
+    complete = meta.get("clip_weights") == CLIP_WEIGHTS_INCLUDED
+    expected = set(params) if complete else set(model.checkpoint_parameter_names())
     missing = sorted(expected - set(state))
     unexpected = sorted(set(state) - set(params))
     mismatched = sorted(
@@ -150,7 +164,7 @@ def load_trainable_state(
     if problems:
         logger.warning("%s loaded non-strictly: %s", source, "; ".join(problems))
     w_fp = meta.get("clip_weights_fingerprint")
-    if w_fp and w_fp != model.weights_fingerprint:
+    if w_fp and w_fp != model.weights_fingerprint and not complete:
         logger.warning(
             "%s was trained from different CLIP weights than this model was built with "
             "(pretrained weights fingerprint differs); check model.pretrained", source,
@@ -189,6 +203,11 @@ def _model_config(meta: Mapping[str, str], model_params: Mapping[str, Any] | Mod
     return ModelConfig.from_dict(merged)
 
 
+def _build(cfg: ModelConfig, meta: Mapping[str, str]) -> SketchSegModel:
+    """The model of ``cfg``; its CLIP weights from ``model.pretrained`` unless the checkpoint holds them."""
+    return build_model(cfg, weights_in_checkpoint=meta.get("clip_weights") == CLIP_WEIGHTS_INCLUDED)
+
+
 def load_model_from_checkpoint(
     source: str | os.PathLike[str] | Mapping[str, Any],
     model_params: Mapping[str, Any] | ModelConfig | None = None,
@@ -218,8 +237,9 @@ def load_model_from_checkpoint(
         meta = {str(k): str(v) for k, v in dict(source.get("metadata") or {}).items()}
         name = meta.get("kind", "checkpoint")
         cfg = _model_config(meta, model_params, name)
-        model = build_model(cfg)
-        load_trainable_state(model, source["state"], source=name, strict=strict)
+        model = _build(cfg, meta)
+        load_trainable_state(model, source["state"], source=name, strict=strict,
+                             metadata={"format": FORMAT, "clip_weights": meta["clip_weights"]} if "clip_weights" in meta else None)
         return model, cfg, meta
     from safetensors.torch import load_file
 
@@ -231,7 +251,7 @@ def load_model_from_checkpoint(
             f"{path} is not a sketchseg checkpoint (metadata format {fmt!r}, expected one of {list(KNOWN_FORMATS)})"
         )
     cfg = _model_config(meta, model_params, path)
-    model = build_model(cfg)
+    model = _build(cfg, meta)
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types

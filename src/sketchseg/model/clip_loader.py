@@ -5,8 +5,20 @@ a 2-block text tower, random weights only) used by the fast tests and the sample
 registered with ``open_clip.add_model_config`` the first time this module is used.
 
 Weight files are read safely: ``safetensors`` for ``.safetensors``, otherwise
-``torch.load(weights_only=True)``; TorchScript archives (OpenAI's original ``.pt`` release) are
-refused with instructions, because reading them needs ``weights_only=False``.
+``torch.load(weights_only=True)`` (a restricted unpickler: tensors and plain containers only).
+
+OpenAI's own release (``ViT-B-16.pt`` of their ``clip`` package, usually in ``~/.cache/clip/``, the
+file CLIP Surgery and the authors load) is a TorchScript archive, which ``weights_only=True`` cannot
+read. Such a file (a zip with ``constants.pkl`` or ``code/``) is read with
+``torch.jit.load(path, map_location="cpu").state_dict()`` and nothing else. What that trusts:
+PyTorch's C++ TorchScript deserialiser. It unpickles the archive's ``data.pkl`` / ``constants.pkl``
+with TorchScript's own unpickler, which can only build TorchScript types and tensors (no Python
+object, no Python callable is ever looked up or called), and it compiles the TorchScript source in
+``code/`` into TorchScript graphs (compiled, never run: no method of the loaded module is called;
+``state_dict()`` only reads its parameters and buffers). So no Python code from the file runs, but a
+crafted archive meets a large C++ parser, which has had memory-safety bugs; load archives from
+trusted sources only (OpenAI's URL carries the file's SHA-256, which is logged and compared for the
+known release). fp16 weights are returned as fp32.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,18 +101,64 @@ def _check_model_name(name: str) -> None:
         )
 
 
+# SHA-256 digests of OpenAI's TorchScript releases (from the download URLs of their ``clip`` package)
+OPENAI_TORCHSCRIPT_SHA256 = {
+    "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f": "ViT-B/16",
+    "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af": "ViT-B/32",
+    "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836": "ViT-L/14",
+}
+
+
+def is_torchscript_archive(path: str | os.PathLike[str]) -> bool:
+    """True for a TorchScript archive: a zip whose top folder holds ``constants.pkl`` or ``code/``."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(n.split("/", 1)[-1] == "constants.pkl" or n.split("/", 1)[-1].startswith("code/") for n in names)
+
+
+def read_torchscript_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The parameters and buffers of a TorchScript archive (module docstring: what this trusts)."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    known = OPENAI_TORCHSCRIPT_SHA256.get(digest.hexdigest())
+    logger.info("%s: TorchScript archive, sha256 %s (%s)", path, digest.hexdigest(),
+                f"OpenAI's {known} release" if known else "not a known OpenAI release")
+    try:
+        with warnings.catch_warnings():  # torch.jit.load's deprecation notice (torch.export cannot read these)
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - the TorchScript loader raises several types
+        raise ModelConfigError(f"could not read TorchScript archive {path}: {exc}") from exc
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in module.state_dict().items()}
+
+
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a weight file safely into a flat ``{name: tensor}`` dict on the CPU.
 
     Accepts a plain state dict, a dict holding it under ``"state_dict"`` (training checkpoints),
-    and strips DataParallel ``module.`` prefixes.
+    an OpenAI TorchScript archive (``read_torchscript_state_dict``), and strips DataParallel
+    ``module.`` prefixes.
     """
     path = Path(path)
-    if path.suffix.lower() == ".safetensors":
+    if path.suffix.lower() != ".safetensors" and is_torchscript_archive(path):
+        obj: Any = read_torchscript_state_dict(path)
+    elif path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
         try:
-            obj: Any = load_file(str(path), device="cpu")
+            obj = load_file(str(path), device="cpu")
         except Exception as exc:  # noqa: BLE001 - re-raised with context
             raise ModelConfigError(f"could not read safetensors weight file {path}: {exc}") from exc
     else:
@@ -212,8 +271,34 @@ RANDOM_INIT_SEED = 0
 """Seed of random CLIP weights (``model.pretrained: null``)."""
 
 
-def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor], MeanStd]:
+def _seeded_random_clip(name: str, quick: bool) -> nn.Module:
+    """open_clip's ``name`` with random weights from ``RANDOM_INIT_SEED``, the global RNG untouched."""
+    import open_clip
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return open_clip.create_model(name, pretrained=None, force_quick_gelu=quick)
+
+
+def _quick_gelu_of(cfg: ModelConfig) -> bool:
+    """QuickGELU or not, as ``cfg.pretrained`` would decide it, without loading any weights."""
+    pretrained = cfg.pretrained
+    if pretrained is None:
+        return _resolve_quick_gelu(cfg, None, None)
+    if looks_like_path(pretrained):
+        return _resolve_quick_gelu(cfg, None, str(Path(pretrained).expanduser()))
+    from open_clip.pretrained import get_pretrained_cfg
+
+    return _resolve_quick_gelu(cfg, get_pretrained_cfg(cfg.clip_model, pretrained) or None, None)
+
+
+def load_clip(cfg: ModelConfig, *, weights_in_checkpoint: bool = False
+              ) -> tuple[nn.Module, Callable[..., torch.Tensor], MeanStd]:
     """Create the open_clip model named by ``cfg``.
+
+    With ``weights_in_checkpoint`` (a checkpoint that holds every CLIP weight, e.g. a converted
+    authors' one) ``cfg.pretrained`` is not loaded: seeded random weights stand in until the
+    checkpoint overwrites them.
 
     Returns
     -------
@@ -228,7 +313,11 @@ def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor],
     _check_model_name(name)
     pretrained = cfg.pretrained
 
-    if pretrained is None:
+    if weights_in_checkpoint:
+        clip_model = _seeded_random_clip(name, _quick_gelu_of(cfg))
+        logger.info("%s: every CLIP weight comes from the checkpoint (model.pretrained %r is not read)",
+                    name, pretrained)
+    elif pretrained is None:
         if not cfg.allow_random_init:
             raise ModelConfigError(
                 "model.pretrained is null (random CLIP weights) but model.allow_random_init is false; "
@@ -242,9 +331,7 @@ def load_clip(cfg: ModelConfig) -> tuple[nn.Module, Callable[..., torch.Tensor],
         # Random weights come from a fixed seed, without touching the global RNG: every process
         # that builds this config (training, evaluation, a resumed run) gets the same frozen weights,
         # so a checkpoint that stores only the trainable parameters restores the same model.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)
-            clip_model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick)
+        clip_model = _seeded_random_clip(name, quick)
     elif looks_like_path(pretrained) or Path(pretrained).expanduser().is_file():
         path = Path(pretrained).expanduser()
         if not path.is_file():

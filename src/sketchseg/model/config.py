@@ -39,6 +39,15 @@ HOLISTIC_TOKENS = ("vst", "vv")
 # pass per category slot, text re-encoded every call); same losses and maps up to float rounding,
 # kept for benchmarks and equivalence tests (benchmarks/bench_model.py, docs/benchmarks.md).
 IMPLEMENTATIONS = ("fast", "reference")
+# the authors' released checkpoint (sketchseg.weights convert-authors) at inference: "authors" applies
+# their cross-attention layer (models/ca.py) to the final tokens of both paths, with the category's
+# text (model/authors_layers.py); "none" (default) does not
+TEST_TIME_CROSS_ATTENTION = ("none", "authors")
+# how patch features are normalised before the similarity with a category: "feature" = L2 over the
+# feature axis, a cosine (Eq. 3, default); "authors_test" = the authors' test.py (the published numbers):
+# over the sketch's categories, then a dot product with the unnormalised category text;
+# "authors_demo" = their demo.py / app.py: over the tokens, then the dot product
+FEATURE_NORMALISATIONS = ("feature", "authors_test", "authors_demo")
 
 _LAYER_LIST_FIELDS = ("vv_blocks", "cross_attention_layers", "category_loss_layers")
 _BOOL_FIELDS = ("allow_random_init", "vv_train", "vv_inference", "use_category_level", "cross_attention",
@@ -89,6 +98,8 @@ class ModelConfig:
     prompt_template: str = DEFAULT_PROMPT_TEMPLATE  # the category prompt wherever categories come without prompts
     inference_prompts: str = "template"
     ensemble_subtract_empty: bool = True
+    test_time_cross_attention: str = "none"
+    feature_normalization: str = "feature"
 
     def __post_init__(self) -> None:
         for key in _LAYER_LIST_FIELDS:
@@ -158,6 +169,8 @@ class ModelConfig:
         choice("implementation", IMPLEMENTATIONS)
         choice("inference_prompts", INFERENCE_PROMPTS)
         choice("holistic_token", HOLISTIC_TOKENS)
+        choice("test_time_cross_attention", TEST_TIME_CROSS_ATTENTION)
+        choice("feature_normalization", FEATURE_NORMALISATIONS)
         prob("prompt_dropout")
         prob("cross_attention_dropout")
         if not isinstance(self.prompt_template, str) or self.prompt_template.count("{}") != 1:

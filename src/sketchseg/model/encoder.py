@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sketchseg.model.authors_layers import AuthorsCrossAttention
 from sketchseg.model.errors import ModelConfigError
 from sketchseg.model.cross_attention import CrossAttention
 from sketchseg.model.two_path_attention import ATTENTION_IMPLEMENTATIONS, check_block, run_two_path
@@ -34,6 +35,8 @@ class EncoderOutput:
     layer_vst: {l: (B, D)} token 0 of the original path after block l (1-based), ln_post + proj.
     vv_vst: (B, D) token 0 of the v-v path's final output, ln_post + proj (None unless ``vv``).
     grid: (h, w) patch grid, K = h * w.
+    tokens, vv_tokens: (B, N, width) final tokens of the original / v-v path before ln_post
+        (only with ``forward(return_tokens=True)``; ``vv_tokens`` None unless ``vv``).
     """
 
     vst: torch.Tensor
@@ -41,6 +44,8 @@ class EncoderOutput:
     layer_vst: dict[int, torch.Tensor] = field(default_factory=dict)
     grid: tuple[int, int] = (0, 0)
     vv_vst: torch.Tensor | None = None
+    tokens: torch.Tensor | None = None
+    vv_tokens: torch.Tensor | None = None
 
 
 def interpolate_positional_embedding(
@@ -70,6 +75,9 @@ class SketchEncoder(nn.Module):
         1-based blocks carrying the v-v path (used when ``forward(vv=True)``).
     cross_attention_layers, embed_dim, cross_attention_dropout
         blocks whose VCT query comes from the category text (empty = no cross-attention modules).
+    authors_cross_attention
+        add the authors' test-time layer (``authors_layers.AuthorsCrossAttention``, attribute
+        ``authors_cross_attention``) for converted authors' checkpoints; ``forward`` never applies it.
     attention, shared_qkv
         implementation switches of the transformer (``two_path_attention``): "sdpa" / "manual"
         attention and whether the v-v path reuses the block's q/k/v projection. Plain attributes
@@ -90,6 +98,7 @@ class SketchEncoder(nn.Module):
         cross_attention_dropout: float = 0.0,
         attention: str = "sdpa",
         shared_qkv: bool = True,
+        authors_cross_attention: bool = False,
     ) -> None:
         super().__init__()
         if attention not in ATTENTION_IMPLEMENTATIONS:
@@ -137,6 +146,10 @@ class SketchEncoder(nn.Module):
                 embed_dim if embed_dim is not None else self.output_dim,
                 cross_attention_dropout,
             )
+        self.authors_cross_attention: AuthorsCrossAttention | None = (
+            AuthorsCrossAttention(self.width, embed_dim if embed_dim is not None else self.output_dim)
+            if authors_cross_attention else None
+        )
 
     # ------------------------------------------------------------------ pieces
     def embed(self, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -165,6 +178,7 @@ class SketchEncoder(nn.Module):
         vv: bool = False,
         category_text: torch.Tensor | None = None,
         return_layers: Sequence[int] = (),
+        return_tokens: bool = False,
     ) -> EncoderOutput:
         """Encode CLIP-normalised images (B, 3, H, W).
 
@@ -202,4 +216,6 @@ class SketchEncoder(nn.Module):
         patches = self.project(source[:, 1 : 1 + n_patches])
         layer_vst = {int(l): self.project(t[:, 0]) for l, t in layers.items()}
         vv_vst = self.project(y[:, 0]) if (vv and y is not None) else None
-        return EncoderOutput(vst=vst, patches=patches, layer_vst=layer_vst, grid=grid, vv_vst=vv_vst)
+        return EncoderOutput(vst=vst, patches=patches, layer_vst=layer_vst, grid=grid, vv_vst=vv_vst,
+                             tokens=x if return_tokens else None,
+                             vv_tokens=y if (return_tokens and vv) else None)

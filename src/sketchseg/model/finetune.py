@@ -3,7 +3,9 @@
 Strategies (``config.FINETUNE_STRATEGIES``): ``ln`` the visual LayerNorms; ``prompts`` the visual
 prompts; ``ln_prompts`` both (the paper); ``ln_prompts_ca`` also the attention projections of the
 cross-attention blocks; ``full`` the whole visual tower. The modules that are not part of CLIP
-(cross-attention, threshold) always train; the text tower never does.
+(cross-attention, threshold) always train; the text tower never does. The authors' test-time layer
+(``model.test_time_cross_attention: authors``, converted checkpoints only) never trains, and is
+always saved.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def added_modules(model: SketchSegModel) -> list[nn.Module]:
 def checkpoint_parameter_names(model: SketchSegModel) -> list[str]:
     """Names saved by ``trainable_state_dict``: trainable parameters plus every non-CLIP one."""
     extra: set[int] = set()
-    for module in added_modules(model) + ([model.encoder.prompts] if model.encoder.prompts is not None else []):
+    saved = [model.encoder.prompts, getattr(model.encoder, "authors_cross_attention", None)]
+    for module in added_modules(model) + [m for m in saved if m is not None]:
         extra.update(id(p) for p in module.parameters())
     return [n for n, p in model.named_parameters() if p.requires_grad or id(p) in extra]

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sketchseg.model import finetune
+from sketchseg.model.authors_layers import authors_maps
 from sketchseg.model.clip_loader import MeanStd, load_clip
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.encoder import EncoderOutput, SketchEncoder
@@ -125,6 +126,7 @@ class SketchSegModel(nn.Module):
             cross_attention_dropout=cfg.cross_attention_dropout,
             attention="sdpa" if self.levers.sdpa else "manual",
             shared_qkv=self.levers.shared_qkv,
+            authors_cross_attention=cfg.test_time_cross_attention == "authors",
         )
         self.text = TextTower(clip_model)
         self.threshold: LearnableThreshold | None = (
@@ -264,11 +266,11 @@ class SketchSegModel(nn.Module):
         return (pixels - self.pixel_mean) / self.pixel_std
 
     def encode_sketch(self, images: torch.Tensor, *, vv: bool | None = None,
-                      return_layers: Sequence[int] = ()) -> EncoderOutput:
+                      return_layers: Sequence[int] = (), return_tokens: bool = False) -> EncoderOutput:
         """Encode pixel images; ``vv`` defaults to ``cfg.vv_inference``."""
         x = self.prepare_images(images)
         return self._encode(self.normalise(x), vv=self.cfg.vv_inference if vv is None else vv,
-                            return_layers=return_layers)
+                            return_layers=return_layers, return_tokens=return_tokens)
 
     def similarity_maps(self, patches: torch.Tensor, text_emb: torch.Tensor, size: int | tuple[int, int],
                         grid: tuple[int, int] | None = None, *, minmax: bool = True) -> torch.Tensor:
@@ -402,13 +404,17 @@ class SketchSegModel(nn.Module):
                  prompts: Sequence[Sequence[str]] | None, minmax: bool) -> list[torch.Tensor]:
         batch = images.shape[0]
         b_list, names, texts, counts = category_pairs(categories, prompts, batch, self.cfg.prompt_template)
-        out = self.encode_sketch(images, vv=self.cfg.vv_inference)
+        authors = self.cfg.test_time_cross_attention == "authors" or self.cfg.feature_normalization != "feature"
+        out = self.encode_sketch(images, vv=self.cfg.vv_inference, return_tokens=authors)
         if not b_list:
             hw = out.grid if size is None else (int(size), int(size)) if isinstance(size, int) else tuple(size)
             return [torch.empty(0, *hw, device=self.device) for _ in range(batch)]
         b_idx = self._index(b_list)
         cct = self.inference_text(names, texts, explicit_prompts=prompts is not None)
-        sim = patch_similarity(cct.unsqueeze(1), out.patches[b_idx], out.grid)[:, 0]
+        if authors:  # the released authors' checkpoint (model/authors_layers.py)
+            sim = authors_maps(self.encoder, out, b_idx, cct, counts, self.cfg.feature_normalization)
+        else:
+            sim = patch_similarity(cct.unsqueeze(1), out.patches[b_idx], out.grid)[:, 0]
         if minmax:
             sim = minmax_normalise(sim)
         maps = sim if size is None else upsample(sim, size, self.cfg.upsample_mode)
@@ -435,7 +441,8 @@ class SketchSegModel(nn.Module):
         return self._segment(images, categories, size, prompts, minmax=True)
 
 
-def build_model(cfg: ModelConfig) -> SketchSegModel:
-    """Load the CLIP backbone named by ``cfg`` and wrap it (validates block indices)."""
-    clip_model, tokenizer, mean_std = load_clip(cfg)
+def build_model(cfg: ModelConfig, *, weights_in_checkpoint: bool = False) -> SketchSegModel:
+    """Load the CLIP backbone named by ``cfg`` and wrap it (validates block indices); with
+    ``weights_in_checkpoint`` its weights are seeded random ones a checkpoint will overwrite."""
+    clip_model, tokenizer, mean_std = load_clip(cfg, weights_in_checkpoint=weights_in_checkpoint)
     return SketchSegModel(clip_model, tokenizer, cfg, mean_std)
