@@ -46,7 +46,8 @@ def draw_house_tree_sun(page) -> None:
     page.get_by_role("button", name="Brush").click()
     box = page.locator("#drawing canvas").first.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    _stroke(page, [(cx - 110, cy + 30), (cx - 50, cy + 30), (cx - 50, cy + 100), (cx - 110, cy + 100), (cx - 110, cy + 30)])
+    walls = [(-110, 30), (-50, 30), (-50, 100), (-110, 100), (-110, 30)]
+    _stroke(page, [(cx + x, cy + y) for x, y in walls])
     _stroke(page, [(cx - 120, cy + 30), (cx - 80, cy - 10), (cx - 40, cy + 30)])
     circle = [(math.cos(t * math.pi / 4), math.sin(t * math.pi / 4)) for t in range(9)]
     _stroke(page, [(cx + 80 + 28 * c, cy - 80 + 28 * s) for c, s in circle])

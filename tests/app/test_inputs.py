@@ -15,7 +15,8 @@ from .conftest import house_and_sun
 
 
 def test_parse_categories_splits_cleans_and_dedupes():
-    assert parse_categories(" tree, house ;sun\n\n Tree ,  traffic   light,,") == ["tree", "house", "sun", "traffic light"]
+    typed = " tree, house ;sun\n\n Tree ,  traffic   light,,"
+    assert parse_categories(typed) == ["tree", "house", "sun", "traffic light"]
     assert parse_categories("") == [] and parse_categories(None) == [] and parse_categories(" ,; \n") == []
 
 

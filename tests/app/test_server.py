@@ -67,7 +67,8 @@ def test_bad_input_gives_a_message_not_a_crash(client, tmp_path):
         (dict(upload=handle_file(str(blank)), categories=many), f"300 categories given; at most {MAX_CATEGORIES}"),
         (dict(upload=None), "No file uploaded"),
         (dict(drawing=None, source="drawing"), "No sketch"),
-        (dict(upload=handle_file(str(blank)), checkpoint=str(tmp_path / "nope.safetensors")), "Cannot load the checkpoint"),
+        (dict(upload=handle_file(str(blank)), checkpoint=str(tmp_path / "nope.safetensors")),
+         "Cannot load the checkpoint"),
     ]
     for kwargs, expected in cases:
         message, overlay, legend, isolated = _segment(client, **kwargs)

@@ -75,7 +75,8 @@ def check_categories(names: Sequence[str]) -> list[str]:
         raise AppInputError(f"{len(names)} categories given; at most {MAX_CATEGORIES} at a time.")
     long = [n for n in names if len(n) > MAX_CATEGORY_CHARS]
     if long:
-        raise AppInputError(f"category name longer than {MAX_CATEGORY_CHARS} characters: {long[0][:MAX_CATEGORY_CHARS]}...")
+        raise AppInputError(
+            f"category name longer than {MAX_CATEGORY_CHARS} characters: {long[0][:MAX_CATEGORY_CHARS]}...")
     return list(names)
 
 
@@ -102,7 +103,8 @@ def choose_categories(typed: str | None, caption: str | None, **caption_kw: Any)
     if caption and caption.strip():
         names = categories_from_caption(caption, **caption_kw)
         if not names:
-            raise AppInputError(f"No object found in the caption {caption.strip()[:80]!r}: type the categories instead.")
+            raise AppInputError(
+                f"No object found in the caption {caption.strip()[:80]!r}: type the categories instead.")
         return check_categories(names), "caption"
     return check_categories([]), "typed"
 

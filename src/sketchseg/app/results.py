@@ -133,7 +133,9 @@ def segment_sketch(segmenter: Segmenter, image: Image.Image | None, categories: 
     picture = overlay(result, legend=False)
     iso_picture = overlay(result, legend=False, isolated=True) if isolate is not None else None
     iso_pixels = int(result.isolated.sum()) if result.isolated is not None else None
-    size = f"{original[0]}×{original[1]} px sketch" + (f" (segmented at {work.size[0]}×{work.size[1]})" if downscaled else "")
+    size = f"{original[0]}×{original[1]} px sketch"
+    if downscaled:
+        size += f" (segmented at {work.size[0]}×{work.size[1]})"
     origin = "from the caption" if source == "caption" else "typed"
     message = (f"Segmented a {size} into {len(rows)} categories ({origin}: {', '.join(result.categories)})"
                + (f" with {checkpoint_name}" if checkpoint_name else "") + "."
