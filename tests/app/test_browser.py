@@ -3,11 +3,14 @@ canvas with the mouse, type categories, segment, and read the rendered result an
 
 from __future__ import annotations
 
+import io
 import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*:DeprecationWarning:gradio.queueing")]
 
@@ -76,7 +79,25 @@ def test_draw_segment_and_read_the_legend(served_app, browser_page):
     overlay = page.locator("#overlay img")
     overlay.wait_for(timeout=10_000)
     assert page.evaluate("img => img.complete && img.naturalWidth", overlay.element_handle()) == 512
-    assert page.locator("#isolated img").count() == 1
+    # the rendered overlay: the strokes in the legend's colours (tints of them on anti-aliased
+    # edges), never the neutral grey of the isolation picture's other strokes
+    shown = _rgb(page, overlay)
+    colours = [rows.nth(i).locator("span").get_attribute("style") for i in range(3)]
+    for colour, share in zip(colours, shares):
+        hex_ = colour.split("background:")[1][1:7]
+        rgb = tuple(int(hex_[k:k + 2], 16) for k in (0, 2, 4))
+        if share >= 1.0:  # a category with ink has fully dark stroke centres in its exact colour
+            assert (shown == rgb).all(axis=-1).any(), (rgb, share)
+    neutral = (shown[..., 0] == shown[..., 1]) & (shown[..., 1] == shown[..., 2]) & (shown[..., 0] < 250)
+    assert not neutral.any()
+    isolated = _rgb(page, page.locator("#isolated img"))
+    assert isolated.shape == (512, 512, 3) and ((isolated == (200, 200, 200)).all(axis=-1)).any()
+
+
+def _rgb(page, img_locator) -> np.ndarray:
+    """The pixels of a rendered <img>, fetched from the URL the page shows."""
+    body = page.request.get(img_locator.get_attribute("src")).body()
+    return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
 
 
 def test_empty_canvas_shows_a_message(served_app, browser_page):
