@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
 from collections.abc import Sequence
 
 from sketchseg.app.checkpoints import MODELS_DIR, default_checkpoint, find_checkpoints
@@ -35,8 +36,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def launch(args: argparse.Namespace, *, block: bool = True):
-    """Build the page, load the first checkpoint (so the first click is quick) and serve it; with
-    ``block=False`` return at once with ``(page, local URL)`` (``page.close()`` stops it)."""
+    """Build the page, serve it, and load the first checkpoint meanwhile in a thread (the page is up
+    while the model loads; the first Segment waits for it). With ``block=False`` return at once with
+    ``(page, local URL)`` (``page.close()`` stops it)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline machines: no telemetry calls
     from sketchseg.app.checkpoints import ModelCache
     from sketchseg.app.inputs import MAX_UPLOAD_BYTES
@@ -44,20 +46,27 @@ def launch(args: argparse.Namespace, *, block: bool = True):
 
     cache = ModelCache(device=args.device)
     first = args.checkpoint or default_checkpoint(find_checkpoints(args.models_dir))
-    if first is None:
-        logger.warning("no checkpoint given and none found under %s: type a checkpoint path in the page",
-                       args.models_dir)
-    else:
-        try:
-            cache.get(first)
-        except Exception as exc:  # noqa: BLE001 - the page shows the same error when it is used
-            logger.warning("cannot load %s yet: %s", first, str(exc).splitlines()[0])
     page = build_app(checkpoint=args.checkpoint, models_dir=args.models_dir, cache=cache)
     page.queue(default_concurrency_limit=1)
     _, url, _ = page.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_UPLOAD_BYTES,
                             ssr_mode=False, mcp_server=False, show_error=False, quiet=not block,
-                            prevent_thread_lock=not block)
+                            prevent_thread_lock=True)
+    if first is None:
+        logger.warning("no checkpoint given and none found under %s: type a checkpoint path in the page",
+                       args.models_dir)
+    else:
+        threading.Thread(target=_preload, args=(cache, first), name="sketchseg-preload", daemon=True).start()
+    if block:
+        page.block_thread()
     return page, url
+
+
+def _preload(cache, checkpoint: str) -> None:
+    try:
+        cache.get(checkpoint)
+        logger.info("model %s loaded", checkpoint)
+    except Exception as exc:  # noqa: BLE001 - the page shows the same error when it is used
+        logger.warning("cannot load %s: %s", checkpoint, str(exc).splitlines()[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
