@@ -69,7 +69,8 @@ def main() -> None:
     page_app, url = launch(parse_args(["--checkpoint", args.checkpoint, "--port", str(_free_port())]), block=False)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
+            browser = pw.chromium.launch(executable_path=args.chromium, headless=True,
+                                         args=["--no-sandbox", "--disable-dev-shm-usage"])
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.route(lambda u: not u.startswith(("http://127.0.0.1", "data:", "blob:")), lambda r: r.abort())
             page.goto(url)

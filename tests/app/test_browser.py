@@ -25,7 +25,8 @@ def browser_page():
 
     with sync_playwright() as pw:
         # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             # offline machines: fail requests to other hosts (web fonts) at once instead of waiting
