@@ -1,7 +1,8 @@
 """The house rules of the code base (docs/design.md, "Layers"), checked on the source itself.
 
 * layers: data / text (and ``errors``) <- model <- engine / pretrain / reporting <- pipelines / api /
-  experiments / the Kedro glue: no module imports from a layer above its own;
+  experiments / the Kedro glue <- the web app and the command line (``app``, ``__main__``): no module
+  imports from a layer above its own;
 * ``model/`` imports nothing from sketchseg outside ``model/`` (a plain PyTorch library);
 * no ``pipelines/*/nodes.py`` imports another pipeline's nodes;
 * no file under ``src/sketchseg`` is longer than 450 lines.
@@ -24,8 +25,8 @@ LAYERS = {
     "model": 1,
     "engine": 2, "pretrain": 2, "reporting": 2,
     "tracking": 3, "pipelines": 3, "api": 3, "experiments": 3, "hooks": 3, "settings": 3, "cli": 3,
-    "weights": 3,
-    "pipeline_registry": 3, "launch": 3, "__main__": 3, "__init__": 3,
+    "weights": 3, "pipeline_registry": 3, "launch": 3, "__init__": 3,
+    "app": 4, "__main__": 4,
 }
 
 

@@ -1,4 +1,5 @@
-"""``python -m sketchseg`` runs the Kedro project (same as ``kedro run``)."""
+"""``python -m sketchseg`` / ``sketchseg`` runs the Kedro project (same as ``kedro run``);
+``sketchseg app [--checkpoint PATH] [--port N] [--host ADDR]`` starts the web app instead."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from kedro.framework.project import configure_project
 
 
 def main(*args, **kwargs):  # pragma: no cover - thin CLI glue
+    if not args and not kwargs and sys.argv[1:2] == ["app"]:
+        from sketchseg.app.cli import main as app_main
+
+        return app_main(sys.argv[2:])
     package_name = Path(__file__).parent.name
     configure_project(package_name)
     interactive = hasattr(sys, "ps1")

@@ -1,0 +1,105 @@
+"""Which checkpoints the app offers, and the loaded models it keeps.
+
+A checkpoint is any sketchseg safetensors file (the training pipeline's ``best.safetensors``, the
+sample's, a converted authors' one): its metadata says the model it belongs to. A backbone file
+(``tiny-clip.safetensors``, CLIP weights) has no sketchseg ``format`` and is not offered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from sketchseg.api import Segmenter, load_model
+from sketchseg.errors import SketchSegError
+from sketchseg.model.checkpoint import KNOWN_FORMATS, read_checkpoint_metadata
+from sketchseg.model.clip_loader import looks_like_path
+from sketchseg.model.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+#: where the sample's model is written (`bash scripts/demo.sh`), relative to the project root
+SAMPLE_CHECKPOINT = Path("data/06_models/sample/best.safetensors")
+MODELS_DIR = Path("data/06_models")
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """True for a safetensors file whose metadata names a sketchseg checkpoint format."""
+    try:
+        return read_checkpoint_metadata(path).get("format") in KNOWN_FORMATS
+    except (SketchSegError, ModelError, OSError, ValueError):
+        return False
+
+
+def find_checkpoints(models_dir: str | Path = MODELS_DIR, extra: list[str | Path] | None = None) -> list[str]:
+    """``extra`` paths first, then every sketchseg checkpoint under ``models_dir`` (sorted; the
+    sample's ``best.safetensors`` before the others), as strings, without duplicates."""
+    found: list[str] = [str(p) for p in (extra or []) if str(p).strip()]
+    root = Path(models_dir)
+    if root.is_dir():
+        files = sorted(root.rglob("*.safetensors"), key=lambda p: (p.name != "best.safetensors", str(p)))
+        found += [str(p) for p in files if is_checkpoint(p)]
+    return list(dict.fromkeys(found))
+
+
+def default_checkpoint(choices: list[str]) -> str | None:
+    """The checkpoint selected when the page opens: the first given one, else the sample's."""
+    if not choices:
+        return None
+    sample = str(SAMPLE_CHECKPOINT)
+    return sample if sample in choices and choices[0] == sample else choices[0]
+
+
+def pretrained_override(checkpoint: str | Path) -> dict[str, Any] | None:
+    """A ``{"pretrained": path}`` override when the checkpoint names its backbone weights by a
+    relative path that does not exist from here (the sample's ``data/06_models/sample/
+    tiny-clip.safetensors`` read from another folder, or beside a copied checkpoint): the file of
+    that name beside the checkpoint, or that relative path under a folder above it. None when the
+    recorded path works as it is or nothing better is found (loading then says what is missing)."""
+    path = Path(checkpoint)
+    try:
+        cfg = json.loads(read_checkpoint_metadata(path).get("model_config") or "{}")
+    except (SketchSegError, ModelError, OSError, ValueError):
+        return None
+    recorded = cfg.get("pretrained") if isinstance(cfg, dict) else None
+    if not isinstance(recorded, str) or not looks_like_path(recorded):
+        return None
+    rec = Path(recorded).expanduser()
+    if rec.is_absolute() or rec.is_file():
+        return None
+    candidates = [path.parent / rec.name] + [parent / rec for parent in path.resolve().parents]
+    for cand in candidates:
+        if cand.is_file():
+            logger.info("%s: backbone weights %s found at %s", path, recorded, cand)
+            return {"pretrained": str(cand)}
+    return None
+
+
+class ModelCache:
+    """Loaded models by checkpoint path (at most ``size``, least recently used dropped), loaded on
+    the ``device`` once; thread-safe (gradio runs events in worker threads)."""
+
+    def __init__(self, *, device: str = "cpu", size: int = 2) -> None:
+        self.device = device
+        self.size = max(1, int(size))
+        self._models: OrderedDict[str, Segmenter] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, checkpoint: str | Path) -> Segmenter:
+        """The model of ``checkpoint``; raises ``SketchSegError`` / ``ModelError`` / ``OSError`` when it cannot load."""
+        key = str(Path(checkpoint).expanduser())
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            if not Path(key).is_file():
+                raise FileNotFoundError(f"{key}: no such checkpoint file")
+            segmenter = load_model(key, pretrained_override(key), device=self.device)
+            self._models[key] = segmenter
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+            return segmenter

@@ -1,0 +1,82 @@
+"""The served app through its API (gradio_client): the /segment and /extract endpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from sketchseg.app.inputs import MAX_CATEGORIES
+
+from .conftest import house_and_sun
+
+# gradio's queue calls pandas options that pandas 3 deprecates: not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:.*:DeprecationWarning:gradio.queueing")
+
+
+@pytest.fixture(scope="module")
+def client(served_app):
+    return Client(served_app, verbose=False)
+
+
+def _segment(client, *, drawing=None, upload=None, source="upload", categories="house, sun", caption="",
+             isolate="(none)", threshold=0.71, checkpoint=None):
+    return client.predict(drawing, upload, source, categories, caption, isolate, threshold, checkpoint,
+                          api_name="/segment")
+
+
+def test_segment_an_uploaded_sketch(client, tmp_path):
+    path = tmp_path / "house_and_sun.png"
+    house_and_sun().save(path)
+    message, overlay, legend, isolated = _segment(client, upload=handle_file(str(path)), isolate="sun")
+    assert message.startswith("Segmented a 240×160 px sketch into 2 categories (typed: house, sun)"), message
+    with Image.open(overlay) as im:
+        assert im.size == (240, 160)
+        rgb = np.asarray(im.convert("RGB"))
+    assert len({tuple(c) for c in rgb.reshape(-1, 3)}) > 2           # coloured strokes on white
+    assert "<td>house</td>" in legend and "<td>sun</td>" in legend
+    assert "Isolated <b>sun</b> (normalised map &gt; 0.71)" in legend
+    with Image.open(isolated) as im:
+        assert im.size == (240, 160)
+
+
+def test_segment_a_drawing_with_categories_from_a_caption(client, tmp_path):
+    rgba = np.zeros((160, 240, 4), dtype=np.uint8)
+    rgba[..., 3] = 0
+    rgba[np.asarray(house_and_sun()) < 128] = (0, 0, 0, 255)   # the canvas: black strokes, transparent paper
+    path = tmp_path / "composite.png"
+    Image.fromarray(rgba).save(path)
+    drawing = {"background": None, "layers": [], "composite": handle_file(str(path))}
+    message, overlay, legend, _ = _segment(client, drawing=drawing, source="drawing", categories="",
+                                           caption="A house under the sun")
+    assert "into 2 categories (from the caption: house, sun)" in message, message
+    assert overlay is not None and "<td>house</td>" in legend
+
+
+def test_bad_input_gives_a_message_not_a_crash(client, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 100), "white").save(blank)
+    notes = tmp_path / "notes.png"
+    notes.write_text("this is text")
+    many = ", ".join(f"thing {i}" for i in range(300))
+    cases = [
+        (dict(upload=handle_file(str(blank))), "The sketch is empty"),
+        (dict(upload=handle_file(str(notes))), "notes.png: not an image"),
+        (dict(upload=handle_file(str(blank)), categories=""), "No categories"),
+        (dict(upload=handle_file(str(blank)), categories=many), f"300 categories given; at most {MAX_CATEGORIES}"),
+        (dict(upload=None), "No file uploaded"),
+        (dict(drawing=None, source="drawing"), "No sketch"),
+        (dict(upload=handle_file(str(blank)), checkpoint=str(tmp_path / "nope.safetensors")),
+         "Cannot load the checkpoint"),
+    ]
+    for kwargs, expected in cases:
+        message, overlay, legend, isolated = _segment(client, **kwargs)
+        assert message.startswith("**Problem:**") and expected in message, (kwargs, message)
+        assert overlay is None and legend == "" and isolated is None
+
+
+def test_extract_endpoint(client):
+    categories, message = client.predict("Two dogs chasing a kite near a bench", api_name="/extract")
+    assert categories == "dog, kite, bench"
+    assert message == "Categories from the caption: dog, kite, bench."
