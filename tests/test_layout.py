@@ -22,7 +22,7 @@ LAYERS = {
     "errors": 0, "data": 0, "text": 0,
     "model": 1,
     "engine": 2, "pretrain": 2, "reporting": 2,
-    "tracking": 3, "pipelines": 3, "api": 3, "experiments": 3, "hooks": 3, "settings": 3,
+    "tracking": 3, "run_guard": 3, "pipelines": 3, "api": 3, "experiments": 3, "hooks": 3, "settings": 3,
     "pipeline_registry": 3, "launch": 3, "__main__": 3, "__init__": 3,
 }
 
