@@ -25,7 +25,9 @@ class SketchSegConfigLoader(OmegaConfigLoader):
     """``OmegaConfigLoader`` that resolves the parameters' ``${...}`` interpolations once, over
     conf/base, conf/<env> and the runtime parameters merged (Kedro resolves each environment
     apart, so ``model.prompt_template: ${prompts.template}`` in conf/base would keep the base
-    template when conf/<env> sets ``prompts.template``). Other keys load as Kedro loads them."""
+    template when conf/<env> sets ``prompts.template``). ``mlflow`` and ``credentials`` get
+    conf/local on top under every environment, and ``MLFLOW_TRACKING_URI`` over the tracking URI
+    (:meth:`__getitem__`). Other keys load as Kedro loads them."""
 
     def _resolve_from_raw_config(
         self,
