@@ -51,13 +51,13 @@ def test_a_signalled_run_ends_killed(kedro_project, monkeypatch, sig):
                 session._hook_manager.register(SignalAtNode(sig))
                 session.run(pipeline_names=["make_sample"])
         run_guard._end_at_exit()  # what the process's exit does (before MLflow's handler ends it FINISHED)
-        assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)  # handlers given back
     finally:
         while mlflow.active_run() is not None:
             mlflow.end_run()
     (r,) = _runs(kedro_project / "mlflow.db")
     assert r.info.status == "KILLED"
     assert r.data.tags["sketchseg.end_reason"] == f"interrupted by {signal.Signals(sig).name} in node make_sample"
+    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)  # handlers given back
 
 
 def test_a_failed_run_ends_failed_with_the_error(kedro_project, monkeypatch):
