@@ -104,3 +104,21 @@ def test_conf_local_machine_settings_apply_under_every_environment(kedro_project
     # parameters in conf/local belong to the default environment (real FS-COCO), not to the sample
     assert _loader(kedro_project, None)["parameters"]["data"]["fscoco_root"] == "/datasets/fscoco"
     assert _loader(kedro_project, "sample")["parameters"]["data"]["fscoco_root"] != "/datasets/fscoco"
+
+
+def test_mlflows_own_export_of_the_tracking_uri_is_not_the_users(tmp_path, monkeypatch):
+    """``mlflow.set_tracking_uri`` (kedro-mlflow calls it in every session) exports the URI to
+    MLFLOW_TRACKING_URI: the next session of this process, or a kedro subprocess, must not take
+    that for the user's choice."""
+    from mlflow.tracking._tracking_service import utils as mlflow_tracking_utils
+
+    from sketchseg.experiments.project import kedro_subprocess_env
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(mlflow_tracking_utils, "_tracking_uri", mlflow_tracking_utils._tracking_uri)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'first-session.db'}")
+    assert run_guard.tracking_uri_from_environment() is None
+    assert "MLFLOW_TRACKING_URI" not in kedro_subprocess_env()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://users-choice:5000")
+    assert run_guard.tracking_uri_from_environment() == "http://users-choice:5000"
+    assert kedro_subprocess_env()["MLFLOW_TRACKING_URI"] == "http://users-choice:5000"

@@ -60,8 +60,18 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def tracking_uri_from_environment() -> str | None:
-    """``MLFLOW_TRACKING_URI`` when set and not empty: it wins over conf's ``server.mlflow_tracking_uri``."""
-    return os.environ.get("MLFLOW_TRACKING_URI", "").strip() or None
+    """``MLFLOW_TRACKING_URI`` when the user set it (not empty): it wins over conf's
+    ``server.mlflow_tracking_uri``. ``mlflow.set_tracking_uri`` exports its URI to that variable
+    too (for subprocesses): that copy is not the user's and is ignored, or a second Kedro session
+    in this process (or a ``kedro`` subprocess) would log to the first one's store."""
+    value = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if not value:
+        return None
+    try:
+        from mlflow.tracking._tracking_service import utils as mlflow_tracking_utils
+    except ImportError:  # pragma: no cover - mlflow is a dependency
+        return value
+    return None if value == getattr(mlflow_tracking_utils, "_tracking_uri", None) else value
 
 
 def apply_http_defaults(environ: dict[str, str] | Any = None) -> dict[str, str]:

@@ -19,6 +19,7 @@ from kedro.framework.startup import bootstrap_project
 
 from sketchseg import run_guard
 from sketchseg.errors import SketchSegConfigError
+from sketchseg.experiments.project import kedro_subprocess_env
 from tests.pipelines.kedro_utils import TINY, nested, run
 from tests.test_run_guard import closed_port
 
@@ -112,7 +113,8 @@ def test_kill_ends_a_training_run_killed(kedro_project, monkeypatch):
     kedro = Path(sys.executable).parent / "kedro"
     log = (kedro_project / "kedro.log").open("w")
     proc = subprocess.Popen([str(kedro), "run", "--pipelines=train", "--env=sample", "--params", arg],
-                            cwd=kedro_project, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            cwd=kedro_project, env=kedro_subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while not any("val_miou" in r.data.metrics for r in _runs(kedro_project / "mlflow.db")
