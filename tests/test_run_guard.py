@@ -122,3 +122,5 @@ def test_mlflows_own_export_of_the_tracking_uri_is_not_the_users(tmp_path, monke
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://users-choice:5000")
     assert run_guard.tracking_uri_from_environment() == "http://users-choice:5000"
     assert kedro_subprocess_env()["MLFLOW_TRACKING_URI"] == "http://users-choice:5000"
+    mlflow.set_tracking_uri("http://users-choice:5000")  # the user's, as the first session sets it
+    assert run_guard.tracking_uri_from_environment() == "http://users-choice:5000"

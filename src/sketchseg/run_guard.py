@@ -59,6 +59,9 @@ class RunInterrupted(KeyboardInterrupt):
     """SIGTERM, turned into the shutdown Ctrl-C gives (``except Exception`` does not swallow it)."""
 
 
+_users_tracking_uri: str | None = None
+
+
 def tracking_uri_from_environment() -> str | None:
     """``MLFLOW_TRACKING_URI`` when the user set it (not empty): it wins over conf's
     ``server.mlflow_tracking_uri``. ``mlflow.set_tracking_uri`` exports its URI to that variable
@@ -71,7 +74,11 @@ def tracking_uri_from_environment() -> str | None:
         from mlflow.tracking._tracking_service import utils as mlflow_tracking_utils
     except ImportError:  # pragma: no cover - mlflow is a dependency
         return value
-    return None if value == getattr(mlflow_tracking_utils, "_tracking_uri", None) else value
+    global _users_tracking_uri
+    if value != _users_tracking_uri and value == getattr(mlflow_tracking_utils, "_tracking_uri", None):
+        return None
+    _users_tracking_uri = value  # still the user's after MLflow re-exports it
+    return value
 
 
 def apply_http_defaults(environ: dict[str, str] | Any = None) -> dict[str, str]:
