@@ -45,7 +45,7 @@ def test_a_password_in_the_uri_is_not_shown():
 @pytest.fixture()
 def sqlite_run(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run = mlflow.start_run()
+    run = mlflow.start_run(experiment_id="0")  # the new store's default experiment, whatever was active before
     yield run
     while mlflow.active_run() is not None:
         mlflow.end_run()
