@@ -1,5 +1,5 @@
 """MLflow tracking that never costs a run: HTTP client defaults, the server probe, tracking that
-stops after one warning, and where the tracking URI comes from (conf, conf/local, environment)."""
+stops after one warning, and where the tracking URI comes from (conf, conf/local)."""
 
 from __future__ import annotations
 
@@ -82,16 +82,6 @@ def _loader(project, env):
     return settings.CONFIG_LOADER_CLASS(conf_source=str(project / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
 
 
-def test_mlflow_tracking_uri_environment_variable_wins_over_conf(kedro_project, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert _loader(kedro_project, "sample")["mlflow"]["server"]["mlflow_tracking_uri"].endswith("/mlflow.db")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
-    for env in ("sample", None):
-        conf = _loader(kedro_project, env)["mlflow"]
-        assert conf["server"]["mlflow_tracking_uri"] == "http://tracking.example:5000"
-        assert conf["tracking"]["experiment"]["name"].startswith("sketchseg")  # the rest stays
-
-
 def test_conf_local_machine_settings_apply_under_every_environment(kedro_project, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     local = kedro_project / "conf" / "local"
@@ -108,8 +98,8 @@ def test_conf_local_machine_settings_apply_under_every_environment(kedro_project
 
 def test_mlflows_own_export_of_the_tracking_uri_is_not_the_users(tmp_path, monkeypatch):
     """``mlflow.set_tracking_uri`` (kedro-mlflow calls it in every session) exports the URI to
-    MLFLOW_TRACKING_URI: the next session of this process, or a kedro subprocess, must not take
-    that for the user's choice."""
+    MLFLOW_TRACKING_URI: the next session of this process, or a kedro subprocess, must not warn
+    about it as if the user had set it."""
     from mlflow.tracking._tracking_service import utils as mlflow_tracking_utils
 
     from sketchseg.experiments.project import kedro_subprocess_env
@@ -122,5 +112,3 @@ def test_mlflows_own_export_of_the_tracking_uri_is_not_the_users(tmp_path, monke
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://users-choice:5000")
     assert run_guard.tracking_uri_from_environment() == "http://users-choice:5000"
     assert kedro_subprocess_env()["MLFLOW_TRACKING_URI"] == "http://users-choice:5000"
-    mlflow.set_tracking_uri("http://users-choice:5000")  # the user's, as the first session sets it
-    assert run_guard.tracking_uri_from_environment() == "http://users-choice:5000"

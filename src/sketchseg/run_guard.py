@@ -17,8 +17,11 @@ mid-run failed the training at its next metric. :class:`MlflowRunGuard` (a proje
 * a server lost mid-run cost nothing but the tracking: one warning (:func:`sketchseg.tracking.stop_tracking`),
   kedro-mlflow's parameter and dataset logging switched off, the run goes on with its local files.
 
-``MLFLOW_TRACKING_URI``, when set, wins over the configured ``server.mlflow_tracking_uri``
-(:func:`tracking_uri_from_environment`, applied by the project's config loader in settings.py).
+The configured ``server.mlflow_tracking_uri`` (conf/local/mlflow.yml on top of any environment)
+decides where runs go; a user's ``MLFLOW_TRACKING_URI`` that differs gets a warning naming both
+(:func:`tracking_uri_from_environment`). Not the other way round: ``mlflow.set_tracking_uri``
+exports its URI to that variable itself, so a process that ran one session (or its children)
+would silently send the next project's runs to the first one's store.
 """
 
 from __future__ import annotations
@@ -59,14 +62,9 @@ class RunInterrupted(KeyboardInterrupt):
     """SIGTERM, turned into the shutdown Ctrl-C gives (``except Exception`` does not swallow it)."""
 
 
-_users_tracking_uri: str | None = None
-
-
 def tracking_uri_from_environment() -> str | None:
-    """``MLFLOW_TRACKING_URI`` when the user set it (not empty): it wins over conf's
-    ``server.mlflow_tracking_uri``. ``mlflow.set_tracking_uri`` exports its URI to that variable
-    too (for subprocesses): that copy is not the user's and is ignored, or a second Kedro session
-    in this process (or a ``kedro`` subprocess) would log to the first one's store."""
+    """``MLFLOW_TRACKING_URI`` when set (not empty) and not MLflow's own export of this process's
+    ``mlflow.set_tracking_uri`` (which kedro-mlflow calls in every session)."""
     value = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if not value:
         return None
@@ -74,11 +72,7 @@ def tracking_uri_from_environment() -> str | None:
         from mlflow.tracking._tracking_service import utils as mlflow_tracking_utils
     except ImportError:  # pragma: no cover - mlflow is a dependency
         return value
-    global _users_tracking_uri
-    if value != _users_tracking_uri and value == getattr(mlflow_tracking_utils, "_tracking_uri", None):
-        return None
-    _users_tracking_uri = value  # still the user's after MLflow re-exports it
-    return value
+    return None if value == getattr(mlflow_tracking_utils, "_tracking_uri", None) else value
 
 
 def apply_http_defaults(environ: dict[str, str] | Any = None) -> dict[str, str]:
@@ -127,7 +121,7 @@ def check_tracking_server(uri: str | None, timeout: float = PROBE_TIMEOUT_S) -> 
     if reason is not None:
         raise SketchSegConfigError(
             f"MLflow tracking server {redact(str(uri))} is unreachable ({reason}): start it, or point "
-            "server.mlflow_tracking_uri (conf/local/mlflow.yml) or MLFLOW_TRACKING_URI at one that runs"
+            "server.mlflow_tracking_uri (conf/local/mlflow.yml) at one that runs"
         )
 
 
@@ -180,9 +174,11 @@ class MlflowRunGuard:
         except MissingConfigException:
             conf = {}
         self._uri = (conf.get("server") or {}).get("mlflow_tracking_uri")
-        if tracking_uri_from_environment():
-            logger.info("MLflow tracking URI %s from MLFLOW_TRACKING_URI (it wins over conf's mlflow.yml)",
-                        redact(str(self._uri)))
+        from_env = tracking_uri_from_environment()
+        if from_env and self._uri and from_env != self._uri:
+            logger.warning("MLFLOW_TRACKING_URI=%s is not used: runs go to the configured %s (set "
+                           "server.mlflow_tracking_uri in conf/local/mlflow.yml to track elsewhere)",
+                           redact(from_env), redact(str(self._uri)))
         self._mlflow_hooks = [p for p in context._hook_manager.get_plugins() if type(p).__name__ == "MlflowHook"]
         self._note_local_parameters(context)
         check_tracking_server(self._uri)

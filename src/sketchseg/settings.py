@@ -9,7 +9,7 @@ from kedro.config import MissingConfigException, OmegaConfigLoader
 from omegaconf import DictConfig, OmegaConf
 
 from sketchseg.hooks import SketchSegHooks
-from sketchseg.run_guard import MlflowRunGuard, tracking_uri_from_environment
+from sketchseg.run_guard import MlflowRunGuard
 
 HOOKS = (SketchSegHooks(), MlflowRunGuard())
 
@@ -26,8 +26,8 @@ class SketchSegConfigLoader(OmegaConfigLoader):
     conf/base, conf/<env> and the runtime parameters merged (Kedro resolves each environment
     apart, so ``model.prompt_template: ${prompts.template}`` in conf/base would keep the base
     template when conf/<env> sets ``prompts.template``). ``mlflow`` and ``credentials`` get
-    conf/local on top under every environment, and ``MLFLOW_TRACKING_URI`` over the tracking URI
-    (:meth:`__getitem__`). Other keys load as Kedro loads them."""
+    conf/local on top under every environment (:meth:`__getitem__`). Other keys load as Kedro
+    loads them."""
 
     def _resolve_from_raw_config(
         self,
@@ -48,23 +48,18 @@ class SketchSegConfigLoader(OmegaConfigLoader):
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         """Kedro's loading, then conf/local's ``mlflow`` / ``credentials`` on top whatever the
-        environment (Kedro reads conf/local only when it IS the environment), then the
-        ``MLFLOW_TRACKING_URI`` environment variable over any configured tracking URI."""
+        environment (Kedro reads conf/local only when it IS the environment)."""
         if key not in MACHINE_KEYS or key in self:
             return super().__getitem__(key)
         local = self._local_machine_config(key)
         try:
             config = super().__getitem__(key)
         except MissingConfigException:
-            if local is None and not (key == "mlflow" and tracking_uri_from_environment()):
+            if local is None:
                 raise
             config = {}
         if local:
             config = OmegaConf.to_container(OmegaConf.merge(config, local))  # type: ignore[assignment]
-        if key == "mlflow":
-            uri = tracking_uri_from_environment()
-            if uri:
-                config = {**config, "server": {**(config.get("server") or {}), "mlflow_tracking_uri": uri}}
         return config
 
     def _local_machine_config(self, key: str) -> dict[str, Any] | None:

@@ -1,9 +1,10 @@
 """An MLflow run's status and tags say what happened to the run (through Kedro's runner and
-kedro-mlflow): KILLED after SIGINT / SIGTERM, FAILED with the error, and tracked where the
-environment variable or conf/local says, under any environment."""
+kedro-mlflow): KILLED after SIGINT / SIGTERM, FAILED with the error, and tracked where conf
+(conf/local under any environment) says, with a warning for a differing MLFLOW_TRACKING_URI."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from sketchseg import run_guard
 from sketchseg.errors import SketchSegConfigError
 from sketchseg.experiments.project import kedro_subprocess_env
 from tests.pipelines.kedro_utils import TINY, nested, run
+from tests.pipelines.test_tracking_server import Messages
 from tests.test_run_guard import closed_port
 
 
@@ -86,12 +88,21 @@ def test_an_unreachable_tracking_server_fails_at_once(kedro_project, monkeypatch
     assert time.monotonic() - t0 < 30  # the issue's bound (it was > 240 s)
 
 
-def test_mlflow_tracking_uri_environment_variable_is_honoured(kedro_project, tmp_path, monkeypatch):
-    db = tmp_path / "from-env.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
-    run(kedro_project, "make_sample")
-    assert [r.info.status for r in _runs(db)] == ["FINISHED"]
-    assert not (kedro_project / "mlflow.db").exists()  # the configured store was never opened
+def test_a_differing_mlflow_tracking_uri_is_warned_about(kedro_project, tmp_path, monkeypatch):
+    """The configured URI decides (MLflow exports the variable itself, so it may be a leftover);
+    a user's MLFLOW_TRACKING_URI that differs is named in a warning, never silently dropped."""
+    other = f"sqlite:///{tmp_path / 'from-env.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    messages = Messages()
+    logging.getLogger("sketchseg").addHandler(messages)
+    try:
+        run(kedro_project, "make_sample")
+    finally:
+        logging.getLogger("sketchseg").removeHandler(messages)
+    assert [r.info.status for r in _runs(kedro_project / "mlflow.db")] == ["FINISHED"]
+    assert not (tmp_path / "from-env.db").exists()
+    warned = [m for m in messages.lines if m.startswith(f"MLFLOW_TRACKING_URI={other} is not used")]
+    assert len(warned) == 1 and f"{kedro_project}/mlflow.db" in warned[0]
 
 
 def test_conf_local_tracking_uri_applies_under_the_sample_env(kedro_project, tmp_path, monkeypatch):

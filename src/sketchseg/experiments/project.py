@@ -42,7 +42,7 @@ def kedro_subprocess_env(nltk_fallback: str | Path | None = None, *, offline: bo
 
     env = dict(os.environ)
     if env.get("MLFLOW_TRACKING_URI") and tracking_uri_from_environment() is None:
-        del env["MLFLOW_TRACKING_URI"]  # this process's MLflow exported it, not the user: conf decides
+        del env["MLFLOW_TRACKING_URI"]  # this process's MLflow exported it, not the user
     if offline:
         env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
