@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# runs go to each test project's own store: the variable would win over conf (sketchseg.run_guard)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 if not os.environ.get("NLTK_DATA"):
     _shared = REPO.parent / "shared" / "nltk_data"
     if _shared.is_dir():

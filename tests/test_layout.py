@@ -24,8 +24,8 @@ LAYERS = {
     "progress": 0,  # progress bars / log lines: used from data (sample writing) up to the experiment grid
     "model": 1,
     "engine": 2, "pretrain": 2, "reporting": 2,
-    "tracking": 3, "pipelines": 3, "api": 3, "experiments": 3, "hooks": 3, "settings": 3, "cli": 3,
-    "weights": 3, "pipeline_registry": 3, "launch": 3, "__init__": 3,
+    "tracking": 3, "run_guard": 3, "pipelines": 3, "api": 3, "experiments": 3, "hooks": 3, "settings": 3,
+    "cli": 3, "weights": 3, "pipeline_registry": 3, "launch": 3, "__init__": 3,
     "app": 4, "__main__": 4,
 }
 

@@ -9,12 +9,20 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from kedro.config import OmegaConfigLoader
+from kedro.config import MissingConfigException, OmegaConfigLoader
 from omegaconf import DictConfig, OmegaConf
 
 from sketchseg.hooks import SketchSegHooks
+from sketchseg.run_guard import MlflowRunGuard
 
-HOOKS = (SketchSegHooks(),)
+HOOKS = (SketchSegHooks(), MlflowRunGuard())
+
+#: the environment of machine settings (git-ignored) and the keys of it that apply under EVERY
+#: environment: where runs are tracked and with which secrets describe the machine, not the
+#: experiment. conf/local's parameters and catalog stay with the default environment (real
+#: FS-COCO): its data roots and CLIP weight file would break ``--env=sample``.
+LOCAL_ENV = "local"
+MACHINE_KEYS = ("mlflow", "credentials")
 
 #: Warnings of the pinned dependencies about their own code, which a user cannot act on: Kedro and
 #: kedro-mlflow calling omegaconf's deprecated ``register_new_resolver`` (about 15 per run), MLflow
@@ -57,7 +65,9 @@ class SketchSegConfigLoader(OmegaConfigLoader):
     """``OmegaConfigLoader`` that resolves the parameters' ``${...}`` interpolations once, over
     conf/base, conf/<env> and the runtime parameters merged (Kedro resolves each environment
     apart, so ``model.prompt_template: ${prompts.template}`` in conf/base would keep the base
-    template when conf/<env> sets ``prompts.template``). Other keys load as Kedro loads them."""
+    template when conf/<env> sets ``prompts.template``). ``mlflow`` and ``credentials`` get
+    conf/local on top under every environment (:meth:`__getitem__`). Other keys load as Kedro
+    loads them."""
 
     def _resolve_from_raw_config(
         self,
@@ -75,6 +85,33 @@ class SketchSegConfigLoader(OmegaConfigLoader):
                                                     processed_files)
         merged = OmegaConf.merge(*base_configs.values(), *env_configs.values(), self.runtime_params or {})
         return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        """Kedro's loading, then conf/local's ``mlflow`` / ``credentials`` on top whatever the
+        environment (Kedro reads conf/local only when it IS the environment)."""
+        if key not in MACHINE_KEYS or key in self:
+            return super().__getitem__(key)
+        local = self._local_machine_config(key)
+        try:
+            config = super().__getitem__(key)
+        except MissingConfigException:
+            if local is None:
+                raise
+            config = {}
+        if local:
+            config = OmegaConf.to_container(OmegaConf.merge(config, local))  # type: ignore[assignment]
+        return config
+
+    def _local_machine_config(self, key: str) -> dict[str, Any] | None:
+        """conf/local's files for ``key`` when the run environment is another one (else None)."""
+        if (self.env or self.default_run_env) == LOCAL_ENV:
+            return None
+        try:
+            files = self._read_dir_configs(self._get_conf_env_path(LOCAL_ENV), [*self.config_patterns[key]], key,
+                                           set(), key == "credentials")
+        except MissingConfigException:  # no conf/local folder
+            return None
+        return self._merge_and_resolve(key, files) if files else None
 
 
 CONFIG_LOADER_CLASS = SketchSegConfigLoader

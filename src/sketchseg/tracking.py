@@ -1,14 +1,51 @@
-"""Thin MLflow helpers that do nothing when no run is active (unit tests, plain Python use)."""
+"""Thin MLflow helpers that do nothing when no run is active (unit tests, plain Python use).
+
+A failing MLflow call (the tracking server went away mid-run) never costs the run: the first
+failure logs one warning, :func:`stop_tracking` turns every later call into a no-op and tells its
+listeners (:mod:`sketchseg.run_guard` switches kedro-mlflow's logging off), and the run goes on with
+its local checkpoints, training state and results. :func:`reset_tracking` re-arms it for a new run.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+_stopped: list[str] = []  # the reason tracking stopped in this run (empty while it works)
+_listeners: list[Callable[[str], None]] = []
+
+
+def tracking_stopped() -> str | None:
+    """Why MLflow tracking stopped during this run, or None while it works."""
+    return _stopped[0] if _stopped else None
+
+
+def reset_tracking(listener: Callable[[str], None] | None = None) -> None:
+    """A new run: tracking works again; ``listener(reason)`` is called once if it stops."""
+    _stopped.clear()
+    _listeners.clear()
+    if listener is not None:
+        _listeners.append(listener)
+
+
+def stop_tracking(reason: str) -> None:
+    """Stop MLflow tracking for the rest of this run (one warning; later calls do nothing)."""
+    if _stopped:
+        return
+    reason = " ".join(str(reason).split())[:300]
+    _stopped.append(reason)
+    logger.warning("MLflow tracking stopped (%s); the run goes on without it: checkpoints, the training state "
+                   "and results are still written locally", reason)
+    for listener in list(_listeners):
+        try:
+            listener(reason)
+        except Exception as exc:  # noqa: BLE001 - switching tracking off must not fail the run
+            logger.debug("tracking listener failed: %s", exc)
 
 
 def _active_run():
@@ -16,7 +53,17 @@ def _active_run():
         import mlflow
     except ImportError:  # pragma: no cover - mlflow is a dependency
         return None, None
+    if _stopped:
+        return mlflow, None
     return mlflow, mlflow.active_run()
+
+
+def _guarded(what: str, call: Callable[[], Any]) -> None:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - a tracking failure must not cost the training
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        stop_tracking(f"{what} failed: {type(exc).__name__}: {first_line}")
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -26,14 +73,14 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
         return
     clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
     if clean:
-        mlflow.log_metrics(clean, step=step)
+        _guarded("logging metrics", lambda: mlflow.log_metrics(clean, step=step))
 
 
 def set_tags(tags: Mapping[str, Any]) -> None:
     mlflow, run = _active_run()
     if run is None:
         return
-    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+    _guarded("setting tags", lambda: mlflow.set_tags({k: str(v) for k, v in tags.items()}))
 
 
 def active_run_id() -> str | None:
@@ -46,7 +93,7 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     mlflow, run = _active_run()
     if run is None:
         return
-    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+    _guarded("logging an artifact", lambda: mlflow.log_artifact(str(path), artifact_path=artifact_path))
 
 
 #: MLflow 3's UI opens an experiment by its kind (experiment tag ``mlflow.experimentKind``); without
@@ -102,7 +149,7 @@ def tag_run_with_experiment(params: Mapping[str, Any], pipeline_name: Any = None
         value = (params.get(section) or {}).get(key)
         if value is not None:
             tags[f"sketchseg.{section}.{key}"] = value
-    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+    _guarded("setting tags", lambda: mlflow.set_tags({k: str(v) for k, v in tags.items()}))
     logger.info("MLflow run %s tagged as variant '%s'", run.info.run_id, variant)
 
 

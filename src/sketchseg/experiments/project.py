@@ -38,7 +38,11 @@ def kedro_subprocess_env(nltk_fallback: str | Path | None = None, *, offline: bo
     non-interactive plot backend, ``NLTK_DATA`` from ``nltk_fallback`` when unset, and with
     ``offline`` the Hugging Face hub off (``HF_HUB_OFFLINE=1``) unless the caller set it; otherwise
     the hub setting is the user's own (a grid child downloads the openai weights as ``kedro run``)."""
+    from sketchseg.run_guard import tracking_uri_from_environment
+
     env = dict(os.environ)
+    if env.get("MLFLOW_TRACKING_URI") and tracking_uri_from_environment() is None:
+        del env["MLFLOW_TRACKING_URI"]  # this process's MLflow exported it, not the user
     if offline:
         env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("KEDRO_DISABLE_TELEMETRY", "1")

@@ -1,0 +1,144 @@
+"""An MLflow run's status and tags say what happened to the run (through Kedro's runner and
+kedro-mlflow): KILLED after SIGINT / SIGTERM, FAILED with the error, and tracked where conf
+(conf/local under any environment) says, with a warning for a differing MLFLOW_TRACKING_URI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from kedro.framework.hooks import hook_impl
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from sketchseg import run_guard
+from sketchseg.errors import SketchSegConfigError
+from sketchseg.experiments.project import kedro_subprocess_env
+from tests.pipelines.kedro_utils import TINY, nested, run
+from tests.pipelines.test_tracking_server import Messages
+from tests.test_run_guard import closed_port
+
+
+def _runs(db: Path, experiment: str = "sketchseg-sample") -> list:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exps = [e for e in client.search_experiments() if e.name == experiment]
+    return client.search_runs([exps[0].experiment_id]) if exps else []
+
+
+class SignalAtNode:
+    """Sends this process ``sig`` as the first node starts, as Ctrl-C or ``kill`` would."""
+
+    def __init__(self, sig: int) -> None:
+        self.sig = sig
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        os.kill(os.getpid(), self.sig)
+        time.sleep(1)  # the handler runs in this thread before this returns
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signalled_run_ends_killed(kedro_project, monkeypatch, sig):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    bootstrap_project(kedro_project)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with KedroSession.create(project_path=kedro_project, env="sample", runtime_params=nested(TINY)) as session:
+                session._hook_manager.register(SignalAtNode(sig))
+                session.run(pipeline_names=["make_sample"])
+        run_guard._end_at_exit()  # what the process's exit does (before MLflow's handler ends it FINISHED)
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+    (r,) = _runs(kedro_project / "mlflow.db")
+    assert r.info.status == "KILLED"
+    assert r.data.tags["sketchseg.end_reason"] == f"interrupted by {signal.Signals(sig).name} in node make_sample"
+    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)  # handlers given back
+
+
+def test_a_failed_run_ends_failed_with_the_error(kedro_project, monkeypatch):
+    """Pre-flight failure (no FS-COCO under data/01_raw): FAILED, the reason and the node as tags,
+    and nodes_done 0 says that nothing ran."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(Exception, match="data/01_raw/fscoco"):
+        run(kedro_project, "ingestion", env="base")
+    (r,) = _runs(kedro_project / "mlflow.db", experiment="sketchseg")
+    assert r.info.status == "FAILED"
+    assert "data/01_raw/fscoco" in r.data.tags[run_guard.ERROR_TAG]
+    assert r.data.tags["sketchseg.failed_node"] == "ingest_fscoco"
+    assert r.data.tags["sketchseg.nodes_done"] == "0"
+
+
+def test_an_unreachable_tracking_server_fails_at_once(kedro_project, monkeypatch):
+    uri = f"http://127.0.0.1:{closed_port()}"
+    (kedro_project / "conf/local/mlflow.yml").write_text(f"server:\n  mlflow_tracking_uri: {uri}\n")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for key in run_guard.HTTP_DEFAULTS:  # MLflow's own defaults would retry for minutes
+        monkeypatch.delenv(key, raising=False)
+    t0 = time.monotonic()
+    with pytest.raises(SketchSegConfigError, match=f"MLflow tracking server {uri} is unreachable"):
+        run(kedro_project, "make_sample")
+    assert time.monotonic() - t0 < 30  # the issue's bound (it was > 240 s)
+
+
+def test_a_differing_mlflow_tracking_uri_is_warned_about(kedro_project, tmp_path, monkeypatch):
+    """The configured URI decides (MLflow exports the variable itself, so it may be a leftover);
+    a user's MLFLOW_TRACKING_URI that differs is named in a warning, never silently dropped."""
+    other = f"sqlite:///{tmp_path / 'from-env.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    messages = Messages()
+    logging.getLogger("sketchseg").addHandler(messages)
+    try:
+        run(kedro_project, "make_sample")
+    finally:
+        logging.getLogger("sketchseg").removeHandler(messages)
+    assert [r.info.status for r in _runs(kedro_project / "mlflow.db")] == ["FINISHED"]
+    assert not (tmp_path / "from-env.db").exists()
+    warned = [m for m in messages.lines if m.startswith(f"MLFLOW_TRACKING_URI={other} is not used")]
+    assert len(warned) == 1 and f"{kedro_project}/mlflow.db" in warned[0]
+
+
+def test_conf_local_tracking_uri_applies_under_the_sample_env(kedro_project, tmp_path, monkeypatch):
+    db = tmp_path / "machine.db"
+    (kedro_project / "conf/local/mlflow.yml").write_text(f"server:\n  mlflow_tracking_uri: sqlite:///{db}\n")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run(kedro_project, "make_sample")
+    assert [r.info.status for r in _runs(db)] == ["FINISHED"]
+    assert not (kedro_project / "mlflow.db").exists()  # the configured store was never opened
+
+
+@pytest.mark.slow
+def test_kill_ends_a_training_run_killed(kedro_project, monkeypatch):
+    """The real thing: ``kedro run`` in its own process, SIGTERM while it trains (it used to stay RUNNING)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run(kedro_project, "make_sample")
+    params = {**TINY, "training.epochs": 20}
+    arg = ",".join(f"{k}={'null' if v is None else v}".replace(" ", "") for k, v in params.items())
+    kedro = Path(sys.executable).parent / "kedro"
+    log = (kedro_project / "kedro.log").open("w")
+    proc = subprocess.Popen([str(kedro), "run", "--pipelines=train", "--env=sample", "--params", arg],
+                            cwd=kedro_project, env=kedro_subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not any("val_miou" in r.data.metrics for r in _runs(kedro_project / "mlflow.db")
+                      if r.info.status == "RUNNING"):
+            assert proc.poll() is None, (kedro_project / "kedro.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "training did not start"
+            time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    train = [r for r in _runs(kedro_project / "mlflow.db") if r.data.tags.get("sketchseg.pipeline") == "train"]
+    assert [r.info.status for r in train] == ["KILLED"], (kedro_project / "kedro.log").read_text()[-3000:]
+    assert "SIGTERM in node fit_and_select_checkpoint" in train[0].data.tags["sketchseg.end_reason"]
