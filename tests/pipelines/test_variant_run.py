@@ -46,7 +46,7 @@ def test_variant_preset_reaches_the_nodes_and_mlflow(sample_project):
     assert tags["mlflow.runName"] == "wo_category_level" and r.info.run_name == "wo_category_level"
     assert tags["sketchseg.group"] == "Tab. 4" and tags["sketchseg.description"].startswith("w/o category level")
     assert tags["sketchseg.preset"] == "yes" and tags["sketchseg.model.use_category_level"] == "False"
-    assert tags["sketchseg.model.holistic_token"] == "vst" and tags["sketchseg.evaluation.overlap_rule"] == "lowest_class_index"
+    assert tags["sketchseg.model.holistic_token"] == "vst" and tags["sketchseg.evaluation.overlap_rule"] == "most_strokes"  # the protocol default (#16)
     assert tags["sketchseg.model.inference_prompts"] == "template"
     assert "test_miou" in r.data.metrics
     history = pd.read_csv(sample_project / "data/07_model_output/training_history.csv")
