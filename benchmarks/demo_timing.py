@@ -123,12 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "demo-timing.md")
     args = ap.parse_args(argv)
     # a SIGTERM ends the script through its `finally`s: the competing processes are stopped too
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = sorted(set(modes) - {"idle", "compete"})
     if bad:
         ap.error(f"unknown mode(s) {bad}; use idle and/or compete")
-    rows = [time_mode(m, args.workdir, args.competitors) for m in modes]
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        rows = [time_mode(m, args.workdir, args.competitors) for m in modes]
+    finally:  # given back: main() also runs inside other processes (the tests)
+        signal.signal(signal.SIGTERM, previous)
     text = report(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")

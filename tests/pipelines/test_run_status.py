@@ -44,7 +44,6 @@ class SignalAtNode:
         time.sleep(1)  # the handler runs in this thread before this returns
 
 
-@pytest.mark.xfail(reason="fails after merging with the one-line CLI errors and the run lock (#17/#18); open, see the stop note", strict=False)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signalled_run_ends_killed(kedro_project, monkeypatch, sig):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
