@@ -33,6 +33,19 @@ def nltk_data_path() -> str:
     return path
 
 
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (registered in ``sys.modules``: dataclasses
+    look their module up)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def copy_project(dest: Path) -> Path:
     """A runnable copy of the Kedro project (conf + pyproject) whose relative paths land in ``dest``."""
     return project.copy_project(REPO, dest)

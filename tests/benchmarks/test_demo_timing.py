@@ -3,22 +3,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "demo_timing.py"
 
 
 @pytest.fixture(scope="module")
 def dt():
-    spec = importlib.util.spec_from_file_location("demo_timing", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["demo_timing"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("demo_timing")
 
 
 def test_modes_time_every_step_and_stop_their_competitors(dt, tmp_path, monkeypatch):

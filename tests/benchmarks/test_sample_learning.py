@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.conftest import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sample_learning.py"
 
 
 @pytest.fixture(scope="module")
 def sl():
-    spec = importlib.util.spec_from_file_location("sample_learning", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sample_learning"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("sample_learning")
 
 
 def test_paired_difference_hand_case(sl):

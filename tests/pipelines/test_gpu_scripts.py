@@ -4,7 +4,6 @@ measuring, not debugging."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -13,21 +12,13 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import load_benchmark
 from tests.pipelines.kedro_utils import TINY, nested, run
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def scripts():
-    return {name: _script(name) for name in ("bench_model", "gpu_check", "gpu_prepare", "bench_fit")}
+    return {name: load_benchmark(name) for name in ("bench_model", "gpu_check", "gpu_prepare", "bench_fit")}
 
 
 def test_node_modules_import_without_kedro():
