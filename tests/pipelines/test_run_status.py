@@ -47,6 +47,8 @@ class SignalAtNode:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signalled_run_ends_killed(kedro_project, monkeypatch, sig):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # a background start (CI, nohup) ignores Ctrl-C; a terminal delivers it, as here
+    sigint_before = signal.signal(signal.SIGINT, signal.default_int_handler)
     bootstrap_project(kedro_project)
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -55,6 +57,7 @@ def test_a_signalled_run_ends_killed(kedro_project, monkeypatch, sig):
                 session.run(pipeline_names=["make_sample"])
         run_guard._end_at_exit()  # what the process's exit does (before MLflow's handler ends it FINISHED)
     finally:
+        signal.signal(signal.SIGINT, sigint_before)
         while mlflow.active_run() is not None:
             mlflow.end_run()
     (r,) = _runs(kedro_project / "mlflow.db")
