@@ -162,6 +162,35 @@ def test_zoom_enlarges_single_objects_inside_the_canvas():
         assert (p.image[[0, -1], :] > 200).all() and (p.image[:, [0, -1]] > 200).all()
 
 
+def _ink_box(img: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(img < 200)
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def test_min_scale_shrinks_every_pair_and_moves_it_inside_the_canvas():
+    plain = [make_pair(PretrainConfig(), 0, i, image_size=256) for i in range(12)]
+    small = [make_pair(PretrainConfig(min_scale=0.3), 0, i, image_size=256) for i in range(12)]
+    side = [max(b[2] - b[0], b[3] - b[1]) for b in map(_ink_box, (p.image for p in plain))]
+    side_small = [max(b[2] - b[0], b[3] - b[1]) for b in map(_ink_box, (p.image for p in small))]
+    assert all(s2 <= s1 + 2 for s1, s2 in zip(side, side_small))  # never larger (a pen's width of slack)
+    assert np.mean(side_small) < 0.8 * np.mean(side)
+    # the same sketches (kind, text), only resized and moved: shrinking draws after the drawing
+    assert [(p.kind, p.category, p.caption) for p in plain] == [(p.kind, p.category, p.caption) for p in small]
+    centres = {tuple(np.round(np.add(b[:2], b[2:]) / 2, -1)) for b in map(_ink_box, (p.image for p in small))}
+    assert len(centres) >= 6  # placed all over, not always in the middle
+    for p in small:
+        assert (p.image[[0, -1], :] > 200).all() and (p.image[:, [0, -1]] > 200).all()
+
+
+def test_max_thickness_draws_pens_of_several_widths_and_defaults_change_nothing():
+    base = PretrainConfig()
+    assert np.array_equal(make_pair(base, 0, 3, image_size=64).image,
+                          make_pair(PretrainConfig(max_thickness=base.thickness, min_scale=1.0), 0, 3, image_size=64).image)
+    ink = [(make_pair(PretrainConfig(max_thickness=9), 0, i, image_size=256, kind="single", category="house").image < 128).sum()
+           / (make_pair(base, 0, i, image_size=256, kind="single", category="house").image < 128).sum() for i in range(10)]
+    assert min(ink) >= 0.95 and max(ink) > 1.8 and len({round(float(r), 1) for r in ink}) >= 4
+
+
 def test_pretraining_seed_space_is_apart_from_the_sample():
     # the sample draws sketch k of participant p from default_rng([seed, p, k]); pre-training pairs
     # from default_rng([SEED_TAG, seed, stream, i]): their scenes differ
@@ -190,6 +219,12 @@ def test_config_rejects_unknown_and_bad_values():
         PretrainConfig.from_dict({"steps": -1})
     with pytest.raises(SketchSegConfigError, match="single_fraction"):
         PretrainConfig.from_dict({"single_fraction": 1.5})
+    for bad in (0.0, 1.5, True):
+        with pytest.raises(SketchSegConfigError, match="pretrain.min_scale"):
+            PretrainConfig.from_dict({"min_scale": bad})
+    for bad in (2, 3.5, True):
+        with pytest.raises(SketchSegConfigError, match="pretrain.max_thickness"):
+            PretrainConfig.from_dict({"thickness": 3, "max_thickness": bad})
     a, b = PretrainConfig(), PretrainConfig(device="cuda", num_threads=4)
     assert a.fingerprint() == b.fingerprint()  # where it runs does not change the weights' identity
     assert a.fingerprint() != PretrainConfig(steps=a.steps + 1).fingerprint()

@@ -29,6 +29,8 @@ class PretrainConfig:
     pool_size: int = 6000           # generated training pairs, visited in shuffled passes
     single_fraction: float = 0.5    # share of single-object pairs in the pool (the rest: scenes)
     max_zoom: float = 1.0           # single objects scaled by a log-uniform factor in [1, max_zoom] (fits the canvas)
+    min_scale: float = 1.0          # every pair shrunk by a log-uniform factor in [min_scale, 1] to a random place (1 = off)
+    max_thickness: int | None = None  # every pair's pen width drawn uniformly in [thickness, max_thickness] (None = thickness)
     learning_rate: float = 2.0e-3
     weight_decay: float = 0.1       # not on biases, LayerNorms, embeddings' 1-d params, logit scale
     warmup_steps: int = 40          # linear warm-up, then cosine decay to 0
@@ -76,6 +78,12 @@ class PretrainConfig:
             raise SketchSegConfigError(f"pretrain.mil_temperature must be > 0, got {self.mil_temperature!r}")
         if isinstance(self.max_zoom, bool) or not isinstance(self.max_zoom, (int, float)) or self.max_zoom < 1.0:
             raise SketchSegConfigError(f"pretrain.max_zoom must be a number >= 1, got {self.max_zoom!r}")
+        if isinstance(self.min_scale, bool) or not isinstance(self.min_scale, (int, float)) or not 0.0 < self.min_scale <= 1.0:
+            raise SketchSegConfigError(f"pretrain.min_scale must be a number in (0, 1], got {self.min_scale!r}")
+        if self.max_thickness is not None and (isinstance(self.max_thickness, bool) or not isinstance(self.max_thickness, int)
+                                               or self.max_thickness < self.thickness):
+            raise SketchSegConfigError(f"pretrain.max_thickness must be null or an integer >= pretrain.thickness "
+                                       f"({self.thickness}), got {self.max_thickness!r}")
         if not 0.0 <= self.single_fraction <= 1.0:
             raise SketchSegConfigError(f"pretrain.single_fraction must be in [0, 1], got {self.single_fraction!r}")
         if not 0.0 < self.logit_scale_init <= self.logit_scale_max:

@@ -80,10 +80,34 @@ def _zoom(rng: np.random.Generator, strokes: list[np.ndarray], max_zoom: float) 
     return [np.clip((s - old) * z + centre, 0.0, CANVAS - 1e-3).astype(np.float32) for s in strokes]
 
 
+def _shrink(rng: np.random.Generator, strokes: list[np.ndarray], min_scale: float) -> list[np.ndarray]:
+    """Scale the strokes by a log-uniform factor in [min_scale, 1] about their box centre and move
+    them to a random place of the 256 canvas where their box fits."""
+    f = float(np.exp(rng.uniform(np.log(min_scale), 0.0)))
+    pts = np.concatenate(strokes)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    half = f * (hi - lo) / 2.0
+    room = np.maximum(CANVAS - 1e-3 - 2.0 * half, 0.0)
+    centre = half + rng.uniform(0.0, 1.0, 2) * room
+    old = (lo + hi) / 2.0
+    return [np.clip((s - old) * f + centre, 0.0, CANVAS - 1e-3).astype(np.float32) for s in strokes]
+
+
+def _restyle(rng: np.random.Generator, cfg: PretrainConfig, strokes: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
+    """The pair's size and pen: shrunk (``cfg.min_scale`` < 1) and a pen width in [thickness,
+    max_thickness] (``cfg.max_thickness``); no random draw for an option that is off."""
+    if cfg.min_scale < 1.0:
+        strokes = _shrink(rng, strokes, float(cfg.min_scale))
+    pen = int(cfg.thickness)
+    if cfg.max_thickness is not None and cfg.max_thickness > pen:
+        pen = int(rng.integers(pen, int(cfg.max_thickness) + 1))
+    return strokes, pen
+
+
 def make_pair(cfg: PretrainConfig, stream: int, index: int, *, image_size: int, kind: str | None = None,
               category: str | None = None) -> Pair:
-    """Pair ``index`` of ``stream`` under ``cfg`` (seed, single_fraction, max_zoom, render_size,
-    thickness): deterministic in (cfg.seed, stream, index), disjoint from the sample's seed keys.
+    """Pair ``index`` of ``stream`` under ``cfg`` (seed, single_fraction, max_zoom, min_scale,
+    render_size, thickness, max_thickness): deterministic in (cfg.seed, stream, index), disjoint from the sample's seed keys.
 
     ``kind`` (and for single objects ``category``) can be forced; otherwise they are drawn.
     """
@@ -92,7 +116,8 @@ def make_pair(cfg: PretrainConfig, stream: int, index: int, *, image_size: int, 
     kind = kind or draw_kind
     if kind == "scene":
         scene = make_scene(rng)
-        return Pair(_render(scene.strokes, image_size, cfg.render_size, cfg.thickness), "scene", None, 1, scene.caption,
+        strokes, pen = _restyle(rng, cfg, scene.strokes)
+        return Pair(_render(strokes, image_size, cfg.render_size, pen), "scene", None, 1, scene.caption,
                     tuple(sorted(set(scene.labels))))
     if kind != "single":
         raise ValueError(f"kind must be 'single' or 'scene', got {kind!r}")
@@ -101,7 +126,8 @@ def make_pair(cfg: PretrainConfig, stream: int, index: int, *, image_size: int, 
     count = 1 if max_n == 1 or rng.random() < 0.6 else int(rng.integers(2, max_n + 1))
     strokes = [s for inst in draw_object(rng, cat, count) for s in inst]
     strokes = _zoom(rng, strokes, float(cfg.max_zoom))
-    return Pair(_render(strokes, image_size, cfg.render_size, cfg.thickness), "single", cat, count, None, (cat,))
+    strokes, pen = _restyle(rng, cfg, strokes)
+    return Pair(_render(strokes, image_size, cfg.render_size, pen), "single", cat, count, None, (cat,))
 
 
 @dataclass
