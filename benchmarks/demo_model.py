@@ -125,7 +125,7 @@ def markdown(scores: list[SceneScore], checkpoint: Path, meta: dict[str, str], f
         "instead of 3 px at 256, canvases of 280 to 640 px and other aspect ratios, objects of other proportions "
         "and sizes placed by a layout routine of their own, half of them traced with a shaky pen.",
         "",
-        f"Checkpoint: `{checkpoint}` (epoch {meta.get('epoch', '?')}, {meta.get('clip_model', '?')}).",
+        f"Checkpoint: `{checkpoint}` (epoch {meta.get('epoch', '?')}, {meta.get('clip_model', 'sketchseg-tiny')}).",
         "",
         f"**{100 * model:.1f} % of the ink pixels right** over all scenes (goal: {100 * GOAL:.0f} %); "
         f"a model that gives every pixel a scene's largest category would score {100 * largest:.1f} %, "

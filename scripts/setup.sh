@@ -24,6 +24,7 @@ fi
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export KEDRO_DISABLE_TELEMETRY=1
 export MKL_CBWR="${MKL_CBWR:-AUTO,STRICT}"   # bit-reproducible CPU BLAS across processes (src/sketchseg/__init__.py)
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"   # sleeping OpenMP threads: same results, far faster on a shared machine (src/sketchseg/__init__.py)
 if [ -z "${NLTK_DATA:-}" ] && [ -d "$ROOT/../shared/nltk_data" ]; then
   export NLTK_DATA="$(cd "$ROOT/../shared/nltk_data" && pwd)"
 fi

@@ -144,6 +144,22 @@ def test_importing_sketchseg_asks_mkl_for_reproducible_results():
     assert out.stdout.strip() == "AUTO"
 
 
+def test_importing_sketchseg_lets_idle_openmp_threads_sleep():
+    """OMP_WAIT_POLICY=PASSIVE from importing sketchseg (before torch's OpenMP starts); a user's
+    own value is kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sketchseg, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"
+
+
 def test_checkpoint_selection_keeps_the_epoch_with_the_best_val_miou(tables, tmp_path, monkeypatch):
     """Validation scripted per epoch (epoch 0 = untrained): the chosen checkpoint is epoch 2, the
     best of the trained epochs 1..4 (epoch 0 scores higher but is not a trained checkpoint), and

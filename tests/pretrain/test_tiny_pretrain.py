@@ -15,8 +15,9 @@ from sketchseg.model.clip_loader import load_clip
 from sketchseg.model.config import ModelConfig
 from sketchseg.pretrain.config import SEED_TAG, PretrainConfig
 from sketchseg.pretrain.loop import PretrainResult, pretrain_clip
-from sketchseg.pretrain.losses import contrastive_loss, ink_patch_loss, mil_loss, patch_ink, soft_max_pool
-from sketchseg.pretrain.pairs import make_pair, single_object_text
+from sketchseg.pretrain.losses import (contrastive_loss, ink_patch_loss, mil_loss, patch_ink, patch_label_loss,
+                                      soft_max_pool)
+from sketchseg.pretrain.pairs import _patch_labels, build_pool, make_pair, single_object_text
 from sketchseg.pretrain.weights import WEIGHTS_FORMAT, read_cached_weights, save_weights, weights_metadata
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,6 +103,43 @@ def test_mil_loss_hand_case():
     assert float(mil_loss(patches, prompts, 1.0, torch.tensor([[False, False]]), 1.0)) == 0.0
     with pytest.raises(ValueError, match="present"):
         mil_loss(patches, prompts, 1.0, torch.tensor([[True]]), 1.0)
+
+
+def test_patch_label_loss_hand_case():
+    # one sketch, three patches, two category prompts; patch 1 has no label, patch 2 weight 0
+    patches = _e([1.0, 0.0], [0.0, 1.0], [0.0, 1.0]).unsqueeze(0)
+    prompts = _e([1.0, 0.0], [0.0, 1.0])
+    labels = torch.tensor([[1, -1, 0]])
+    weight = torch.tensor([[1.0, 1.0, 0.0]])
+    # patch 0: logits (2, 0), target 1 -> log(1 + e^2) - 0
+    expected = math.log(math.exp(2.0) + 1.0)
+    assert float(patch_label_loss(patches, prompts, 2.0, labels, weight)) == pytest.approx(expected, rel=1e-6)
+    assert float(patch_label_loss(patches, prompts, 2.0, torch.tensor([[-1, -1, -1]]), weight)) == 0.0
+    with pytest.raises(ValueError, match="labels and weight"):
+        patch_label_loss(patches, prompts, 2.0, labels[:, :2], weight)
+
+
+def test_patch_labels_take_the_category_with_most_ink_of_each_patch():
+    stroke_map = np.full((4, 4), -1)
+    stroke_map[0, 0] = 0                  # patch (0, 0): stroke 0 (category 5)
+    stroke_map[0:2, 2:4] = [[1, 1], [2, -1]]  # patch (0, 1): two pixels of category 7, one of category 3
+    stroke_map[3, 3] = 2                  # patch (1, 1): category 3
+    labels = _patch_labels(stroke_map, np.array([5, 7, 3]), 2)
+    assert labels.tolist() == [5, 7, -1, 3] and labels.dtype == np.int8
+
+
+def test_pairs_carry_patch_labels_of_what_they_draw():
+    single = make_pair(PretrainConfig(), 0, 2, image_size=64, kind="single", category="car", grid=8)
+    labels = single.patch_labels
+    assert labels.shape == (64,) and set(labels.tolist()) == {-1, CATEGORIES.index("car")}
+    inked = (single.image.reshape(8, 8, 8, 8).transpose(0, 2, 1, 3).reshape(64, 64) < 128).any(axis=1)
+    assert (labels[inked] >= 0).all()  # every visibly inked patch is labelled
+    scene = make_pair(PretrainConfig(), 0, 1, image_size=64, kind="scene", grid=8)
+    assert {CATEGORIES[i] for i in scene.patch_labels.tolist() if i >= 0} == set(scene.objects)
+    assert make_pair(PretrainConfig(), 0, 1, image_size=64, kind="scene").patch_labels is None  # only on request
+    pool = build_pool(PretrainConfig(), 0, 4, image_size=64, progress=False, grid=8)
+    assert pool.patch_labels.shape == (4, 64)
+    assert build_pool(PretrainConfig(), 0, 4, image_size=64, progress=False).patch_labels is None
 
 
 def test_patch_ink_per_patch_and_threshold():
@@ -219,6 +257,8 @@ def test_config_rejects_unknown_and_bad_values():
         PretrainConfig.from_dict({"steps": -1})
     with pytest.raises(SketchSegConfigError, match="single_fraction"):
         PretrainConfig.from_dict({"single_fraction": 1.5})
+    with pytest.raises(SketchSegConfigError, match="pretrain.patch_label_loss_weight"):
+        PretrainConfig.from_dict({"patch_label_loss_weight": -1})
     for bad in (0.0, 1.5, True):
         with pytest.raises(SketchSegConfigError, match="pretrain.min_scale"):
             PretrainConfig.from_dict({"min_scale": bad})
@@ -249,6 +289,21 @@ def test_short_pretraining_lowers_the_loss(short_run):
     # the logit scale is learnable and clamped
     assert 1.0 < s["final_logit_scale"] <= cfg.logit_scale_max
     assert s["final_logit_scale"] != pytest.approx(cfg.logit_scale_init)
+
+
+def test_dense_losses_train_and_are_logged():
+    """With the ink, MIL and patch-label terms on, each is logged, and the patch-label loss of a
+    short run falls (the generator's stroke labels teach the patch tokens)."""
+    cfg = PretrainConfig.from_dict({**SMALL, "steps": 25, "ink_loss_weight": 1.0, "mil_loss_weight": 1.0,
+                                    "patch_label_loss_weight": 1.0})
+    result = pretrain_clip(cfg, progress=False, log_every=1)
+    for key in ("loss_ink", "loss_mil", "loss_label"):
+        assert all(math.isfinite(h[key]) for h in result.history), key
+    first = np.mean([h["loss_label"] for h in result.history[:3]])
+    last = np.mean([h["loss_label"] for h in result.history[-3:]])
+    assert last < first
+    plain = pretrain_clip(PretrainConfig.from_dict({**SMALL, "steps": 2}), progress=False, log_every=1)
+    assert all(math.isnan(h["loss_label"]) for h in plain.history)
 
 
 def test_pretraining_is_deterministic():

@@ -39,6 +39,7 @@ class PretrainConfig:
     ink_loss_weight: float = 1.0    # patch->text InfoNCE on the inked patches of single objects (0 = off)
     mil_loss_weight: float = 1.0    # multiple-instance loss: which categories a sketch holds, from its patches (0 = off)
     mil_temperature: float = 0.1    # soft maximum over patches of the patch-prompt cosine
+    patch_label_loss_weight: float = 0.0  # patch -> category prompt cross-entropy from the generator's stroke labels (0 = off)
     min_patch_ink: float = 0.02     # patches with less mean ink are not scored by the ink loss
     # patch tokens the ink / MIL losses train: those of the v-v path through these 1-based blocks
     # (the sketch model's model.vv_blocks, what its similarity maps read), or [] = the plain
@@ -70,7 +71,8 @@ class PretrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SketchSegConfigError(f"pretrain.{name} must be an integer >= {low}, got {value!r}")
         for name in ("learning_rate", "weight_decay", "logit_scale_init", "logit_scale_max", "single_fraction",
-                     "ink_loss_weight", "mil_loss_weight", "mil_temperature", "min_patch_ink"):
+                     "ink_loss_weight", "mil_loss_weight", "mil_temperature", "min_patch_ink",
+                     "patch_label_loss_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise SketchSegConfigError(f"pretrain.{name} must be a number >= 0, got {value!r}")

@@ -18,7 +18,7 @@ from sketchseg.data.sample import CATEGORIES
 from sketchseg.pretrain.clip import create_tiny_clip, to_model_input
 from sketchseg.pretrain.config import SEED_TAG, STREAM_TEXT, STREAM_TRAIN, PretrainConfig
 from sketchseg.pretrain.evaluate import build_eval_set, evaluate_alignment
-from sketchseg.pretrain.losses import contrastive_loss, ink_patch_loss, mil_loss, patch_ink
+from sketchseg.pretrain.losses import contrastive_loss, ink_patch_loss, mil_loss, patch_ink, patch_label_loss
 from sketchseg.pretrain.pairs import EVAL_PROMPT, PretrainPool, build_pool, single_object_text
 from sketchseg.progress import Progress
 
@@ -115,7 +115,8 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
     model.to(device)
     image_size = _image_size(model)
     patch_size = int(model.visual.conv1.kernel_size[0])
-    patch_losses = cfg.ink_loss_weight > 0 or cfg.mil_loss_weight > 0
+    patch_losses = cfg.ink_loss_weight > 0 or cfg.mil_loss_weight > 0 or cfg.patch_label_loss_weight > 0
+    grid = image_size // patch_size if cfg.patch_label_loss_weight > 0 else 0  # patch labels only when used
     encoder = None
     if cfg.vv_blocks and patch_losses:
         from sketchseg.model.encoder import SketchEncoder
@@ -127,7 +128,7 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
 
     t0 = time.perf_counter()
     pool = build_pool(cfg, STREAM_TRAIN, cfg.pool_size if cfg.steps > 0 else 0, image_size=image_size,
-                      progress=progress)
+                      progress=progress, grid=grid)
     eval_set = build_eval_set(cfg, image_size)
     data_seconds = time.perf_counter() - t0
     before = evaluate_alignment(model, tokenizer, mean_std, eval_set, device)
@@ -159,17 +160,23 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
         scale = model.logit_scale.exp()
         loss_clip = contrastive_loss(pooled, txt, scale, groups)
         loss = loss_clip
-        loss_ink = loss_mil = None
+        loss_ink = loss_mil = loss_label = None
+        prompt_emb = None
+        if cfg.mil_loss_weight > 0 or cfg.patch_label_loss_weight > 0:
+            prompt_emb = F.normalize(model.encode_text(prompt_tokens), dim=-1)
         if cfg.ink_loss_weight > 0:
             single = torch.tensor([pool.kinds[i] == "single" for i in idx], dtype=torch.float32, device=device)
             ink = patch_ink(pool.images[idx], patch_size, cfg.min_patch_ink).to(device) * single[:, None]
             loss_ink = ink_patch_loss(patches, txt, scale, ink, groups)
             loss = loss + cfg.ink_loss_weight * loss_ink
         if cfg.mil_loss_weight > 0:
-            prompt_emb = F.normalize(model.encode_text(prompt_tokens), dim=-1)
             present = torch.tensor([[c in pool.objects[i] for c in CATEGORIES] for i in idx], device=device)
             loss_mil = mil_loss(patches, prompt_emb, scale, present, cfg.mil_temperature)
             loss = loss + cfg.mil_loss_weight * loss_mil
+        if cfg.patch_label_loss_weight > 0:
+            inked = (patch_ink(pool.images[idx], patch_size, cfg.min_patch_ink) > 0).float().to(device)
+            loss_label = patch_label_loss(patches, prompt_emb, scale, pool.patch_labels[idx].to(device), inked)
+            loss = loss + cfg.patch_label_loss_weight * loss_label
         if not torch.isfinite(loss.detach()):
             raise FloatingPointError(f"non-finite pre-training loss at step {step}; lower pretrain.learning_rate")
         optimizer.zero_grad(set_to_none=True)
@@ -183,6 +190,7 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
             history.append({"step": step, "loss": value, "loss_ema": loss_ema, "loss_clip": float(loss_clip.detach()),
                             "loss_ink": float(loss_ink.detach()) if loss_ink is not None else float("nan"),
                             "loss_mil": float(loss_mil.detach()) if loss_mil is not None else float("nan"),
+                            "loss_label": float(loss_label.detach()) if loss_label is not None else float("nan"),
                             "lr": _lr_at(step, cfg), "logit_scale": float(model.logit_scale.detach().exp())})
             bar.set_postfix(loss=f"{loss_ema:.3f}")
     train_seconds = time.perf_counter() - t1

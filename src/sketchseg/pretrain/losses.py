@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["contrastive_loss", "contrastive_loss_from_logits", "soft_max_pool", "mil_loss", "ink_patch_loss",
-           "patch_ink"]
+           "patch_ink", "patch_label_loss"]
 
 
 def _pair_targets(b: int, groups: Sequence[int] | torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
@@ -100,6 +100,23 @@ def ink_patch_loss(patch_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale:
     targets = _pair_targets(b, groups, logits)
     ce = -(targets[:, None, :] * F.log_softmax(logits, dim=-1)).sum(dim=-1)  # (B, K)
     w = patch_ink.to(ce.dtype)
+    return (w * ce).sum() / w.sum().clamp_min(1e-6)
+
+
+def patch_label_loss(patch_emb: torch.Tensor, prompt_emb: torch.Tensor, logit_scale: torch.Tensor | float,
+                     labels: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Patch-to-category cross-entropy from stroke labels: patch k of sketch b (B, K, D) is
+    classified among the C category prompts (C, D), all L2-normalised, with ``labels[b, k]`` (the
+    category owning most of its ink; -1 = none) as the target. ``weight`` (B, K) weights the
+    patches (0 = not scored, e.g. too little ink); patches labelled -1 are never scored. Returns
+    the weighted mean (0 when nothing is scored)."""
+    b, k, _ = patch_emb.shape
+    if labels.shape != (b, k) or weight.shape != (b, k):
+        raise ValueError(f"expected labels and weight of shape ({b}, {k}), got {tuple(labels.shape)} and "
+                         f"{tuple(weight.shape)}")
+    logits = logit_scale * torch.einsum("bkd,cd->bkc", patch_emb, prompt_emb)
+    ce = F.cross_entropy(logits.reshape(b * k, -1), labels.clamp_min(0).reshape(-1), reduction="none").reshape(b, k)
+    w = torch.where(labels >= 0, weight.to(ce.dtype), torch.zeros_like(ce))
     return (w * ce).sum() / w.sum().clamp_min(1e-6)
 
 

@@ -20,6 +20,7 @@ __all__ = ["EVAL_PROMPT", "Pair", "PretrainPool", "build_pool", "make_pair", "si
 
 EVAL_PROMPT = DEFAULT_PROMPT_TEMPLATE  # the prompt the sketch model uses for a category
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
+_CAT_INDEX = {c: i for i, c in enumerate(CATEGORIES)}
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Pair:
     count: int               # single objects: number of instances
     caption: str | None      # scenes: the generator's caption
     objects: tuple[str, ...] = ()  # the categories drawn (image-level tags; a single object: its category)
+    patch_labels: np.ndarray | None = None  # (grid * grid,) int8 row-major: the category index (CATEGORIES)
+                                            # owning most ink of each patch, -1 = no ink
 
 
 def _article(word: str) -> str:
@@ -54,12 +57,36 @@ def single_object_text(rng: np.random.Generator, category: str, count: int) -> s
     return options[k]
 
 
-def _render(strokes: Sequence[np.ndarray], image_size: int, render_size: int, thickness: int) -> np.ndarray:
-    ink, _ = render_strokes(strokes, render_size, canvas=CANVAS, thickness=thickness)
+def _render(strokes: Sequence[np.ndarray], image_size: int, render_size: int, thickness: int,
+            stroke_categories: Sequence[int] | None = None, grid: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """The grey image at ``image_size``, and with ``stroke_categories`` (a category index per
+    stroke) and ``grid`` > 0 the (grid * grid,) patch labels: each patch's category owning most ink."""
+    ink, stroke_map = render_strokes(strokes, render_size, canvas=CANVAS, thickness=thickness)
+    labels = None
+    if stroke_categories is not None and grid > 0:
+        labels = _patch_labels(stroke_map, np.asarray(stroke_categories, dtype=np.int64), grid)
     if render_size == image_size:
-        return ink
+        return ink, labels
     grey = Image.fromarray(ink.astype(np.float32) / 255.0).resize((image_size, image_size), Image.Resampling.LANCZOS)
-    return np.clip(np.rint(np.asarray(grey, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(np.asarray(grey, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8), labels
+
+
+def _patch_labels(stroke_map: np.ndarray, stroke_categories: np.ndarray, grid: int) -> np.ndarray:
+    """(grid * grid,) int8: per patch of a ``grid`` x ``grid`` split of ``stroke_map`` (stroke index
+    per pixel, -1 = paper), the category owning most of its ink pixels (ties: the lower index); -1
+    where the patch has no ink."""
+    size = stroke_map.shape[0]
+    cat = np.where(stroke_map >= 0, stroke_categories[np.maximum(stroke_map, 0)], -1)
+    edges = np.linspace(0, size, grid + 1).round().astype(int)
+    out = np.full(grid * grid, -1, dtype=np.int8)
+    n_cat = len(CATEGORIES)
+    for i in range(grid):
+        for j in range(grid):
+            block = cat[edges[i]:edges[i + 1], edges[j]:edges[j + 1]]
+            counts = np.bincount(block[block >= 0], minlength=n_cat)
+            if counts.any():
+                out[i * grid + j] = int(counts.argmax())
+    return out
 
 
 def _zoom(rng: np.random.Generator, strokes: list[np.ndarray], max_zoom: float) -> list[np.ndarray]:
@@ -105,11 +132,12 @@ def _restyle(rng: np.random.Generator, cfg: PretrainConfig, strokes: list[np.nda
 
 
 def make_pair(cfg: PretrainConfig, stream: int, index: int, *, image_size: int, kind: str | None = None,
-              category: str | None = None) -> Pair:
+              category: str | None = None, grid: int = 0) -> Pair:
     """Pair ``index`` of ``stream`` under ``cfg`` (seed, single_fraction, max_zoom, min_scale,
     render_size, thickness, max_thickness): deterministic in (cfg.seed, stream, index), disjoint from the sample's seed keys.
 
-    ``kind`` (and for single objects ``category``) can be forced; otherwise they are drawn.
+    ``kind`` (and for single objects ``category``) can be forced; otherwise they are drawn. With
+    ``grid`` > 0 the pair carries its ``patch_labels`` on a ``grid`` x ``grid`` patch split.
     """
     rng = np.random.default_rng([SEED_TAG, int(cfg.seed), int(stream), int(index)])
     draw_kind = "single" if rng.random() < cfg.single_fraction else "scene"
@@ -117,8 +145,9 @@ def make_pair(cfg: PretrainConfig, stream: int, index: int, *, image_size: int, 
     if kind == "scene":
         scene = make_scene(rng)
         strokes, pen = _restyle(rng, cfg, scene.strokes)
-        return Pair(_render(strokes, image_size, cfg.render_size, pen), "scene", None, 1, scene.caption,
-                    tuple(sorted(set(scene.labels))))
+        image, labels = _render(strokes, image_size, cfg.render_size, pen,
+                                [_CAT_INDEX[c] for c in scene.labels], grid)
+        return Pair(image, "scene", None, 1, scene.caption, tuple(sorted(set(scene.labels))), labels)
     if kind != "single":
         raise ValueError(f"kind must be 'single' or 'scene', got {kind!r}")
     cat = category if category is not None else CATEGORIES[int(rng.integers(len(CATEGORIES)))]
@@ -127,7 +156,8 @@ def make_pair(cfg: PretrainConfig, stream: int, index: int, *, image_size: int, 
     strokes = [s for inst in draw_object(rng, cat, count) for s in inst]
     strokes = _zoom(rng, strokes, float(cfg.max_zoom))
     strokes, pen = _restyle(rng, cfg, strokes)
-    return Pair(_render(strokes, image_size, cfg.render_size, pen), "single", cat, count, None, (cat,))
+    image, labels = _render(strokes, image_size, cfg.render_size, pen, [_CAT_INDEX[cat]] * len(strokes), grid)
+    return Pair(image, "single", cat, count, None, (cat,), labels)
 
 
 @dataclass
@@ -140,15 +170,16 @@ class PretrainPool:
     counts: list[int]
     captions: list[str | None]
     objects: list[tuple[str, ...]] = field(default_factory=list)
+    patch_labels: torch.Tensor | None = None  # (N, grid * grid) int64 category index per patch, -1 = no ink
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
 
 def build_pool(cfg: PretrainConfig, stream: int, n: int, *, image_size: int, progress: bool = True,
-               desc: str = "pre-training pairs") -> PretrainPool:
-    """Generate pairs ``0..n-1`` of ``stream``."""
-    pairs = [make_pair(cfg, stream, i, image_size=image_size)
+               desc: str = "pre-training pairs", grid: int = 0) -> PretrainPool:
+    """Generate pairs ``0..n-1`` of ``stream`` (with their patch labels when ``grid`` > 0)."""
+    pairs = [make_pair(cfg, stream, i, image_size=image_size, grid=grid)
              for i in Progress(range(int(n)), desc=desc, unit="pair", enabled=progress)]
     return _to_pool(pairs, image_size)
 
@@ -156,5 +187,8 @@ def build_pool(cfg: PretrainConfig, stream: int, n: int, *, image_size: int, pro
 def _to_pool(pairs: Sequence[Pair], image_size: int) -> PretrainPool:
     images = (torch.from_numpy(np.stack([p.image for p in pairs])) if pairs
               else torch.empty(0, image_size, image_size, dtype=torch.uint8))
+    labels = None
+    if pairs and all(p.patch_labels is not None for p in pairs):
+        labels = torch.from_numpy(np.stack([p.patch_labels for p in pairs]).astype(np.int64))
     return PretrainPool(images, [p.kind for p in pairs], [p.category for p in pairs], [p.count for p in pairs],
-                        [p.caption for p in pairs], [p.objects for p in pairs])
+                        [p.caption for p in pairs], [p.objects for p in pairs], labels)
