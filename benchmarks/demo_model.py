@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from hand_drawn_scenes import AMBIGUOUS, HandScene, hand_drawn_scenes  # noqa: E402
+from sample_learning import write_report  # noqa: E402
 
 logger = logging.getLogger("demo_model")
 REPO = Path(__file__).resolve().parents[1]
@@ -176,10 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         figure(scenes, maps, scores, args.figure)
         text = markdown(scores, args.checkpoint.relative_to(REPO) if args.checkpoint.is_relative_to(REPO)
                         else args.checkpoint, seg.metadata, args.figure)
-        old = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
-        if HAND_WRITTEN in old:
-            text = text.rstrip("\n") + "\n\n" + old[old.index(HAND_WRITTEN):]
-        args.out.write_text(text, encoding="utf-8")
+        write_report(args.out, text, HAND_WRITTEN)
     return 0
 
 

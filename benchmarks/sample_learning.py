@@ -48,13 +48,13 @@ METRICS = (("miou", "mIoU"), ("pixel_acc", "Acc@P"), ("stroke_acc", "Acc@S"))
 HAND_WRITTEN = "## What else was tried"  # a section of --out from this heading on is kept on rewrite
 
 
-def write_report(path: Path, text: str) -> None:
-    """Write the generated ``text`` to ``path``, keeping a hand-written section (``HAND_WRITTEN``
+def write_report(path: Path, text: str, hand_written: str = HAND_WRITTEN) -> None:
+    """Write the generated ``text`` to ``path``, keeping a hand-written section (``hand_written``
     heading to the end) of the file it replaces."""
     path.parent.mkdir(parents=True, exist_ok=True)
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if HAND_WRITTEN in old:
-        text = text.rstrip("\n") + "\n\n" + old[old.index(HAND_WRITTEN):]
+    if hand_written in old:
+        text = text.rstrip("\n") + "\n\n" + old[old.index(hand_written):]
     path.write_text(text, encoding="utf-8")
 
 

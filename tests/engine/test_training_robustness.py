@@ -128,36 +128,24 @@ def test_nan_loss_skipped_and_counted_when_configured(tables, tmp_path):
     assert all(np.isfinite(v).all() for v in (t.numpy() for t in result.last_state.values()))
 
 
-def test_importing_sketchseg_asks_mkl_for_reproducible_results():
-    """Runs with the same seeds agree bit for bit only across processes with MKL_CBWR set (before
-    MKL's first call); a user's own value is kept."""
+@pytest.mark.parametrize(("name", "default", "users"), [
+    # runs with the same seeds agree bit for bit only across processes with MKL_CBWR set (before MKL's first call)
+    ("MKL_CBWR", "AUTO,STRICT", "AUTO"),
+    # idle OpenMP threads sleep (before torch's OpenMP starts): same results, far faster on a shared machine
+    ("OMP_WAIT_POLICY", "PASSIVE", "ACTIVE"),
+])
+def test_importing_sketchseg_sets_its_environment_defaults_and_keeps_the_users(name, default, users):
     import os
     import subprocess
     import sys
 
-    code = "import sketchseg, os; print(os.environ['MKL_CBWR'])"
-    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    code = f"import sketchseg, os; print(os.environ[{name!r}])"
+    env = {k: v for k, v in os.environ.items() if k != name}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "AUTO,STRICT"
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "MKL_CBWR": "AUTO"}, capture_output=True,
-                         text=True, check=True)
-    assert out.stdout.strip() == "AUTO"
-
-
-def test_importing_sketchseg_lets_idle_openmp_threads_sleep():
-    """OMP_WAIT_POLICY=PASSIVE from importing sketchseg (before torch's OpenMP starts); a user's
-    own value is kept."""
-    import os
-    import subprocess
-    import sys
-
-    code = "import sketchseg, os; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "PASSIVE"
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True,
-                         text=True, check=True)
-    assert out.stdout.strip() == "ACTIVE"
+    assert out.stdout.strip() == default
+    out = subprocess.run([sys.executable, "-c", code], env={**env, name: users}, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == users
 
 
 def test_checkpoint_selection_keeps_the_epoch_with_the_best_val_miou(tables, tmp_path, monkeypatch):

@@ -161,12 +161,14 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
         loss_clip = contrastive_loss(pooled, txt, scale, groups)
         loss = loss_clip
         loss_ink = loss_mil = loss_label = None
-        prompt_emb = None
+        prompt_emb = batch_ink = None
+        if cfg.ink_loss_weight > 0 or cfg.patch_label_loss_weight > 0:  # mean ink per patch, shared by both terms
+            batch_ink = patch_ink(pool.images[idx], patch_size, cfg.min_patch_ink).to(device)
         if cfg.mil_loss_weight > 0 or cfg.patch_label_loss_weight > 0:
             prompt_emb = F.normalize(model.encode_text(prompt_tokens), dim=-1)
         if cfg.ink_loss_weight > 0:
             single = torch.tensor([pool.kinds[i] == "single" for i in idx], dtype=torch.float32, device=device)
-            ink = patch_ink(pool.images[idx], patch_size, cfg.min_patch_ink).to(device) * single[:, None]
+            ink = batch_ink * single[:, None]
             loss_ink = ink_patch_loss(patches, txt, scale, ink, groups)
             loss = loss + cfg.ink_loss_weight * loss_ink
         if cfg.mil_loss_weight > 0:
@@ -174,7 +176,7 @@ def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> Pretrai
             loss_mil = mil_loss(patches, prompt_emb, scale, present, cfg.mil_temperature)
             loss = loss + cfg.mil_loss_weight * loss_mil
         if cfg.patch_label_loss_weight > 0:
-            inked = (patch_ink(pool.images[idx], patch_size, cfg.min_patch_ink) > 0).float().to(device)
+            inked = (batch_ink > 0).float()
             loss_label = patch_label_loss(patches, prompt_emb, scale, pool.patch_labels[idx].to(device), inked)
             loss = loss + cfg.patch_label_loss_weight * loss_label
         if not torch.isfinite(loss.detach()):
