@@ -13,7 +13,8 @@ and ``--pipelines=train``. ``compete`` starts ``--competitors`` busy-looping Pyt
 (one core each) before the first step and stops them after the last. The load average before and
 after each mode, the CPU count and the torch threads go to the table: a shared machine's numbers
 are only comparable with the same load. Each step's log is kept under ``--workdir/<mode>/logs``.
-Run it on an otherwise idle machine; it does not touch the checkout's own ``data/``.
+Run it on an otherwise idle machine; it does not touch the checkout's own ``data/``. The
+hand-written part of ``--out`` (from the heading ``## Why competition costs less now`` on) is kept.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ try:
 except ModuleNotFoundError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sample_learning import write_report  # noqa: E402
 from sketchseg.experiments import project  # noqa: E402
 
 logger = logging.getLogger("demo_timing")
@@ -41,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = (("make_sample", "generate the sample"), ("pretrain_sample", "pre-train the tiny CLIP"),
          ("train", "train + evaluate"))
 BUSY_LOOP = "while True:\n    pass\n"
+HAND_WRITTEN = "## Why competition costs less now"  # a section of --out from this heading on is kept on rewrite
 
 
 def load_average() -> str:
@@ -133,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:  # given back: main() also runs inside other processes (the tests)
         signal.signal(signal.SIGTERM, previous)
     text = report(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    write_report(args.out, text, HAND_WRITTEN)
     print(text)
     return 0
 

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 
 from sketchseg import hooks
-from sketchseg.cli import user_error
+from sketchseg.cli import missing_input, user_error
 from sketchseg.errors import SketchSegDataError
 from sketchseg.experiments.project import kedro_subprocess_env
 
@@ -72,6 +72,38 @@ def test_verbose_switch_shows_the_traceback(kedro_project):
 def test_missing_data_is_one_line(kedro_project):
     line = the_error_line(run_cli(kedro_project, "--pipelines=train"))
     assert "FS-COCO not found: expected at data/01_raw/fscoco" in line
+
+
+def test_missing_catalog_input_names_the_pipeline_that_makes_it(kedro_project):
+    line = the_error_line(run_cli(kedro_project, "--pipelines=pretrain_sample", "--env=sample"))
+    assert line.startswith("Error: input 'sample_summary' not found: data/01_raw/sample_summary.json does not "
+                           "exist; it is made by `kedro run --pipelines=make_sample --env=sample`: run that first")
+
+
+def test_missing_input_reads_kedros_wrapped_file_not_found():
+    from kedro.io import DatasetError
+
+    def kedro_load_error(path: str) -> DatasetError:  # as DataCatalog.load wraps a dataset's failed load
+        try:
+            try:
+                try:
+                    raise FileNotFoundError(2, "No such file or directory", path)
+                except FileNotFoundError as exc:
+                    raise DatasetError(f"Failed while loading data from dataset JSONDataset(filepath={path}).\n{exc}") \
+                        from exc
+            except DatasetError as exc:
+                raise DatasetError(f"sample_summary: {exc}") from exc
+        except DatasetError as outer:
+            return outer
+
+    err = missing_input(kedro_load_error("/nowhere/summary.json"), "sample", producers=lambda name: ["make_sample"])
+    assert str(err) == ("input 'sample_summary' not found: /nowhere/summary.json does not exist; it is made by "
+                        "`kedro run --pipelines=make_sample --env=sample`: run that first")
+    err = missing_input(kedro_load_error("/nowhere/summary.json"), None, producers=lambda name: [])
+    assert str(err) == ("input 'sample_summary' not found: /nowhere/summary.json does not exist; check the path of "
+                        "the catalog entry 'sample_summary' in conf/")
+    assert missing_input(FileNotFoundError(2, "No such file", "/x")) is None  # not a catalog load
+    assert missing_input(DatasetError("sample_summary: Failed while loading data from dataset X")) is None
 
 
 def test_user_error_is_found_behind_kedro_wrappers():

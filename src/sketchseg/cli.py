@@ -3,7 +3,8 @@ user can cause told in one line.
 
 A run that stops on missing data or weights, a checkpoint not trained yet, a bad parameter or file
 or an unknown ``--env`` (``SketchSegError`` / ``ModelError``, also when Kedro wraps them in a
-``DatasetError``) prints ``Error: <what is wrong and what to do>`` on stderr and exits with 1,
+``DatasetError``), or on a catalog input whose file does not exist yet (named with the pipeline that
+makes it, e.g. ``--pipelines=pretrain_sample`` before ``make_sample``), prints ``Error: <what is wrong and what to do>`` on stderr and exits with 1,
 instead of a rich traceback box and Kedro's "No nodes ran. Repeat the previous command" advice.
 The full traceback still goes to the log file of ``conf/logging.yml`` (``info.log``), and to the
 terminal as well with ``SKETCHSEG_VERBOSE=1``. Any other exception (a bug) is shown in full, as
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shlex
 import sys
 from collections.abc import Iterator
@@ -25,7 +27,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.cli.utils import CONTEXT_SETTINGS
 
-from sketchseg.errors import SketchSegError
+from sketchseg.errors import SketchSegDataError, SketchSegError
 from sketchseg.hooks import remember_command
 from sketchseg.model.errors import ModelError
 
@@ -41,16 +43,54 @@ def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def user_error(exc: BaseException) -> BaseException | None:
-    """The error a user can act on behind ``exc`` (itself, or a cause Kedro wrapped), else None."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, (SketchSegError, ModelError)):
-            return current
+        yield current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return None
+
+
+def user_error(exc: BaseException) -> BaseException | None:
+    """The error a user can act on behind ``exc`` (itself, or a cause Kedro wrapped), else None."""
+    return next((e for e in _chain(exc) if isinstance(e, (SketchSegError, ModelError))), None)
+
+
+_LOAD_FAILED = re.compile(r"^(?P<name>[^\s:]+(?::[^\s:]+)?): Failed while loading data from dataset")
+
+
+def _registered_producers(dataset: str) -> list[str]:
+    """The registered pipelines (``__default__`` aside) that write ``dataset``; [] outside a project."""
+    try:
+        from kedro.framework.project import pipelines
+
+        return sorted(name for name, pipe in pipelines.items()
+                      if name != "__default__" and dataset in pipe.all_outputs())
+    except Exception:  # noqa: BLE001 - no project configured: no advice, the error stays one line
+        return []
+
+
+def missing_input(exc: BaseException, env: str | None = None,
+                  producers: Any = _registered_producers) -> SketchSegDataError | None:
+    """A catalog input whose file does not exist (Kedro's ``DatasetError`` on load, caused by a
+    ``FileNotFoundError``) as a one-line data error naming the dataset, the file and the pipeline
+    that makes it (``producers(dataset) -> [pipeline names]``); None for any other error."""
+    chain = list(_chain(exc))
+    missing = next((e for e in chain if isinstance(e, FileNotFoundError)), None)
+    loads = [m for e in chain if (m := _LOAD_FAILED.match(str(e)))]
+    if missing is None or not loads:
+        return None
+    name = loads[0]["name"]
+    path = _display(str(missing.filename)) if missing.filename else "its file"
+    makers = producers(name)
+    suffix = f" --env={env}" if env else ""
+    if makers:
+        todo = " or ".join(f"`kedro run --pipelines={m}{suffix}`" for m in makers)
+        advice = f"it is made by {todo}: run that first"
+    else:
+        advice = f"check the path of the catalog entry '{name}' in conf/"
+    return SketchSegDataError(f"input '{name}' not found: {path} does not exist; {advice}")
 
 
 def one_line(exc: BaseException) -> str:
@@ -114,14 +154,15 @@ def typed_command(ctx: click.Context) -> str | None:
 
 
 @contextlib.contextmanager
-def one_line_errors() -> Iterator[None]:
-    """Turn a user error raised inside into ``Error: ...`` on stderr and exit status 1 (see the module)."""
+def one_line_errors(env: str | None = None) -> Iterator[None]:
+    """Turn a user error raised inside into ``Error: ...`` on stderr and exit status 1 (see the module);
+    ``env`` (``--env``) goes into the advice of a missing input."""
     loud = verbose()
     try:
         with contextlib.nullcontext() if loud else _console_without_rerun_advice():
             yield
     except Exception as exc:
-        cause = user_error(exc)
+        cause = user_error(exc) or missing_input(exc, env)
         logs = _log_to_files(exc)
         if cause is None or loud:
             raise
@@ -139,7 +180,7 @@ def cli() -> None:
 def _run(ctx: click.Context, **kwargs: Any) -> Any:
     remember_command(typed_command(ctx))
     try:
-        with one_line_errors():
+        with one_line_errors(kwargs.get("env")):
             return kedro_run.callback(**kwargs)  # type: ignore[misc]
     finally:
         remember_command(None)

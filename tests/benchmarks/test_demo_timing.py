@@ -37,6 +37,7 @@ def test_modes_time_every_step_and_stop_their_competitors(dt, tmp_path, monkeypa
     monkeypatch.setattr(dt, "run_step", fake_step)
     monkeypatch.setattr(dt, "start_competitor", start)
     out = tmp_path / "demo-timing.md"
+    out.write_text("# Demo timing\n\n| stale | table |\n\n## Why competition costs less now\n\nkept by hand\n")
     assert dt.main(["--workdir", str(tmp_path / "w"), "--out", str(out), "--competitors", "2"]) == 0
     assert [(w, p) for w, p, _ in seen] == [(m, p) for m in ("idle", "compete")
                                             for p in ("make_sample", "pretrain_sample", "train")]
@@ -46,3 +47,4 @@ def test_modes_time_every_step_and_stop_their_competitors(dt, tmp_path, monkeypa
     text = out.read_text()
     assert "| idle | 0 | 10 s | 170 s | 60 s | 240 s (4.0 min) |" in text
     assert "| compete | 2 | 10 s | 170 s | 60 s | 240 s (4.0 min) |" in text
+    assert "stale" not in text and text.endswith("## Why competition costs less now\n\nkept by hand\n")
