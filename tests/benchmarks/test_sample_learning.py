@@ -46,3 +46,11 @@ def test_rewriting_the_report_keeps_the_hand_written_section(sl, tmp_path):
     out.write_text(out.read_text() + f"\n{sl.HAND_WRITTEN} (notes)\n\n- a person's note\n")
     sl.write_report(out, "# generated v2\n\n| table |\n")
     assert out.read_text() == f"# generated v2\n\n| table |\n\n{sl.HAND_WRITTEN} (notes)\n\n- a person's note\n"
+
+
+def test_reading_of_the_untrained_rows_follows_the_pretraining(sl):
+    caption_only = sl.pretraining_text({"patch_label_loss_weight": 0.0})
+    assert "patch tokens segment at chance level" in caption_only and "stroke labels" not in caption_only
+    assert sl.pretraining_text({}) == caption_only  # conf without the key: the caption-only pre-training
+    dense = sl.pretraining_text({"patch_label_loss_weight": 1.0})
+    assert "stroke labels" in dense and "keeps rather than raises" in dense and "at chance level" not in dense

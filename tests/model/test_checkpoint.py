@@ -110,3 +110,28 @@ def test_in_memory_state_and_reserved_metadata(backbone, tmp_path):
         save_checkpoint(tmp_path / "c.safetensors", src, {"model_config": "{}"})
     with pytest.raises(CheckpointMismatchError, match="does not exist"):
         load_model_from_checkpoint(tmp_path / "nope.safetensors")
+
+
+def test_relative_clip_weights_are_found_beside_the_checkpoint_not_under_the_cwd(tmp_path, monkeypatch):
+    """A checkpoint trained from ``data/06_models/sample/tiny-clip.safetensors`` of project A and
+    loaded from project B's folder (which has its own file of that name) gets A's weights."""
+    from sketchseg.model.model import build_model
+    from sketchseg.pretrain.clip import create_tiny_clip
+    from sketchseg.pretrain.weights import save_weights
+
+    rel = "data/06_models/sample/tiny-clip.safetensors"
+    for project, seed in (("a", 0), ("b", 1)):
+        save_weights(tmp_path / project / rel, create_tiny_clip("sketchseg-tiny", seed)[0].state_dict(), {})
+    cfg = tiny_cfg(pretrained=rel, allow_random_init=False)
+    monkeypatch.chdir(tmp_path / "a")
+    trained = build_model(cfg)
+    ckpt = save_checkpoint(tmp_path / "a" / "data/06_models/sample/best.safetensors", trained)
+    monkeypatch.chdir(tmp_path / "b")
+    namesake = build_model(cfg).weights_fingerprint
+    assert namesake != trained.weights_fingerprint
+    model, used, _ = load_model_from_checkpoint(ckpt)
+    assert model.weights_fingerprint == trained.weights_fingerprint
+    assert used.pretrained == str(tmp_path / "a" / rel)
+    # an explicit pretrained wins (as given, relative to the cwd)
+    model, used, _ = load_model_from_checkpoint(ckpt, {"pretrained": rel})
+    assert model.weights_fingerprint == namesake and used.pretrained == rel

@@ -21,6 +21,7 @@ loads it, through ``load_trainable_state`` (keys, shapes and backbone checked).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -203,6 +204,23 @@ def _model_config(meta: Mapping[str, str], model_params: Mapping[str, Any] | Mod
     return ModelConfig.from_dict(merged)
 
 
+def _weights_beside(cfg: ModelConfig, checkpoint: Path) -> ModelConfig:
+    """``cfg`` with a relative ``pretrained`` file found from the checkpoint's own folders: the first
+    of its parent folders (nearest first) that holds that relative path, e.g. the project a
+    ``<project>/data/06_models/sample/best.safetensors`` was trained in, whatever the working
+    directory. Unchanged when ``pretrained`` is absolute, a tag (``openai``) or found nowhere there."""
+    pretrained = cfg.pretrained
+    if not pretrained or Path(pretrained).is_absolute():
+        return cfg
+    for folder in checkpoint.resolve().parents:
+        candidate = folder / pretrained
+        if candidate.is_file():
+            if candidate.resolve() != Path(pretrained).resolve():
+                logger.info("CLIP weights %s: found beside the checkpoint at %s", pretrained, candidate)
+            return dataclasses.replace(cfg, pretrained=str(candidate))
+    return cfg
+
+
 def _build(cfg: ModelConfig, meta: Mapping[str, str]) -> SketchSegModel:
     """The model of ``cfg``; its CLIP weights from ``model.pretrained`` unless the checkpoint holds them."""
     return build_model(cfg, weights_in_checkpoint=meta.get("clip_weights") == CLIP_WEIGHTS_INCLUDED)
@@ -251,6 +269,8 @@ def load_model_from_checkpoint(
             f"{path} is not a sketchseg checkpoint (metadata format {fmt!r}, expected one of {list(KNOWN_FORMATS)})"
         )
     cfg = _model_config(meta, model_params, path)
+    if not isinstance(model_params, ModelConfig) and "pretrained" not in dict(model_params or {}):
+        cfg = _weights_beside(cfg, path)  # the weights it was trained from, not a namesake under the cwd
     model = _build(cfg, meta)
     try:
         state = load_file(str(path), device="cpu")
