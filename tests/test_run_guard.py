@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
+import textwrap
 
 import mlflow
 import pytest
@@ -112,3 +115,25 @@ def test_mlflows_own_export_of_the_tracking_uri_is_not_the_users(tmp_path, monke
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://users-choice:5000")
     assert run_guard.tracking_uri_from_environment() == "http://users-choice:5000"
     assert kedro_subprocess_env()["MLFLOW_TRACKING_URI"] == "http://users-choice:5000"
+
+
+def test_a_forked_worker_ends_quietly_when_its_pool_ends_it():
+    """Pool workers forked during a run inherit the guard's handler; the pool ends them with SIGTERM.
+    Only the run's own process may take that as "stop the run" (before: a warning and a traceback
+    per worker in the demo's make_sample)."""
+    code = textwrap.dedent("""
+        import logging, multiprocessing as mp
+        from sketchseg.run_guard import MlflowRunGuard
+        logging.basicConfig(level=logging.INFO)
+        def square(x):
+            return x * x
+        guard = MlflowRunGuard()
+        guard._install_signal_handlers()
+        for _ in range(20):
+            with mp.get_context("fork").Pool(2) as pool:
+                print(pool.map(square, range(4)))
+        guard._restore_signal_handlers()
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and proc.stdout.count("[0, 1, 4, 9]") == 20, proc.stderr[-3000:]
+    assert "SIGTERM received" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -326,6 +326,7 @@ class MlflowRunGuard:
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
+        self._pid = os.getpid()
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous = signal.getsignal(sig)
             if previous is signal.SIG_IGN:  # nohup / a background job: the user's choice stays
@@ -341,6 +342,12 @@ class MlflowRunGuard:
         self._saved_handlers = {}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if os.getpid() != getattr(self, "_pid", os.getpid()):
+            # a forked child inherited the handler (a multiprocessing worker, which its pool ends with
+            # SIGTERM): it is not the run, so it ends as without the guard, silently
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         name = signal.Signals(signum).name
         if self._signal is None:
             self._signal = name
