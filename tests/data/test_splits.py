@@ -290,6 +290,20 @@ def test_split_sizes_are_compared_with_the_papers(caplog):
     with caplog.at_level("WARNING"):
         assert check_expected_sizes(partial, paper) == ["train", "test_participants"]
     assert "train 8990 (expected 9025)" in caplog.text and "test_participants 4 (expected 5)" in caplog.text
-    assert check_expected_sizes(partial, None) == []  # conf/sample: nothing to compare with
+    assert check_expected_sizes(partial, None) == []  # null: nothing to compare with
     with pytest.raises(SketchSegConfigError, match="unknown keys"):
         check_expected_sizes(same, {"training": 9025})
+
+
+def test_the_sample_env_expects_the_generated_samples_own_sizes():
+    """conf/sample's expected_sizes, hand-computed from its generator settings (no warning in the demo)."""
+    import yaml
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    sample = yaml.safe_load((conf / "sample" / "parameters.yml").read_text(encoding="utf-8"))
+    n, per = sample["sample"]["n_participants"], sample["sample"]["sketches_per_participant"]
+    test_p, val_per = sample["splits"]["test_participants"], sample["splits"]["val_per_participant"]
+    test, val = len(test_p) * per, (n - len(test_p)) * val_per
+    assert sample["splits"]["expected_sizes"] == {"train": n * per - test - val, "val": val, "test": test,
+                                                  "test_participants": len(test_p)}
+    assert (test, val, n * per - test - val) == (40, 36, 324)

@@ -370,3 +370,14 @@ def test_sample_conf_catalogues_the_pretrained_weights_where_the_model_can_read_
     assert catalog["tiny_clip_weights"]["filepath"] == weights
     assert params["model"]["clip_model"] == params["pretrain"]["clip_model"]
     PretrainConfig.from_dict({k: v for k, v in params["pretrain"].items() if k not in ("weights_path", "reuse_existing")})
+
+
+def test_the_model_to_pretrain_is_built_without_open_clips_random_init_alarm(caplog):
+    """Random on purpose (it is pre-trained next): open_clip's "Model initialized randomly" warning
+    would alarm the demo's user for nothing; the weights are still the seeded random ones."""
+    from sketchseg.pretrain.clip import create_tiny_clip
+
+    with caplog.at_level("INFO"):
+        model = create_tiny_clip("sketchseg-tiny", 0)[0]
+    assert not [r for r in caplog.records if "No pretrained weights loaded" in r.getMessage()]
+    assert torch.equal(model.visual.conv1.weight, create_tiny_clip("sketchseg-tiny", 0)[0].visual.conv1.weight)

@@ -304,7 +304,7 @@ def check_expected_sizes(counts: dict[str, int], expected: dict[str, int | None]
     differ = [k for k, v in expected.items() if v is not None and keys[k] in counts and counts[keys[k]] != int(v)]
     if differ:
         logger.warning(
-            "split sizes differ from splits.expected_sizes (the paper's §4.1 split): %s; results are not "
-            "comparable to the paper's", ", ".join(f"{k} {counts[keys[k]]} (expected {expected[k]})" for k in differ),
+            "split sizes differ from splits.expected_sizes (conf/base: the paper's §4.1 split): %s; results "
+            "are not comparable to those of the expected split", ", ".join(f"{k} {counts[keys[k]]} (expected {expected[k]})" for k in differ),
         )
     return differ

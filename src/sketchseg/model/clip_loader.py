@@ -255,9 +255,9 @@ class _RandomInitNotice(logging.Filter):
 
 
 @contextlib.contextmanager
-def _weights_follow() -> Iterator[None]:
-    """Build a CLIP whose weights are loaded right after: open_clip's random-init notice would be
-    false, so it is dropped (it stays where the model really is random)."""
+def weights_follow() -> Iterator[None]:
+    """Build a CLIP whose weights are loaded (or pre-trained) right after: open_clip's random-init
+    notice would mislead, so it is dropped (it stays where the model really stays random)."""
     notice = _RandomInitNotice()
     root = logging.getLogger()
     root.addFilter(notice)
@@ -341,7 +341,7 @@ def load_clip(cfg: ModelConfig, *, weights_in_checkpoint: bool = False
                 "`kedro run --pipelines=pretrain_sample --env=sample` (bash scripts/demo.sh runs it)"
             )
         quick = _resolve_quick_gelu(cfg, None, str(path))
-        with _weights_follow():
+        with weights_follow():
             clip_model = open_clip.create_model(name, pretrained=None, force_quick_gelu=quick)
         load_clip_from_file(clip_model, path, model_name=name)
     else:

@@ -21,13 +21,14 @@ def create_tiny_clip(clip_model: str, seed: int) -> tuple[nn.Module, Callable[..
     """
     import open_clip
 
-    from sketchseg.model.clip_loader import OPENAI_MEAN, OPENAI_STD, register_model_configs
+    from sketchseg.model.clip_loader import OPENAI_MEAN, OPENAI_STD, register_model_configs, weights_follow
 
     register_model_configs()
     if clip_model not in open_clip.list_models():
         raise SketchSegConfigError(f"pretrain.clip_model '{clip_model}' is not an open_clip architecture")
     torch.manual_seed(int(seed))
-    model = open_clip.create_model(clip_model, pretrained=None, force_quick_gelu=False).float()
+    with weights_follow():  # random on purpose: the pre-training trains it, open_clip's notice would alarm
+        model = open_clip.create_model(clip_model, pretrained=None, force_quick_gelu=False).float()
     visual = model.visual
     pp = getattr(visual, "preprocess_cfg", None) or {}
     mean = tuple(float(v) for v in pp.get("mean", getattr(visual, "image_mean", None) or OPENAI_MEAN))
