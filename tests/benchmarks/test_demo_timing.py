@@ -35,6 +35,7 @@ def test_modes_time_every_step_and_stop_their_competitors(dt, tmp_path, monkeypa
         return started
 
     monkeypatch.setattr(dt, "run_step", fake_step)
+    monkeypatch.setattr(dt, "speed_probe", lambda: 1.25)
     monkeypatch.setattr(dt, "start_competitor", start)
     out = tmp_path / "demo-timing.md"
     out.write_text("# Demo timing\n\n| stale | table |\n\n## Why competition costs less now\n\nkept by hand\n")
@@ -45,6 +46,11 @@ def test_modes_time_every_step_and_stop_their_competitors(dt, tmp_path, monkeypa
     assert all(polls == [None, None] for w, _, polls in seen if w == "compete")  # 2 busy processes running
     assert len(started) == 2 and all(p.poll() is not None for p in started)  # and stopped afterwards
     text = out.read_text()
-    assert "| idle | 0 | 10 s | 170 s | 60 s | 240 s (4.0 min) |" in text
-    assert "| compete | 2 | 10 s | 170 s | 60 s | 240 s (4.0 min) |" in text
+    assert "| idle | 0 | 10 s | 170 s | 60 s | 240 s (4.0 min) | 1.25 s |" in text
+    assert "| compete | 2 | 10 s | 170 s | 60 s | 240 s (4.0 min) | 1.25 s |" in text
     assert "stale" not in text and text.endswith("## Why competition costs less now\n\nkept by hand\n")
+
+
+def test_speed_probe_times_a_fixed_workload(dt):
+    first, second = dt.speed_probe(), dt.speed_probe()
+    assert 0.0 < first < 60.0 and 0.0 < second < 60.0
