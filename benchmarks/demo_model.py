@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ def figure(scenes: list[HandScene], maps: list[np.ndarray], scores: list[SceneSc
 
 def markdown(scores: list[SceneScore], checkpoint: Path, meta: dict[str, str], figure_path: Path | None) -> str:
     model, largest, chance = pooled(scores)
+    architecture = json.loads(meta.get("model_config") or "{}").get("clip_model", "?")  # as checkpoints store it
     lines = [
         "# The demo model on hand-drawn scenes",
         "",
@@ -126,7 +128,7 @@ def markdown(scores: list[SceneScore], checkpoint: Path, meta: dict[str, str], f
         "instead of 3 px at 256, canvases of 280 to 640 px and other aspect ratios, objects of other proportions "
         "and sizes placed by a layout routine of their own, half of them traced with a shaky pen.",
         "",
-        f"Checkpoint: `{checkpoint}` (epoch {meta.get('epoch', '?')}, {meta.get('clip_model', 'sketchseg-tiny')}).",
+        f"Checkpoint: `{checkpoint}` (epoch {meta.get('epoch', '?')}, {architecture}).",
         "",
         f"**{100 * model:.1f} % of the ink pixels right** over all scenes (goal: {100 * GOAL:.0f} %); "
         f"a model that gives every pixel a scene's largest category would score {100 * largest:.1f} %, "

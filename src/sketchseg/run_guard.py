@@ -146,6 +146,7 @@ class MlflowRunGuard:
     def __init__(self) -> None:
         self._uri: str | None = None
         self._mlflow_hooks: list[Any] = []
+        self._pid = os.getpid()  # the run's process; set again where the signal handlers are installed
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -342,7 +343,7 @@ class MlflowRunGuard:
         self._saved_handlers = {}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if os.getpid() != getattr(self, "_pid", os.getpid()):
+        if os.getpid() != self._pid:
             # a forked child inherited the handler (a multiprocessing worker, which its pool ends with
             # SIGTERM): it is not the run, so it ends as without the guard, silently
             signal.signal(signum, signal.SIG_DFL)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -68,8 +70,9 @@ def test_score_counts_right_ink_pixels_and_leaves_ambiguous_out():
 
 def test_report_names_the_goal_and_every_scene(scenes, tmp_path):
     scores = [demo.score_scene(s, np.where(s.truth >= 0, 0, -1)) for s in scenes]
-    text = demo.markdown(scores, tmp_path / "best.safetensors", {"epoch": "7", "clip_model": "sketchseg-tiny"},
-                         tmp_path / "demo-model.png")
+    meta = {"epoch": "7", "model_config": json.dumps({"clip_model": "sketchseg-tiny", "image_size": 64})}  # as saved
+    text = demo.markdown(scores, tmp_path / "best.safetensors", meta, tmp_path / "demo-model.png")
     assert "goal: 60 %" in text and all(f"| {s.name} |" in text for s in scenes)
+    assert "(epoch 7, sketchseg-tiny)" in text
     demo.figure(scenes[:4], [s.truth for s in scenes[:4]], scores[:4], tmp_path / "demo-model.png", tile=80)
     assert (tmp_path / "demo-model.png").stat().st_size > 1000
