@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up, generate the FS-COCO-shaped sample if it is missing, pre-train the sample's tiny CLIP
-# (once: under 3 min on 2 idle CPU cores, see docs/demo-timing.md; later runs reuse the file) and run
+# (once: a few minutes on 2 idle CPU cores, measured in docs/demo-timing.md; later runs reuse the file) and run
 # the full training pipeline (ingestion -> splits -> prompts -> fit -> select -> evaluate) on CPU. Extra arguments go to
 # `kedro run --pipelines=train`.
 set -euo pipefail
