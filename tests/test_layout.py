@@ -22,6 +22,7 @@ MAX_LINES = 450
 LAYERS = {
     "errors": 0, "data": 0, "text": 0,
     "progress": 0,  # progress bars / log lines: used from data (sample writing) up to the experiment grid
+    "workers": 0,  # the signal-safe worker pool of the data steps (ingestion, the sample generator)
     "model": 1,
     "engine": 2, "pretrain": 2, "reporting": 2,
     "tracking": 3, "run_guard": 3, "pipelines": 3, "api": 3, "experiments": 3, "hooks": 3, "settings": 3,

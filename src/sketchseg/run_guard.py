@@ -6,7 +6,10 @@ run was ended FINISHED by MLflow's own ``atexit`` handler, a SIGTERM'd one staye
 ``atexit`` at all), an unreachable tracking server was retried for minutes, and a server that died
 mid-run failed the training at its next metric. :class:`MlflowRunGuard` (a project hook) makes:
 
-* SIGTERM the same shutdown as Ctrl-C (:class:`RunInterrupted`, a ``KeyboardInterrupt``), and an
+* SIGTERM and SIGHUP (a closed terminal or SSH session) the same shutdown as Ctrl-C
+  (:class:`RunInterrupted`, a ``KeyboardInterrupt``; a stop whose exception something swallowed stops
+  the run at the next node boundary, and an error the stop caused, such as a broken worker pool,
+  ends the run KILLED, not FAILED), and an
   interrupted run end KILLED, tagged ``sketchseg.end_reason`` (at process exit, before MLflow's own
   handler; in a notebook, when the next session starts), with a line on how to resume training;
 * a failed run end FAILED with the error (``sketchseg.error``) and the node (``sketchseg.failed_node``,
@@ -41,6 +44,7 @@ from kedro.framework.hooks import hook_impl
 
 from sketchseg import tracking
 from sketchseg.errors import SketchSegConfigError
+from sketchseg.workers import STOP_SIGNALS
 
 logger = logging.getLogger(__name__)
 
@@ -214,13 +218,22 @@ class MlflowRunGuard:
     # ------------------------------------------------------------------ during the run
     @hook_impl(tryfirst=True)  # before kedro-mlflow logs the node's parameters
     def before_node_run(self, node: Any) -> None:
+        self._stop_if_signalled()
         self._node = node.name
         self._probe_mid_run()
 
     @hook_impl(tryfirst=True)  # before the node's outputs (kedro-mlflow datasets among them) are saved
     def after_node_run(self, node: Any) -> None:
+        self._stop_if_signalled()
         self._nodes_done += 1
         self._probe_mid_run()
+
+    def _stop_if_signalled(self) -> None:
+        """A stop signal whose exception something swallowed (Python prints "Exception ignored in"
+        for one raised inside a fork hook or a ``__del__``) still stops the run, at the next node
+        boundary: it never carries on to FINISHED."""
+        if self._open and self._signal is not None:
+            raise RunInterrupted(f"stopped by {self._signal}")
 
     @hook_impl
     def on_node_error(self, node: Any) -> None:
@@ -245,6 +258,11 @@ class MlflowRunGuard:
     # ------------------------------------------------------------------ the end of the run
     @hook_impl(tryfirst=True)  # tags the run before kedro-mlflow ends it FAILED
     def on_pipeline_error(self, error: Exception) -> None:
+        if self._open and self._signal is not None:
+            # the error came from the stop (e.g. a BrokenProcessPool: the signal reached the workers
+            # too): the run was interrupted, so it ends KILLED, not FAILED; kedro-mlflow then finds it closed
+            self.end_interrupted_run(f"interrupted by {self._signal} ({type(error).__name__})")
+            return
         self._restore_signal_handlers()
         if not self._open:
             return
@@ -328,7 +346,7 @@ class MlflowRunGuard:
         if threading.current_thread() is not threading.main_thread():
             return
         self._pid = os.getpid()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:  # Ctrl-C, kill, and SIGHUP: the terminal or SSH session closed
             previous = signal.getsignal(sig)
             if previous is signal.SIG_IGN:  # nohup / a background job: the user's choice stays
                 continue

@@ -1,5 +1,5 @@
 """An MLflow run's status and tags say what happened to the run (through Kedro's runner and
-kedro-mlflow): KILLED after SIGINT / SIGTERM, FAILED with the error, and tracked where conf
+kedro-mlflow): KILLED after SIGINT / SIGTERM / SIGHUP, FAILED with the error, and tracked where conf
 (conf/local under any environment) says, with a warning for a differing MLFLOW_TRACKING_URI."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class SignalAtNode:
         time.sleep(1)  # the handler runs in this thread before this returns
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
 def test_a_signalled_run_ends_killed(kedro_project, monkeypatch, sig):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     # a background start (CI, nohup) ignores Ctrl-C; a terminal delivers it, as here
@@ -63,6 +63,45 @@ def test_a_signalled_run_ends_killed(kedro_project, monkeypatch, sig):
     (r,) = _runs(kedro_project / "mlflow.db")
     assert r.info.status == "KILLED"
     assert r.data.tags["sketchseg.end_reason"] == f"interrupted by {signal.Signals(sig).name} in node make_sample"
+    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)  # handlers given back
+
+
+class SwallowedSignalAtNode:
+    """Sends SIGTERM as the first node starts and swallows the exception it raises, as Python does
+    for one raised inside a fork hook ("Exception ignored in ..."); then, with ``fail``, raises what
+    a worker pool that the same signal killed raises."""
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        except run_guard.RunInterrupted:
+            pass
+        if self.fail:
+            raise RuntimeError("A process in the process pool was terminated abruptly (BrokenProcessPool)")
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["swallowed", "broken-pool"])
+def test_a_stop_signal_ends_the_run_killed_even_when_its_exception_is_lost(kedro_project, monkeypatch, fail):
+    """#27: a SIGTERM while ingestion forked its workers carried on to FINISHED or ended FAILED."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    bootstrap_project(kedro_project)
+    try:
+        with pytest.raises(BaseException) as info:
+            with KedroSession.create(project_path=kedro_project, env="sample", runtime_params=nested(TINY)) as session:
+                session._hook_manager.register(SwallowedSignalAtNode(fail))
+                session.run(pipeline_names=["make_sample"])
+        run_guard._end_at_exit()
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+    (r,) = _runs(kedro_project / "mlflow.db")
+    assert r.info.status == "KILLED", info.value
+    assert r.data.tags["sketchseg.end_reason"].startswith("interrupted by SIGTERM")
     assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)  # handlers given back
 
 
@@ -118,8 +157,10 @@ def test_conf_local_tracking_uri_applies_under_the_sample_env(kedro_project, tmp
 
 
 @pytest.mark.slow
-def test_kill_ends_a_training_run_killed(kedro_project, monkeypatch):
-    """The real thing: ``kedro run`` in its own process, SIGTERM while it trains (it used to stay RUNNING)."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
+def test_kill_ends_a_training_run_killed(kedro_project, monkeypatch, sig):
+    """The real thing: ``kedro run`` in its own process, SIGTERM (``kill``) or SIGHUP (the terminal or
+    SSH session closed) while it trains: it used to stay RUNNING, and after SIGHUP its lock stayed."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     run(kedro_project, "make_sample")
     params = {**TINY, "training.epochs": 20}
@@ -136,7 +177,7 @@ def test_kill_ends_a_training_run_killed(kedro_project, monkeypatch):
             assert proc.poll() is None, (kedro_project / "kedro.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "training did not start"
             time.sleep(1)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
@@ -144,4 +185,5 @@ def test_kill_ends_a_training_run_killed(kedro_project, monkeypatch):
             proc.wait()
     train = [r for r in _runs(kedro_project / "mlflow.db") if r.data.tags.get("sketchseg.pipeline") == "train"]
     assert [r.info.status for r in train] == ["KILLED"], (kedro_project / "kedro.log").read_text()[-3000:]
-    assert "SIGTERM in node fit_and_select_checkpoint" in train[0].data.tags["sketchseg.end_reason"]
+    assert f"{signal.Signals(sig).name} in node fit_and_select_checkpoint" in train[0].data.tags["sketchseg.end_reason"]
+    assert not list((kedro_project / "data").rglob("*.lock")), "the run's lock was left behind"

@@ -8,7 +8,6 @@ import os
 import re
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from sketchseg.data.quarantine import QUARANTINE_COLUMNS, Quarantine, outside_re
 from sketchseg.data.strokes import far_outside_frame, image_info, parse_strokes
 from sketchseg.errors import SketchSegDataError
 from sketchseg.progress import Progress
+from sketchseg.workers import worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ def _run_checks(tasks: list[tuple[str, str, str]], workers: int, progress: bool)
                 out += _check_batch(b)
                 bar.update(len(b))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as ex:
-                for b, res in zip(batches, ex.map(_check_batch, batches)):
+            with worker_pool(workers) as pool:  # a stop signal never lands in a fork; workers end with the block
+                for b, res in zip(batches, pool.imap(_check_batch, batches)):
                     out += res
                     bar.update(len(b))
     return out

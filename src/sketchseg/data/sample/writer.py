@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import os
 import time
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from sketchseg.data.splits import make_protocol_splits
 from sketchseg.data.strokes import CANVAS, RENDER_SIZE, THICKNESS, render_strokes
 from sketchseg.errors import SketchSegDataError
 from sketchseg.progress import Progress
+from sketchseg.workers import worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def generate_sample(
                 results += res
                 bar.update(len(res))
         else:
-            with mp.get_context().Pool(workers) as pool:
+            with worker_pool(workers) as pool:  # a stop signal never lands in a fork; workers end with the block
                 for res in pool.imap_unordered(_write_participant, jobs):
                     results += res
                     bar.update(len(res))
