@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/demo_model.py [--checkpoint data/06_models/sample/best.safetensors]
+    python benchmarks/demo_model.py [--checkpoint data/06_models/sample/ours-sample/best.safetensors]
                                     [--out docs/demo-model.md] [--figure docs/images/demo-model.png]
 
 Segments the hand-drawn-looking scenes of ``benchmarks/hand_drawn_scenes.py`` (13 scenes of 2-4
@@ -154,7 +154,7 @@ HAND_WRITTEN = "## What limits it"  # a section of --out from this heading on is
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", type=Path, default=REPO / "data/06_models/sample/best.safetensors")
+    ap.add_argument("--checkpoint", type=Path, default=REPO / "data/06_models/sample/ours-sample/best.safetensors")
     ap.add_argument("--out", type=Path, default=REPO / "docs/demo-model.md")
     ap.add_argument("--figure", type=Path, default=REPO / "docs/images/demo-model.png")
     ap.add_argument("--no-write", action="store_true", help="print the summary only")

@@ -11,7 +11,8 @@ ignores it), and the device call carries that folder and the sample's data:
 
 * ``.gpu/sample.json``: the sample environment's parameters, resolved here by Kedro's config
   loader (the GPU machine has no Kedro), the paths of the two sample tables, and the CPU fp32
-  results of the same configuration (``data/08_reporting/test_metrics.json`` of the last
+  results of the same configuration (``data/08_reporting/sample/ours-sample/test_metrics.json``,
+  the variant's folder ``experiment.output_folder``, of the last
   ``kedro run --pipelines=train --env=sample``), which ``gpu_check.py --sample`` compares with;
 * ``.gpu/wheels/``: pure-Python wheels of open_clip and what it needs that the GPU image lacks
   (``ftfy``, ``wcwidth``), at the versions installed here.
@@ -37,7 +38,7 @@ PARAM_GROUPS = ("model", "training", "evaluation", "data", "experiment")
 WHEELS = ("open_clip_torch", "ftfy", "wcwidth")  # the GPU image has torch, timm, huggingface_hub, ...
 TABLES = {"sketch_splits": "data/03_primary/sketch_splits.parquet",
           "sketch_prompts": "data/04_feature/sketch_prompts.parquet"}
-CPU_RESULTS = "data/08_reporting/test_metrics.json"
+CPU_RESULTS = "data/08_reporting/{output_folder}/test_metrics.json"  # the variant's folder (catalog test_metrics)
 SEE = "run `bash scripts/demo.sh` (make_sample, pretrain_sample and train on the sample) first"
 
 
@@ -58,7 +59,7 @@ def sample_spec(project: Path, env: str = "sample", runtime_params: dict[str, An
     weights = params["model"].get("pretrained")
     if weights and not (project / weights).is_file():
         raise FileNotFoundError(f"{project / weights} (model.pretrained) is missing: {SEE}")
-    results_path = project / CPU_RESULTS
+    results_path = project / CPU_RESULTS.format(output_folder=params["experiment"]["output_folder"])
     if not results_path.is_file():
         raise FileNotFoundError(f"{results_path} (the CPU fp32 results to compare with) is missing: {SEE}")
     results = json.loads(results_path.read_text(encoding="utf-8"))

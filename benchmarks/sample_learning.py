@@ -161,7 +161,8 @@ def score(project: Path, params: dict[str, Any]) -> dict[str, dict[str, float]]:
             res = evaluate_model(model, ds, device=device, batch_size=int(evaluation["batch_size"]), desc=f"untrained {split}")
             out[f"untrained_{split}"] = {**res.summary, "n": res.n_sketches}
             per_sketch[f"untrained_{split}"] = res.per_sketch
-        ckpt = SafetensorsCheckpointDataset("data/06_models/sample/best.safetensors").load()
+        ckpt = SafetensorsCheckpointDataset(  # the demo variant's folder (catalog best_checkpoint)
+            f"data/06_models/{params['experiment']['output_folder']}/best.safetensors").load()
         del model
         seed_everything(int(training.get("seed", 42)))  # the same backbone as the untrained model's
         model, _, _ = load_model_from_checkpoint(ckpt, ModelConfig.from_dict(model_params))
@@ -213,7 +214,8 @@ def pretraining_text(pretrain: dict[str, Any]) -> str:
 
 def report(project: Path, params: dict[str, Any], scores: dict[str, dict[str, float]],
            timings: dict[str, float], command: str = "python benchmarks/sample_learning.py --run") -> str:
-    history = pd.read_csv(project / "data/07_model_output/training_history.csv")
+    history = pd.read_csv(project / "data/07_model_output" / params["experiment"]["output_folder"]
+                          / "training_history.csv")
     pre_path = project / "data/08_reporting/sample/tiny_clip_pretrain.json"
     pre = json.loads(pre_path.read_text()) if pre_path.is_file() else {}
     m, t, p = params["model"], params["training"], params.get("pretrain", {})

@@ -1,6 +1,6 @@
 """Take the README's screenshot of the web app (docs/images/app.png) in headless chromium.
 
-    python scripts/app_screenshot.py [--checkpoint data/06_models/sample/best.safetensors] [--out docs/images/app.png]
+    python scripts/app_screenshot.py [--checkpoint data/06_models/sample/ours-sample/best.safetensors] [--out docs/images/app.png]
 
 Run from the project root after `bash scripts/demo.sh` (the sample's model); needs playwright
 (pip) and Debian's chromium (`apt-get install -y chromium`). It starts the app, draws a house, a

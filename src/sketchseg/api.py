@@ -1,7 +1,7 @@
 """Segment new sketches from Python: load a checkpoint, then ``segment(image, categories)``.
 
 >>> from sketchseg.api import load_model, overlay
->>> seg = load_model("data/06_models/best.safetensors")            # doctest: +SKIP
+>>> seg = load_model("data/06_models/ours/best.safetensors")       # doctest: +SKIP
 >>> result = seg.segment("my_sketch.png", ["tree", "house", "dog"])  # doctest: +SKIP
 >>> result.label_map.shape == result.image_size[::-1]               # doctest: +SKIP
 >>> overlay(result, "my_sketch.png").save("my_sketch_overlay.png")  # doctest: +SKIP

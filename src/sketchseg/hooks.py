@@ -1,4 +1,5 @@
-"""Project hooks: apply the experiment variant's preset, then name and tag the MLflow run after it.
+"""Project hooks: apply the experiment variant's preset, then name and tag the MLflow run after it;
+lock and guard the variant's output folder (:mod:`sketchseg.pipelines.outputs`).
 
 ``kedro run --pipelines=train --params=experiment.variant=wo_vv`` selects a preset of
 ``conf/base/parameters_variants.yml`` (see :mod:`sketchseg.experiments.variants`). Right after the
@@ -115,6 +116,17 @@ def rewrite_parameters(catalog: Any, old: Mapping[str, Any], new: Mapping[str, A
     return changed
 
 
+def writes_model_files(pipeline: Any) -> bool:
+    """Whether ``pipeline`` writes files of a trained model (checkpoints, test results, report)."""
+    from sketchseg.pipelines.outputs import MODEL_OUTPUTS
+
+    try:
+        outputs = set(pipeline.all_outputs())
+    except Exception:  # noqa: BLE001 - not a Kedro pipeline
+        return False
+    return bool(outputs & set(MODEL_OUTPUTS))
+
+
 class SketchSegHooks:
     """Applies the experiment variant and tags the active MLflow run (started by kedro-mlflow).
 
@@ -129,7 +141,8 @@ class SketchSegHooks:
         self._overrides: dict[str, Any] = {}
         self._tagged = False
         self._pipeline_name: Any = None
-        self._lock: Any = None
+        self._locks: list[Any] = []
+        self._model_files: dict[str, Any] = {}
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
@@ -151,14 +164,21 @@ class SketchSegHooks:
             or getattr(loader, "default_run_env", None), runtime,
             base_env=getattr(loader, "base_env", None) or "base",
             patterns=(getattr(loader, "config_patterns", None) or {}).get("parameters") or ("parameters*",))
+        # the variant's output folder (the catalog's ${output_folder:}) named in one line when unusable
+        from sketchseg.pipelines.outputs import check_output_folder
+
+        experiment = dict(context.params.get("experiment") or {})
+        check_output_folder(experiment.get("output_folder", experiment.get("variant")))
         self._runtime_keys = flatten_keys(dict(runtime or {}))
         self._variant_applied = False
         self._overrides = {}
 
     @hook_impl
-    def after_catalog_created(self, catalog: Any, parameters: dict[str, Any]) -> None:
+    def after_catalog_created(self, catalog: Any, conf_catalog: dict[str, Any], parameters: dict[str, Any]) -> None:
         from sketchseg.experiments.variants import effective_parameters, variant_overrides
+        from sketchseg.pipelines.outputs import output_files
 
+        self._model_files = output_files(conf_catalog)  # the variant's folder (catalog ${output_folder:})
         params = dict(parameters.get("parameters") or {})
         effective, applied = effective_parameters(params, self._runtime_keys)
         self._variant_applied = applied
@@ -180,12 +200,38 @@ class SketchSegHooks:
         except Exception:  # noqa: BLE001 - a run without parameters has nothing to tag
             self._params = {}
         self._pipeline_name = run_params.get("pipeline_names") or run_params.get("pipeline_name")
-        if any(getattr(n, "name", None) == TRAINING_NODE for n in getattr(pipeline, "nodes", ())):
-            from sketchseg.engine.runlock import RunLock, lock_path_for
+        trains = any(getattr(n, "name", None) == TRAINING_NODE for n in getattr(pipeline, "nodes", ()))
+        if trains or writes_model_files(pipeline):
+            self._take_locks(trains)
 
-            lock = RunLock(lock_path_for((self._params.get("training") or {}).get("state_path")))
-            lock.acquire()  # refuses, naming the holder, while another training run writes there
-            self._lock = lock
+    def _take_locks(self, trains: bool) -> None:
+        """The run lock of the variant's folder (and of the training state's, when elsewhere):
+        refuses, naming the holder, while another run writes that variant's files. A training
+        run then refuses to overwrite checkpoints of another variant."""
+        from sketchseg.engine.runlock import RunLock, lock_path_for
+        from sketchseg.pipelines.outputs import check_checkpoints_belong_to, lock_folders
+
+        state_path = (self._params.get("training") or {}).get("state_path") if trains else None
+        try:
+            for folder in lock_folders(self._model_files, state_path):
+                lock = RunLock(lock_path_for(folder))
+                lock.acquire()
+                self._locks.append(lock)
+            if trains:
+                check_checkpoints_belong_to(self._model_files,
+                                            str((self._params.get("experiment") or {}).get("variant") or ""))
+        except BaseException:
+            self._release_lock()
+            raise
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        """A new best checkpoint: the previous model's test results go (an interrupted evaluation
+        must not leave them beside the new model)."""
+        if dataset_name == "best_checkpoint" and self._locks:
+            from sketchseg.pipelines.outputs import remove_stale_results
+
+            remove_stale_results(self._model_files)
 
     @hook_impl
     def after_pipeline_run(self) -> None:
@@ -196,9 +242,8 @@ class SketchSegHooks:
         self._release_lock()
 
     def _release_lock(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        while self._locks:
+            self._locks.pop().release()
 
     @hook_impl(trylast=True, specname="before_pipeline_run")
     def tag_runner_and_command(self, run_params: dict[str, Any]) -> None:
@@ -216,8 +261,8 @@ class SketchSegHooks:
         self._tagged = True
         from sketchseg.tracking import active_run_id, mark_experiment_as_model_training, set_tags, tag_run_with_experiment
 
-        if self._lock is not None:
-            self._lock.update(mlflow_run_id=active_run_id() or "")
+        for lock in self._locks:
+            lock.update(mlflow_run_id=active_run_id() or "")
 
         mark_experiment_as_model_training()  # the MLflow UI opens the experiment on its runs, not GenAI
         tag_run_with_experiment(self._params, pipeline_name=self._pipeline_name)

@@ -13,6 +13,7 @@ from kedro.config import MissingConfigException, OmegaConfigLoader
 from omegaconf import DictConfig, OmegaConf
 
 from sketchseg.hooks import SketchSegHooks
+from sketchseg.pipelines.outputs import check_output_folder
 from sketchseg.run_guard import MlflowRunGuard
 
 HOOKS = (SketchSegHooks(), MlflowRunGuard())
@@ -61,6 +62,10 @@ def quiet_dependency_warnings() -> None:
 quiet_dependency_warnings()
 
 
+#: the catalog's resolver of the variant's output folder (``data/06_models/${output_folder:}/...``)
+OUTPUT_FOLDER_RESOLVER = "output_folder"
+
+
 class SketchSegConfigLoader(OmegaConfigLoader):
     """``OmegaConfigLoader`` that resolves the parameters' ``${...}`` interpolations once, over
     conf/base, conf/<env> and the runtime parameters merged (Kedro resolves each environment
@@ -88,7 +93,10 @@ class SketchSegConfigLoader(OmegaConfigLoader):
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         """Kedro's loading, then conf/local's ``mlflow`` / ``credentials`` on top whatever the
-        environment (Kedro reads conf/local only when it IS the environment)."""
+        environment (Kedro reads conf/local only when it IS the environment). The catalog gets
+        ``${output_folder:}``: the merged parameter ``experiment.output_folder``."""
+        if key == "catalog" and key not in self:
+            self._register_output_folder_resolver()
         if key not in MACHINE_KEYS or key in self:
             return super().__getitem__(key)
         local = self._local_machine_config(key)
@@ -101,6 +109,21 @@ class SketchSegConfigLoader(OmegaConfigLoader):
         if local:
             config = OmegaConf.to_container(OmegaConf.merge(config, local))  # type: ignore[assignment]
         return config
+
+    def _register_output_folder_resolver(self) -> None:
+        """``${output_folder:}`` in the catalog = ``experiment.output_folder`` of THIS loader's
+        parameters (base + environment + runtime parameters, e.g. ``--params
+        experiment.variant=wo_vv``), read once per catalog load. Registered anew before each
+        catalog load (OmegaConf's resolvers are process-wide), as Kedro does ``runtime_params``."""
+        cache: dict[str, str] = {}
+
+        def output_folder() -> str:
+            if "value" not in cache:
+                experiment = dict(self["parameters"].get("experiment") or {})
+                cache["value"] = check_output_folder(experiment.get("output_folder", experiment.get("variant")))
+            return cache["value"]
+
+        OmegaConf.register_resolver(OUTPUT_FOLDER_RESOLVER, output_folder, replace=True)
 
     def _local_machine_config(self, key: str) -> dict[str, Any] | None:
         """conf/local's files for ``key`` when the run environment is another one (else None)."""

@@ -36,6 +36,18 @@ def test_default_checkpoint_prefers_the_given_one_then_the_sample():
     assert ck.default_checkpoint([sample, "b.safetensors"]) == sample
 
 
+def test_the_demos_model_comes_first_beside_other_variants(tmp_path, monkeypatch):
+    """Issue #24: a grid's or a real run's variants never become the app's default model."""
+    monkeypatch.chdir(tmp_path)
+    for folder in ("ours", "sample/ours", "sample/ours-sample", "sample/wo_vv"):
+        path = ck.MODELS_DIR / folder / "best.safetensors"
+        path.parent.mkdir(parents=True)
+        save_file({"w": torch.zeros(1)}, str(path), metadata={"format": FORMAT, "variant": folder})
+    found = ck.find_checkpoints()
+    assert found[0] == str(ck.SAMPLE_CHECKPOINT) == "data/06_models/sample/ours-sample/best.safetensors"
+    assert ck.default_checkpoint(found) == str(ck.SAMPLE_CHECKPOINT) and len(found) == 4
+
+
 def _checkpoint_naming_backbone(path, pretrained):
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"w": torch.zeros(1)}, str(path), metadata={"format": FORMAT, "model_config": json.dumps(

@@ -277,9 +277,9 @@ def test_torchrun_runs_the_kedro_training_node_on_two_processes(tmp_path):
            f"--params={params}"]
     proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    assert (project / "data/06_models/sample/best.safetensors").is_file()
-    assert (project / "data/06_models/sample/last.safetensors").is_file()
-    history = pd.read_csv(project / "data/07_model_output/training_history.csv")
+    assert (project / "data/06_models/sample/ours-sample/best.safetensors").is_file()
+    assert (project / "data/06_models/sample/ours-sample/last.safetensors").is_file()
+    history = pd.read_csv(project / "data/07_model_output/sample/ours-sample/training_history.csv")
     assert list(history["epoch"]) == [0, 1] and history["train_loss"].notna().iloc[-1]
 
     import mlflow

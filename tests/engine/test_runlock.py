@@ -1,5 +1,6 @@
 """Two training runs in one output folder: the second refuses at start naming the first; a stale
-lock of a dead process is taken over; the training pipeline takes and releases it (issue #17)."""
+lock of a dead process is taken over; the training pipeline takes and releases it in the variant's
+folder (issues #17, #27); a run refuses to overwrite another variant's checkpoint (issue #24)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from sketchseg.engine.runlock import LOCK_NAME, RunLock, lock_path_for
 from sketchseg.errors import SketchSegConfigError
+from sketchseg.pipelines.outputs import lock_folders
 from tests.conftest import copy_project
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -73,25 +75,44 @@ def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
         RunLock(lock).acquire()
 
 
-def test_lock_sits_next_to_the_training_state():
-    assert lock_path_for("data/06_models/sample/training_state.pt") == Path("data/06_models/sample") / LOCK_NAME
+def test_locks_cover_the_variants_folder_and_the_training_state():
+    files = {"best_checkpoint": Path("data/06_models/sample/wo_vv/best.safetensors")}
+    assert lock_path_for("data/06_models/sample/wo_vv") == Path("data/06_models/sample/wo_vv") / LOCK_NAME
+    assert lock_folders(files, "data/06_models/sample/wo_vv/training_state.pt") == [Path("data/06_models/sample/wo_vv")]
+    # a training state elsewhere (issue #27): both folders, in one order for every run
+    assert lock_folders(files, "elsewhere/state.pt") == [Path("data/06_models/sample/wo_vv"), Path("elsewhere")]
 
 
-def test_the_training_pipeline_takes_and_releases_the_lock(tmp_path, monkeypatch):
+def _hold(lock: Path) -> subprocess.Popen:
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": "now"}))
+    return other
+
+
+def test_the_training_pipeline_takes_and_releases_the_variants_lock(tmp_path, monkeypatch):
+    """Two runs of one variant exclude each other, whatever their training.state_path (issue #27);
+    another variant writes to its own folder and is not held up."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     project = copy_project(tmp_path / "p")
     monkeypatch.chdir(project)
     bootstrap_project(project)
-    lock = project / "data/06_models/sample" / LOCK_NAME
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    lock = project / "data/06_models/sample/ours-sample" / LOCK_NAME
+    other = _hold(lock)
     try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        lock.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": "now"}))
-        with KedroSession.create(project_path=project, env="sample") as session:
-            with pytest.raises(SketchSegConfigError, match=f"another training run .*pid {other.pid}"):
+        for params in (None, {"training": {"state_path": "data/06_models/elsewhere/state.pt"}}):
+            with KedroSession.create(project_path=project, env="sample", runtime_params=params) as session:
+                with pytest.raises(SketchSegConfigError, match=f"another training run .*pid {other.pid}"):
+                    session.run(pipeline_names=["train"])
+        assert not (project / "data/06_models/elsewhere" / LOCK_NAME).exists()  # released on refusal
+        # another variant: its own folder, its own lock (without data it fails at ingestion, after taking it)
+        with KedroSession.create(project_path=project, env="sample",
+                                 runtime_params={"experiment": {"variant": "wo_vv"}}) as session:
+            with pytest.raises(Exception, match="FS-COCO not found"):
                 session.run(pipeline_names=["train"])
+        assert not (project / "data/06_models/sample/wo_vv" / LOCK_NAME).exists()
     finally:
         other.kill()
         other.wait()
@@ -101,3 +122,46 @@ def test_the_training_pipeline_takes_and_releases_the_lock(tmp_path, monkeypatch
         with pytest.raises(Exception, match="FS-COCO not found"):
             session.run(pipeline_names=["train"])
     assert not lock.exists()
+
+
+def test_a_run_refuses_to_overwrite_another_variants_checkpoint(tmp_path, monkeypatch):
+    """A folder shared by two variants (experiment.output_folder pointed at another's): one line
+    naming the file and the variant whose model it holds, before anything is written."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    import torch
+    from safetensors.torch import save_file
+
+    from sketchseg.model.checkpoint import FORMAT
+
+    project = copy_project(tmp_path / "p")
+    monkeypatch.chdir(project)
+    bootstrap_project(project)
+    best = project / "data/06_models/sample/wo_vv/best.safetensors"
+    best.parent.mkdir(parents=True)
+    save_file({"w": torch.zeros(1)}, str(best), metadata={"format": FORMAT, "variant": "wo_vv"})
+    before = best.read_bytes()
+    with KedroSession.create(project_path=project, env="sample",
+                             runtime_params={"experiment": {"output_folder": "sample/wo_vv"}}) as session:
+        with pytest.raises(SketchSegConfigError) as err:
+            session.run(pipeline_names=["train"])
+    msg = str(err.value)
+    assert "data/06_models/sample/wo_vv/best.safetensors holds the model of variant 'wo_vv'" in msg
+    assert "variant 'ours-sample'" in msg and "\n" not in msg
+    assert best.read_bytes() == before and not (best.parent / LOCK_NAME).exists()
+
+
+def test_a_new_checkpoint_removes_the_previous_models_test_results(tmp_path):
+    from sketchseg.hooks import SketchSegHooks
+
+    files = {name: tmp_path / f"{name}.out" for name in ("test_metrics", "test_per_sketch", "test_per_category")}
+    for path in files.values():
+        path.write_text("old")
+    hooks = SketchSegHooks()
+    hooks._model_files = {**files, "best_checkpoint": tmp_path / "best.safetensors"}
+    hooks.after_dataset_saved("last_checkpoint")
+    assert all(p.exists() for p in files.values())
+    hooks._locks = [RunLock(tmp_path / LOCK_NAME)]  # a run that writes the model (it holds the lock)
+    hooks.after_dataset_saved("best_checkpoint")
+    assert not any(p.exists() for p in files.values())

@@ -125,7 +125,7 @@ def test_relative_clip_weights_are_found_beside_the_checkpoint_not_under_the_cwd
     cfg = tiny_cfg(pretrained=rel, allow_random_init=False)
     monkeypatch.chdir(tmp_path / "a")
     trained = build_model(cfg)
-    ckpt = save_checkpoint(tmp_path / "a" / "data/06_models/sample/best.safetensors", trained)
+    ckpt = save_checkpoint(tmp_path / "a" / "data/06_models/sample/ours-sample/best.safetensors", trained)
     monkeypatch.chdir(tmp_path / "b")
     namesake = build_model(cfg).weights_fingerprint
     assert namesake != trained.weights_fingerprint

@@ -64,24 +64,25 @@ def test_train_pipeline_end_to_end(kedro_project):
     run(kedro_project, "pretrain_sample")
     assert (kedro_project / sample_model["pretrained"]).stat().st_size > 0
     run(kedro_project, "train", params={"training.epochs": 2, **as_configured})
-    report = json.loads((kedro_project / "data/08_reporting/test_metrics.json").read_text())
+    report = json.loads((kedro_project / "data/08_reporting/sample/ours-sample/test_metrics.json").read_text())
     for key in ("test_miou", "test_pixel_acc", "test_stroke_acc", "test_mean_acc", "test_fwiou"):
         assert 0.0 <= report[key] <= 100.0
     assert report["n_test_sketches"] == 6
     # MeanAcc / FWIoU per category over the test set (S2.3.1), from the catalogued per-category table
     from sketchseg.engine.metrics import class_pooled_metrics
 
-    pooled = class_pooled_metrics(pd.read_csv(kedro_project / "data/08_reporting/test_per_category.csv"))
+    per_category = kedro_project / "data/08_reporting/sample/ours-sample/test_per_category.csv"
+    pooled = class_pooled_metrics(pd.read_csv(per_category))
     assert report["test_mean_acc"] == pytest.approx(pooled["mean_acc"], abs=1e-6)
     assert report["test_fwiou"] == pytest.approx(pooled["fwiou"], abs=1e-6)
     assert report["checkpoint_epoch"] in (1, 2) and report["checkpoint"] == "best"
-    assert (kedro_project / "data/06_models/sample/best.safetensors").stat().st_size > 0
+    assert (kedro_project / "data/06_models/sample/ours-sample/best.safetensors").stat().st_size > 0
     # Tab. S9 "Last": the same run's final checkpoint scored instead of the chosen one
     run(kedro_project, "evaluation", params={"evaluation.checkpoint": "last", **as_configured})
-    last = json.loads((kedro_project / "data/08_reporting/test_metrics.json").read_text())
+    last = json.loads((kedro_project / "data/08_reporting/sample/ours-sample/test_metrics.json").read_text())
     assert last["checkpoint"] == "last" and last["checkpoint_epoch"] == 2
     assert last["scoring"]["evaluation.checkpoint"] == "last"
-    history = pd.read_csv(kedro_project / "data/07_model_output/training_history.csv")
+    history = pd.read_csv(kedro_project / "data/07_model_output/sample/ours-sample/training_history.csv")
     assert history["epoch"].tolist() == [0, 1, 2]
     assert history["val_miou"].notna().all()
     client, runs = _mlflow_runs(kedro_project)

@@ -40,7 +40,7 @@ def test_report_and_segment_after_training(kedro_project):
     run(kedro_project, "train")
 
     # ---------------------------------------------------------------- re-scoring the chosen checkpoint
-    metrics_file = kedro_project / "data/08_reporting/test_metrics.json"
+    metrics_file = kedro_project / "data/08_reporting/sample/ours-sample/test_metrics.json"
     paper = json.loads(metrics_file.read_text())
     authors = {"model.inference_prompts": "ensemble", "model.inference_normalization": "minmax"}
     run(kedro_project, "evaluation", params=authors)
@@ -57,9 +57,10 @@ def test_report_and_segment_after_training(kedro_project):
     report_params = {"report.n_overlay_sketches": 3, "report.min_category_count": 0}
     with pytest.raises(Exception, match=r"model\.inference_prompts: tables 'ensemble', now 'template'"):
         run(kedro_project, "report", params=report_params)  # would mix two scoring setups in one report
-    assert not (kedro_project / "data/08_reporting/report").exists()  # refused before any node wrote a file
+    # refused before any node wrote a file
+    assert not (kedro_project / "data/08_reporting/sample/ours-sample/report").exists()
     run(kedro_project, "report", params={**report_params, **authors})
-    out = kedro_project / "data/08_reporting/report"
+    out = kedro_project / "data/08_reporting/sample/ours-sample/report"
     for name in REPORT_FIGURES:
         with Image.open(out / name) as im:
             im.verify()

@@ -18,19 +18,19 @@ def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path, monkeypatc
     monkeypatch.chdir(a)
     run(a, "make_sample")
     run(a, "train", params={"training.epochs": 2})
-    full = json.loads((a / "data/08_reporting/test_metrics.json").read_text())
-    full_history = pd.read_csv(a / "data/07_model_output/training_history.csv")
+    full = json.loads((a / "data/08_reporting/sample/ours-sample/test_metrics.json").read_text())
+    full_history = pd.read_csv(a / "data/07_model_output/sample/ours-sample/training_history.csv")
 
     b = copy_project(tmp_path / "interrupted")
     shutil.copytree(a / "data/01_raw", b / "data/01_raw", dirs_exist_ok=True)
     monkeypatch.chdir(b)
     # the first run ends after epoch 1 (as a crash right after that epoch's state was written) ...
     run(b, "train", params={"training.epochs": 1})
-    assert (b / "data/06_models/sample/training_state.pt").is_file()
+    assert (b / "data/06_models/sample/ours-sample/training_state.pt").is_file()
     # ... and the second continues it to epoch 2
     run(b, "train", params={"training.epochs": 2, "training.resume": True})
-    resumed = json.loads((b / "data/08_reporting/test_metrics.json").read_text())
-    resumed_history = pd.read_csv(b / "data/07_model_output/training_history.csv")
+    resumed = json.loads((b / "data/08_reporting/sample/ours-sample/test_metrics.json").read_text())
+    resumed_history = pd.read_csv(b / "data/07_model_output/sample/ours-sample/training_history.csv")
 
     for key in ("test_miou", "test_pixel_acc", "test_stroke_acc", "checkpoint_epoch"):
         assert resumed[key] == full[key], key

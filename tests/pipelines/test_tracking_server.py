@@ -118,10 +118,11 @@ def test_tracking_server_lost_mid_run_costs_only_the_tracking(kedro_project, mlf
     assert killed.is_set()
     assert mlflow_server.metric_steps("val_miou")[-1] < 3  # the server died before the last epoch
     # the training went on: every epoch, the checkpoints, the training state and the test scores are local
-    history = pd.read_csv(kedro_project / "data/07_model_output/training_history.csv")
+    history = pd.read_csv(kedro_project / "data/07_model_output/sample/ours-sample/training_history.csv")
     assert history["epoch"].tolist() == [0, 1, 2, 3]
-    for path in ("data/06_models/sample/best.safetensors", "data/06_models/sample/training_state.pt",
-                 "data/08_reporting/test_metrics.json"):
+    for path in ("data/06_models/sample/ours-sample/best.safetensors",
+                 "data/06_models/sample/ours-sample/training_state.pt",
+                 "data/08_reporting/sample/ours-sample/test_metrics.json"):
         assert (kedro_project / path).stat().st_size > 0, path
     stopped = [m for m in messages.lines if m.startswith("MLflow tracking stopped")]
     assert len(stopped) == 1, messages.lines

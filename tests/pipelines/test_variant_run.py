@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import pandas as pd
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from sketchseg.experiments.compare import compare
 from sketchseg.experiments.grid import run_grid
+from sketchseg.model.checkpoint import FORMAT, read_checkpoint_metadata
 from tests.conftest import copy_project
 from tests.pipelines.kedro_utils import TINY, run
 
@@ -49,18 +54,37 @@ def test_variant_preset_reaches_the_nodes_and_mlflow(sample_project):
     assert tags["sketchseg.model.holistic_token"] == "vst" and tags["sketchseg.evaluation.overlap_rule"] == "most_strokes"  # the protocol default (#16)
     assert tags["sketchseg.model.inference_prompts"] == "template"
     assert "test_miou" in r.data.metrics
-    history = pd.read_csv(sample_project / "data/07_model_output/training_history.csv")
+    history = pd.read_csv(sample_project / "data/07_model_output/sample/wo_category_level/training_history.csv")
     assert history["train_loss_category"].fillna(0).eq(0).all() and history["train_loss_global"].gt(0).all()
+
+
+def _demo_model(project) -> dict[str, bytes]:
+    """Stand-ins for the demo's model and numbers (variant ours-sample) where `bash scripts/demo.sh` writes them."""
+    best = project / "data/06_models/sample/ours-sample/best.safetensors"
+    best.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"w": torch.zeros(1)}, str(best), metadata={"format": FORMAT, "variant": "ours-sample", "epoch": "9"})
+    metrics = project / "data/08_reporting/sample/ours-sample/test_metrics.json"
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps({"test_miou": 42.0}), encoding="utf-8")
+    return {str(p): p.read_bytes() for p in (best, metrics)}
 
 
 @pytest.mark.slow
 def test_two_variant_grid_gives_a_two_row_table(sample_project):
+    demo = _demo_model(sample_project)
     extra = ",".join(f"{k}={'null' if v is None else v}".replace(" ", "") for k, v in {**TINY, **FAST}.items())
     results = run_grid(sample_project, "sample", ["zero_shot_clip", "wo_vv"], "grid-test", extra_params=extra,
                        timeout=300)
     logs = {r.variant: r.log_path.read_text(encoding="utf-8")[-3000:] for r in results if r.log_path}
     assert [r.variant for r in results] == ["zero_shot_clip", "wo_vv"]
     assert all(r.ok for r in results), logs
+    # a grid after the demo (issue #24): each variant has its own model and numbers, the demo's are untouched
+    assert {path: open(path, "rb").read() for path in demo} == demo
+    for name in ("zero_shot_clip", "wo_vv"):
+        best = sample_project / "data/06_models/sample" / name / "best.safetensors"
+        assert read_checkpoint_metadata(best)["variant"] == name
+        assert (sample_project / "data/08_reporting/sample" / name / "test_metrics.json").is_file()
+        assert (sample_project / "data/07_model_output/sample" / name / "training_history.csv").is_file()
     table = compare(sample_project, "sample", grid="grid-test", out="data/08_reporting/comparison",
                     selection=["zero_shot_clip", "wo_vv"])
     assert list(table["variant"]) == ["zero_shot_clip", "wo_vv"] and list(table["status"]) == ["ok", "ok"]

@@ -22,8 +22,10 @@ from sketchseg.model.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
-#: where the sample's model is written (`bash scripts/demo.sh`), relative to the project root
-SAMPLE_CHECKPOINT = Path("data/06_models/sample/best.safetensors")
+#: where the demo's model is written (`bash scripts/demo.sh`: variant ours-sample of the sample
+#: environment, experiment.output_folder sample/ours-sample), relative to the project root; other
+#: variants keep their own folders (data/06_models/<variant>/, data/06_models/sample/<variant>/)
+SAMPLE_CHECKPOINT = Path("data/06_models/sample/ours-sample/best.safetensors")
 MODELS_DIR = Path("data/06_models")
 
 
@@ -36,22 +38,23 @@ def is_checkpoint(path: str | Path) -> bool:
 
 
 def find_checkpoints(models_dir: str | Path = MODELS_DIR, extra: list[str | Path] | None = None) -> list[str]:
-    """``extra`` paths first, then every sketchseg checkpoint under ``models_dir`` (sorted; the
-    sample's ``best.safetensors`` before the others), as strings, without duplicates."""
+    """``extra`` paths first, then every sketchseg checkpoint under ``models_dir``: the demo's model
+    (``SAMPLE_CHECKPOINT``) first, then the ``best.safetensors`` of every variant, then the others
+    (sorted), as strings, without duplicates."""
     found: list[str] = [str(p) for p in (extra or []) if str(p).strip()]
     root = Path(models_dir)
     if root.is_dir():
-        files = sorted(root.rglob("*.safetensors"), key=lambda p: (p.name != "best.safetensors", str(p)))
+        demo = root / SAMPLE_CHECKPOINT.relative_to(MODELS_DIR)
+        files = sorted(root.rglob("*.safetensors"),
+                       key=lambda p: (p != demo, p.name != "best.safetensors", str(p)))
         found += [str(p) for p in files if is_checkpoint(p)]
     return list(dict.fromkeys(found))
 
 
 def default_checkpoint(choices: list[str]) -> str | None:
-    """The checkpoint selected when the page opens: the first given one, else the sample's."""
-    if not choices:
-        return None
-    sample = str(SAMPLE_CHECKPOINT)
-    return sample if sample in choices and choices[0] == sample else choices[0]
+    """The checkpoint selected when the page opens: the first of ``choices`` (a given one, else the
+    demo's model, which ``find_checkpoints`` lists first, else the first variant's best)."""
+    return choices[0] if choices else None
 
 
 def pretrained_override(checkpoint: str | Path) -> dict[str, Any] | None:

@@ -22,8 +22,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Start the sketchseg web app: draw or upload a sketch, name categories, see it segmented.",
     )
     parser.add_argument("--checkpoint", default=None,
-                        help="sketchseg .safetensors checkpoint selected first (default: the sample's, "
-                             "data/06_models/sample/best.safetensors, else the first found under --models-dir)")
+                        help="sketchseg .safetensors checkpoint selected first (default: the demo's, "
+                             "data/06_models/sample/ours-sample/best.safetensors, else the first found under "
+                             "--models-dir)")
     parser.add_argument("--models-dir", default=str(MODELS_DIR),
                         help="folder searched for checkpoints offered in the page (default: %(default)s)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)")

@@ -34,7 +34,7 @@ become the categories, as in training), and press **Segment**. Every stroke pixe
 similar category; *Isolate* shows the strokes of one category whose normalised similarity is above
 the threshold (0.71 in the paper).
 
-The sample model (`data/06_models/sample/best.safetensors`, trained by `bash scripts/demo.sh` on
+The sample model (`data/06_models/sample/ours-sample/best.safetensors`, trained by `bash scripts/demo.sh` on
 generated sketches) only knows its generator's {len(SAMPLE_CATEGORIES)} categories:
 *{", ".join(SAMPLE_CATEGORIES)}*. A model trained on FS-COCO (or the authors' converted checkpoint)
 takes any words.

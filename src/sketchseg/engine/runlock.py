@@ -1,10 +1,14 @@
-"""One training run at a time per output folder: a lock file next to the training state.
+"""One run at a time per output folder: a lock file in the variant's folder.
 
-Two ``kedro run --pipelines=train`` side by side in one project would write the same checkpoints,
-training state and test metrics, whichever finishes last winning silently. The training pipeline
-therefore takes ``<training.state_path folder>/.sketchseg-train.lock`` (JSON: pid, host, start time,
-MLflow run id) before any node writes, and releases it at the end, on failure and at interpreter exit
-(Ctrl-C). A second run refuses at start, naming the holder. A lock left by a dead process (its pid
+Two runs of one experiment variant side by side would write the same checkpoints, training state
+and test metrics, whichever finishes last winning silently. Every pipeline that writes a model's
+files (train, training, evaluation, report) therefore takes ``<folder>/.sketchseg-train.lock``
+(JSON: pid, host, start time, MLflow run id) in the variant's model folder
+(``data/06_models/<experiment.output_folder>/``, which also names the variant's folders under
+07_model_output and 08_reporting), and in ``training.state_path``'s folder when that lies elsewhere,
+before any node writes; it releases them at the end, on failure and at interpreter exit (Ctrl-C).
+Runs of different variants write to different folders and do not wait for each other. A second
+run of the same folder refuses at start, naming the holder. A lock left by a dead process (its pid
 no longer alive on this host) is reported and taken over; a lock of another host is never taken
 over (delete it by hand when that run is surely gone).
 """
@@ -28,10 +32,9 @@ logger = logging.getLogger(__name__)
 LOCK_NAME = ".sketchseg-train.lock"
 
 
-def lock_path_for(state_path: str | Path | None, default_folder: str | Path = "data/06_models") -> Path:
-    """The lock file of a run whose training state is ``state_path``."""
-    folder = Path(state_path).parent if state_path else Path(default_folder)
-    return folder / LOCK_NAME
+def lock_path_for(folder: str | Path) -> Path:
+    """The lock file of the runs that write to ``folder``."""
+    return Path(folder) / LOCK_NAME
 
 
 def pid_alive(pid: int) -> bool:
@@ -110,8 +113,8 @@ class RunLock:
                 continue
             raise SketchSegConfigError(
                 f"another training run writes to {self.path.parent} ({describe_holder(holder)}): wait for it to "
-                f"end, or give this run its own training.state_path and checkpoints (delete {self.path} only if "
-                "that run is surely gone)"
+                f"end, or run another experiment.variant (its own folder; or set experiment.output_folder) "
+                f"(delete {self.path} only if that run is surely gone)"
             )
         raise SketchSegConfigError(f"could not take the training lock {self.path}; try again")
 

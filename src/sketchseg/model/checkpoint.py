@@ -207,7 +207,7 @@ def _model_config(meta: Mapping[str, str], model_params: Mapping[str, Any] | Mod
 def _weights_beside(cfg: ModelConfig, checkpoint: Path) -> ModelConfig:
     """``cfg`` with a relative ``pretrained`` file found from the checkpoint's own folders: the first
     of its parent folders (nearest first) that holds that relative path, e.g. the project a
-    ``<project>/data/06_models/sample/best.safetensors`` was trained in, whatever the working
+    ``<project>/data/06_models/sample/ours-sample/best.safetensors`` was trained in, whatever the working
     directory. Unchanged when ``pretrained`` is absolute, a tag (``openai``) or found nowhere there."""
     pretrained = cfg.pretrained
     if not pretrained or Path(pretrained).is_absolute():

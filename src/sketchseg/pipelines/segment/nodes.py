@@ -209,7 +209,8 @@ def segment_sketches(
     lists = category_lists(images, shared, per_file)
     names = partition_names(images)
 
-    checkpoint = Path(str(segment.get("checkpoint") or "data/06_models/best.safetensors"))
+    # conf: the variant's data/06_models/${experiment.output_folder}/best.safetensors (conf/base: ours)
+    checkpoint = Path(str(segment.get("checkpoint") or "data/06_models/ours/best.safetensors"))
     try:
         segmenter = load_model(
             str(checkpoint),
