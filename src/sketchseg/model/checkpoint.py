@@ -32,6 +32,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from sketchseg.model.architecture import check_file_fits
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.errors import CheckpointMismatchError
 from sketchseg.model.model import SketchSegModel, build_model
@@ -271,6 +272,7 @@ def load_model_from_checkpoint(
     cfg = _model_config(meta, model_params, path)
     if not isinstance(model_params, ModelConfig) and "pretrained" not in dict(model_params or {}):
         cfg = _weights_beside(cfg, path)  # the weights it was trained from, not a namesake under the cwd
+    check_file_fits(path, cfg.clip_model)  # a file claiming another backbone: refused before building it
     model = _build(cfg, meta)
     try:
         state = load_file(str(path), device="cpu")
