@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from sketchseg.data.fscoco import ingest_fscoco
@@ -22,6 +23,7 @@ from sketchseg.data.splits import make_protocol_splits
 from sketchseg.engine.config import EvalConfig, TrainConfig
 from sketchseg.engine.runtime import cpu_reproducible
 from sketchseg.errors import SketchSegConfigError
+from sketchseg.model.checkpoint import sort_safetensors_metadata
 from sketchseg.text.nltk_setup import ensure_nltk_data
 from sketchseg.text.nouns import extract_table
 
@@ -61,6 +63,21 @@ def test_cpu_reproducible_restores_the_threads_and_the_mode():
         assert threads == before
 
 
+def test_sorted_safetensors_metadata_loads_the_same(tmp_path):
+    path = tmp_path / "w.safetensors"
+    tensors = {"b": torch.arange(6.0).reshape(2, 3), "a": torch.ones(3, dtype=torch.int64)}
+    meta = {f"key{i}": "é" * i for i in (3, 1, 2, 0)}
+    save_file(tensors, path, metadata=meta)
+    size = path.stat().st_size
+    sort_safetensors_metadata(path)
+    assert path.stat().st_size == size
+    header = path.read_bytes()[8:].decode("utf-8", errors="replace")
+    assert header.index('"key0"') < header.index('"key1"') < header.index('"key2"') < header.index('"key3"')
+    with safe_open(path, "pt") as f:
+        assert f.metadata() == meta
+        assert all(torch.equal(f.get_tensor(k), v) for k, v in tensors.items())
+
+
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "two"])
 def test_num_threads_must_be_a_positive_integer(bad):
     with pytest.raises(SketchSegConfigError, match="training.num_threads must be a positive integer or null"):
@@ -88,13 +105,18 @@ def _train_in_a_process(data_dir: str, out: str) -> None:
 
     train = pd.read_parquet(Path(data_dir) / "train.parquet")
     val = pd.read_parquet(Path(data_dir) / "val.parquet")
-    cfg = TrainConfig(epochs=2, batch_size=16, learning_rate=3e-4, seed=7, device="cpu", num_threads=2,
+    cfg = TrainConfig(epochs=1, batch_size=16, learning_rate=3e-4, seed=7, device="cpu", num_threads=2,
                       num_workers=0, max_categories_per_sketch=3, validate_before_training=False)
     seed_everything(cfg.seed)
     model = build_model(ModelConfig.from_dict(MODEL))
     result = fit(model, TrainSketches(train, image_size=64, max_categories=3, seed=cfg.seed),
                  AnnotatedSketches(val, image_size=64, render_size=96), cfg, eval_batch_size=8)
-    save_file(result.last_state, out, metadata={"threads": str(result.extra["torch_threads"])})
+    from sketchseg.engine.run import checkpoint_metadata
+    from sketchseg.pipelines.datasets import SafetensorsCheckpointDataset
+
+    meta = checkpoint_metadata(model.cfg, epoch=result.last_epoch, metric=0.0, variant="repro", kind="last",
+                               torch_threads=result.extra["torch_threads"])
+    SafetensorsCheckpointDataset(out).save({"state": result.last_state, "metadata": meta})  # as the pipeline saves
     result.history.drop(columns="epoch_seconds").to_csv(Path(out).with_suffix(".csv"), index=False)
 
 
@@ -125,5 +147,8 @@ def test_two_processes_at_once_train_the_same_weights(make_sample, nltk_data_pat
     assert a.keys() == b.keys() and len(a) > 0
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"{len(different)} of {len(a)} tensors differ, e.g. {different[:3]}"
+    assert safe_open(outs[0], "pt").metadata()["torch_threads"] == "2"
+    # the same checkpoint is the same file: safetensors writes its metadata in each process's hash order
+    assert Path(outs[0]).read_bytes() == Path(outs[1]).read_bytes()
     pd.testing.assert_frame_equal(pd.read_csv(Path(outs[0]).with_suffix(".csv")),
                                   pd.read_csv(Path(outs[1]).with_suffix(".csv")), check_exact=True)
