@@ -116,8 +116,8 @@ class EvalConfig:
     """How annotated sketches are rendered and scored (the ``evaluation`` section; reference protocol).
 
     ``device``, ``precision`` and ``num_threads`` are NOT keys of the ``evaluation`` section: evaluation
-    runs where and as training does, and :meth:`from_params` is the one place that takes them from the ``training``
-    section (``kedro run --params training.device=cpu`` thus reaches evaluation and the report;
+    runs where and as training does, and :meth:`from_params` is the one place that takes them from the
+    ``training`` section (``kedro run --params training.device=cpu`` thus reaches evaluation and the report;
     an OmegaConf ``${training.device}`` interpolation would not follow a ``--params`` override).
     """
 
@@ -161,7 +161,8 @@ class EvalConfig:
 
     @classmethod
     def from_params(cls, evaluation: Mapping[str, Any] | None, training: Mapping[str, Any] | None) -> EvalConfig:
-        """The ``evaluation`` section, with ``device`` / ``precision`` / ``num_threads`` from the ``training`` section."""
+        """The ``evaluation`` section, with ``device`` / ``precision`` / ``num_threads`` from the ``training``
+        section."""
         evaluation, training = dict(evaluation or {}), dict(training or {})
         own = sorted(set(_FROM_TRAINING) & set(evaluation))
         if own:
