@@ -1,5 +1,5 @@
 """engine/config.py: one default per key, equal to conf/base; unknown keys refused; evaluation's
-device / precision taken from the training section in one place."""
+device / precision / num_threads taken from the training section in one place."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_eval_config_defaults_are_conf_base():
     conf = yaml.safe_load(CONF.read_text(encoding="utf-8"))["evaluation"]
     defaults = _defaults(EvalConfig)
     assert {k: defaults[k] for k in conf} == conf
-    assert set(defaults) - set(conf) == {"device", "precision"}  # from the training section
+    assert set(defaults) - set(conf) == {"device", "precision", "num_threads"}  # from the training section
     assert EvalConfig.from_dict(conf) == EvalConfig()
 
 

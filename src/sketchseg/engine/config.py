@@ -37,6 +37,12 @@ def _check_known(cls: type, d: Mapping[str, Any], section: str) -> None:
             raise SketchSegConfigError(f"{section}.{key} must be {noun}, got {value!r}") from None
 
 
+def _check_threads(n: Any, section: str) -> None:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise SketchSegConfigError(f"{section}.num_threads must be a positive integer or null (torch's default), "
+                                   f"got {n!r}")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 20
@@ -49,6 +55,7 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"
     precision: str = "bf16"
+    num_threads: int | None = None    # torch CPU threads (None: torch's default, the cores this process may use)
     num_workers: int = 4
     validate_before_training: bool = True
     selection_metric: str = "val_miou"
@@ -84,6 +91,7 @@ class TrainConfig:
             raise SketchSegConfigError(
                 f"training.max_categories_per_sketch must be a positive integer or null (every category), got {cap!r}"
             )
+        _check_threads(cfg.num_threads, "training")
         if cfg.sync_every < 1 or cfg.prefetch_factor < 1:
             raise SketchSegConfigError("training.sync_every and training.prefetch_factor must be >= 1")
         selectable = sorted(f"val_{k}" for k in METRIC_NAMES)
@@ -99,13 +107,17 @@ class TrainConfig:
         return cfg
 
 
+#: the evaluation settings taken from the ``training`` section (evaluation runs where and as training does)
+_FROM_TRAINING = ("device", "precision", "num_threads")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """How annotated sketches are rendered and scored (the ``evaluation`` section; reference protocol).
 
-    ``device`` and ``precision`` are NOT keys of the ``evaluation`` section: evaluation runs where and
-    as training does, and :meth:`from_params` is the one place that takes them from the ``training``
-    section (``kedro run --params training.device=cpu`` thus reaches evaluation and the report;
+    ``device``, ``precision`` and ``num_threads`` are NOT keys of the ``evaluation`` section: evaluation
+    runs where and as training does, and :meth:`from_params` is the one place that takes them from the
+    ``training`` section (``kedro run --params training.device=cpu`` thus reaches evaluation and the report;
     an OmegaConf ``${training.device}`` interpolation would not follow a ``--params`` override).
     """
 
@@ -118,6 +130,7 @@ class EvalConfig:
     isolation_threshold: float = PAPER_ISOLATION_THRESHOLD  # §3.4 single-category isolation (the report's reference line)
     device: str = "auto"                      # = training.device (from_params)
     precision: str = "bf16"                   # = training.precision (from_params)
+    num_threads: int | None = None            # = training.num_threads (from_params)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> EvalConfig:
@@ -143,16 +156,18 @@ class EvalConfig:
             raise SketchSegConfigError("evaluation.render_size must be >= 1")
         if int(cfg.batch_size) < 1 or int(cfg.num_workers) < 0:
             raise SketchSegConfigError("evaluation.batch_size must be >= 1 and evaluation.num_workers >= 0")
+        _check_threads(cfg.num_threads, "training")
         return cfg
 
     @classmethod
     def from_params(cls, evaluation: Mapping[str, Any] | None, training: Mapping[str, Any] | None) -> EvalConfig:
-        """The ``evaluation`` section, with ``device`` / ``precision`` from the ``training`` section."""
+        """The ``evaluation`` section, with ``device`` / ``precision`` / ``num_threads`` from the ``training``
+        section."""
         evaluation, training = dict(evaluation or {}), dict(training or {})
-        own = sorted({"device", "precision"} & set(evaluation))
+        own = sorted(set(_FROM_TRAINING) & set(evaluation))
         if own:
             raise SketchSegConfigError(
                 f"evaluation.{own[0]} is not a setting of its own: evaluation runs with training.{own[0]}"
             )
-        taken = {k: training[k] for k in ("device", "precision") if k in training}
+        taken = {k: training[k] for k in _FROM_TRAINING if k in training}
         return cls.from_dict({**evaluation, **taken})

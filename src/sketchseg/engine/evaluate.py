@@ -21,7 +21,7 @@ from sketchseg.data.annotated import (
 )
 from sketchseg.engine.config import EvalConfig
 from sketchseg.engine.metrics import aggregate, class_pooled_metrics, per_category_table, sketch_metrics
-from sketchseg.engine.runtime import autocast, resolve_device
+from sketchseg.engine.runtime import autocast, cpu_reproducible, resolve_device
 from sketchseg.engine.scoring import scoring_settings
 from sketchseg.errors import SketchSegDataError
 from sketchseg.model.checkpoint import load_model_from_checkpoint
@@ -143,8 +143,9 @@ def evaluate_checkpoint(checkpoint: dict[str, Any], splits_table: pd.DataFrame, 
     device = resolve_device(ecfg.device)
     model.to(device)
     test_set = annotated_set(splits_table, "test", cfg.image_size, ecfg, data)
-    result = evaluate_model(model, test_set, device=device, batch_size=int(ecfg.batch_size),
-                            num_workers=int(ecfg.num_workers), precision=ecfg.precision, desc="test")
+    with cpu_reproducible(device, ecfg.num_threads):  # the threads training validated with
+        result = evaluate_model(model, test_set, device=device, batch_size=int(ecfg.batch_size),
+                                num_workers=int(ecfg.num_workers), precision=ecfg.precision, desc="test")
     metrics = result.prefixed("test")
     meta = checkpoint.get("metadata", {})
     record = {

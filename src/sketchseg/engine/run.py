@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
+import torch
 
 from sketchseg.data.train_set import TrainSketches
 from sketchseg.engine.config import EvalConfig, TrainConfig
@@ -55,9 +56,11 @@ def training_table(splits_table: pd.DataFrame, prompts_table: pd.DataFrame) -> p
     return train.merge(prompts_table[cols], on="sketch_id", how="left", validate="one_to_one")
 
 
-def checkpoint_metadata(cfg: ModelConfig, *, epoch: int, metric: float, variant: str, kind: str) -> dict[str, str]:
-    """The metadata stored with a checkpoint (format, model config, epoch, val mIoU, variant, kind)."""
-    return {
+def checkpoint_metadata(cfg: ModelConfig, *, epoch: int, metric: float, variant: str, kind: str,
+                        torch_threads: int | None = None) -> dict[str, str]:
+    """The metadata stored with a checkpoint (format, model config, epoch, val mIoU, variant, kind and
+    the CPU threads it was trained with: the same seed reproduces it bit for bit only with as many)."""
+    meta = {
         "format": CHECKPOINT_FORMAT,
         "model_config": json.dumps(cfg.to_dict(), sort_keys=True),
         "epoch": str(epoch),
@@ -65,6 +68,9 @@ def checkpoint_metadata(cfg: ModelConfig, *, epoch: int, metric: float, variant:
         "variant": variant,
         "kind": kind,
     }
+    if torch_threads is not None:
+        meta["torch_threads"] = str(int(torch_threads))
+    return meta
 
 
 def prepare_resume(tcfg: TrainConfig, lineage: Mapping[str, Any], log: RunLog) -> list[str]:
@@ -134,15 +140,16 @@ def train_and_select(
                  eval_num_workers=int(ecfg.num_workers),
                  on_epoch_end=lambda epoch, metrics: log.log_metrics(metrics, step=epoch),
                  lineage=lineage, run_id=run_id)
+    threads = int(result.extra.get("torch_threads", torch.get_num_threads()))
     log.log_metrics({"best_epoch": result.best_epoch, "best_val_miou": result.best_metric})
-    log.set_tags({"sketchseg.best_epoch": result.best_epoch})
+    log.set_tags({"sketchseg.best_epoch": result.best_epoch, "sketchseg.torch_threads": threads})
     best = {"state": result.best_state,
             "metadata": checkpoint_metadata(mcfg, epoch=result.best_epoch, metric=result.best_metric,
-                                            variant=variant, kind="best")}
+                                            variant=variant, kind="best", torch_threads=threads)}
     history = result.history
     last_metric = float(history.iloc[-1].get(tcfg.selection_metric, float("nan"))) if len(history) else float("nan")
     last = {"state": result.last_state,
             "metadata": checkpoint_metadata(mcfg, epoch=result.last_epoch, metric=last_metric, variant=variant,
-                                            kind="last")}
+                                            kind="last", torch_threads=threads)}
     logger.info("chosen checkpoint: epoch %d (%s %.2f)", result.best_epoch, tcfg.selection_metric, result.best_metric)
     return best, last, history

@@ -1,5 +1,5 @@
-"""Device, precision and seeding helpers shared by training and evaluation (the RNG states of a
-resumed run are in ``engine/state.py``)."""
+"""Device, precision, CPU-thread and seeding helpers shared by training and evaluation (the RNG
+states of a resumed run are in ``engine/state.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import random
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,3 +51,33 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+
+@contextlib.contextmanager
+def cpu_reproducible(device: torch.device | str, num_threads: int | None) -> Iterator[int]:
+    """Within the block: torch's CPU threads pinned to ``num_threads`` (``None``: as they are, torch's
+    default being the cores this process may use) and, on CPU, torch's deterministic algorithms;
+    both restored afterwards. Yields the number of CPU threads in use.
+
+    Same seed, same machine, same thread count -> the same bits (README, "Reproducibility"). The
+    thread count decides how reductions are split, so it is part of the result. The deterministic
+    algorithms matter for backward passes: ``x[index]`` with a repeated index (a sketch's patches
+    gathered once per category) has ``index_put_(accumulate=True)`` as its gradient, which torch's
+    CPU kernel runs on several threads with atomic float adds, in an order set by thread timing;
+    two runs drifted apart by float rounding after a few epochs, sooner when other processes
+    competed for the cores. Deterministic mode runs that kernel serially. On CUDA nothing is
+    switched (``warn_only`` would still slow some kernels; GPU runs are not bit-reproducible).
+    """
+    device = torch.device(device)
+    previous_threads = torch.get_num_threads()
+    previous_mode = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled())
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.use_deterministic_algorithms(previous_mode[0], warn_only=previous_mode[1])
+        torch.set_num_threads(previous_threads)

@@ -33,12 +33,13 @@ logger = logging.getLogger(__name__)
 
 #: training keys that do not shape the weights, left out of the lineage: how to resume and where
 #: (resume, resume_despite_changes, state_path), how long (epochs: a resume usually extends a run),
-#: where it runs (device: a run may move to another machine) and the speed switches documented as
+#: where it runs (device, num_threads: a run may move to another machine; its float rounding then
+#: differs, README "Reproducibility") and the speed switches documented as
 #: not changing the numbers (loader workers, NaN-check interval, fused optimiser, text / val caches,
 #: pinned memory, compile, data-parallel bookkeeping), and the epoch-0 validation (no weight change)
 TRAINING_KEYS_NOT_IN_LINEAGE = (
-    "resume", "resume_despite_changes", "state_path", "epochs", "device", "num_workers", "sync_every",
-    "fused_optimizer", "precompute_text", "cache_val_set", "pin_memory", "persistent_workers",
+    "resume", "resume_despite_changes", "state_path", "epochs", "device", "num_threads", "num_workers",
+    "sync_every", "fused_optimizer", "precompute_text", "cache_val_set", "pin_memory", "persistent_workers",
     "prefetch_factor", "compile", "ddp_find_unused_parameters", "validate_before_training",
 )
 #: model keys that do not shape the weights: the implementation (the same maths), where weights are cached

@@ -43,7 +43,7 @@ from sketchseg.data.train_set import TrainSketches, collate_train
 from sketchseg.engine import distributed
 from sketchseg.engine.config import TrainConfig
 from sketchseg.engine.evaluate import METRIC_NAMES, evaluate_model
-from sketchseg.engine.runtime import autocast, resolve_device, seed_everything
+from sketchseg.engine.runtime import autocast, cpu_reproducible, resolve_device, seed_everything
 from sketchseg.engine.state import load_training_state, resume_training, save_training_state, training_state
 from sketchseg.engine.val_cache import ValidationData
 from sketchseg.errors import SketchSegConfigError, SketchSegError
@@ -335,7 +335,19 @@ def _prepare_forward(model: torch.nn.Module, train_set: Any, cfg: TrainConfig, i
 
 
 # ---------------------------------------------------------------------------------- fit
-def fit(
+def fit(model: torch.nn.Module, train_set: TrainSketches, val_set: AnnotatedSketches | None, cfg: TrainConfig,
+        **kwargs: Any) -> FitResult:
+    """:func:`_fit` (its keywords) with ``cfg.num_threads`` CPU threads and, on CPU, torch's deterministic
+    algorithms (``runtime.cpu_reproducible``: same seed, machine and threads -> the same bits);
+    ``extra["torch_threads"]`` records the thread count."""
+    device = resolve_device(cfg.device, distributed.current())
+    with cpu_reproducible(device, cfg.num_threads) as threads:
+        result = _fit(model, train_set, val_set, cfg, **kwargs)
+    result.extra["torch_threads"] = threads
+    return result
+
+
+def _fit(
     model: torch.nn.Module,
     train_set: TrainSketches,
     val_set: AnnotatedSketches | None,

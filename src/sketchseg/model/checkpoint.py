@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -60,6 +61,27 @@ def trainable_state_dict(model: nn.Module, *, with_clip_weights: bool = False) -
     }
 
 
+def sort_safetensors_metadata(path: str | os.PathLike[str]) -> None:
+    """Rewrite the header of the safetensors file ``path`` with its metadata keys sorted, in place.
+
+    safetensors writes the metadata map in the hash order of the writing process, which changes
+    from one process to the next: two runs that save the same tensors and metadata would write
+    different bytes. Sorted, the same checkpoint is the same file (same sha256). The header keeps
+    its length (the same items, padded with spaces), so the tensor data do not move."""
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        meta = header.get("__metadata__")
+        if not meta:
+            return
+        header["__metadata__"] = dict(sorted(meta.items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) > n:  # another JSON spelling than safetensors': leave the file as written
+            return
+        f.seek(8)
+        f.write(text + b" " * (n - len(text)))
+
+
 def _metadata_strings(model: nn.Module, metadata: Mapping[str, Any] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in (metadata or {}).items():
@@ -93,6 +115,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Ma
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        sort_safetensors_metadata(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -57,6 +57,8 @@ class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any
     def save(self, data: dict[str, Any]) -> None:
         from safetensors.torch import save_file
 
+        from sketchseg.model.checkpoint import sort_safetensors_metadata
+
         path = Path(get_filepath_str(self._filepath, self._protocol))
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in data["state"].items()}
@@ -65,6 +67,7 @@ class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any
         os.close(fd)
         try:
             save_file(state, tmp, metadata=meta)
+            sort_safetensors_metadata(tmp)  # the same checkpoint, the same bytes
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -95,15 +95,13 @@ def _batch_texts(pool: PretrainPool, idx: Sequence[int], rng: np.random.Generato
 
 
 def pretrain_clip(cfg: PretrainConfig, *, progress: bool = True, log_every: int = 10) -> PretrainResult:
-    """Pre-train ``cfg.clip_model`` from a seeded random init; same config -> same weights (same threads)."""
+    """Pre-train ``cfg.clip_model`` from a seeded random init; same config -> same weights (same machine and
+    ``cfg.num_threads``, on CPU with torch's deterministic algorithms: ``engine.runtime.cpu_reproducible``)."""
+    from sketchseg.engine.runtime import cpu_reproducible, resolve_device
+
     cfg.check()
-    previous_threads = torch.get_num_threads()
-    if cfg.num_threads is not None:
-        torch.set_num_threads(int(cfg.num_threads))
-    try:
+    with cpu_reproducible(resolve_device(cfg.device), cfg.num_threads):
         return _pretrain(cfg, progress=progress, log_every=log_every)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _pretrain(cfg: PretrainConfig, *, progress: bool, log_every: int) -> PretrainResult:

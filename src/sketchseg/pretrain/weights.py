@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 import torch
 
+from sketchseg.model.checkpoint import sort_safetensors_metadata
 from sketchseg.pretrain.config import PretrainConfig
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def save_weights(path: str | Path, state: Mapping[str, torch.Tensor], metadata: 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path),
               metadata={str(k): str(v) for k, v in metadata.items()})
+    sort_safetensors_metadata(path)  # the same weights, the same bytes
     return path
 
 
