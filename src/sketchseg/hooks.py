@@ -210,11 +210,12 @@ class SketchSegHooks:
         run then refuses to overwrite checkpoints of another variant."""
         from sketchseg.engine.runlock import RunLock, lock_path_for
         from sketchseg.pipelines.outputs import check_checkpoints_belong_to, lock_folders
+        from sketchseg.tracking import end_stale_run
 
         state_path = (self._params.get("training") or {}).get("state_path") if trains else None
         try:
             for folder in lock_folders(self._model_files, state_path):
-                lock = RunLock(lock_path_for(folder))
+                lock = RunLock(lock_path_for(folder), on_stale=end_stale_run)  # a kill -9'd run: KILLED
                 lock.acquire()
                 self._locks.append(lock)
             if trains:

@@ -156,3 +156,27 @@ def tag_run_with_experiment(params: Mapping[str, Any], pipeline_name: Any = None
 def as_metric_items(values: dict[str, float], step: int = 0) -> dict[str, dict[str, float]]:
     """``{name: value}`` -> the ``{name: {"value", "step"}}`` form kedro-mlflow's metric datasets log."""
     return {k: {"value": float(v), "step": step} for k, v in values.items()}
+
+
+def end_stale_run(holder: Mapping[str, Any]) -> bool:
+    """End KILLED the MLflow run of a lock ``holder`` whose process has ended without closing it
+    (``kill -9``, a crash, a power cut): it would show RUNNING forever. Tagged
+    ``sketchseg.end_reason``. True when a run was ended; a tracking failure only logs."""
+    run_id = str(holder.get("mlflow_run_id") or "")
+    if not run_id or tracking_stopped():
+        return False
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        if client.get_run(run_id).info.status != "RUNNING":
+            return False
+        client.set_tag(run_id, "sketchseg.end_reason",
+                       f"its process (pid {holder.get('pid')} on {holder.get('host')}) ended without closing the run; "
+                       "ended by the next run of the same output folder")
+        client.set_terminated(run_id, "KILLED")
+    except Exception as exc:  # noqa: BLE001 - the new run matters more than the old run's status
+        logger.warning("could not end the stale MLflow run %s as KILLED: %s", run_id, str(exc)[:200])
+        return False
+    logger.warning("MLflow run %s of the dead process %s ended KILLED", run_id, holder.get("pid"))
+    return True

@@ -75,6 +75,62 @@ def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
         RunLock(lock).acquire()
 
 
+def test_a_lock_whose_pid_was_reused_is_taken_over(holder, caplog):
+    """The holder's pid is alive but belongs to a later process (the lock's start time differs)."""
+    proc, lock = holder
+    info = json.loads(lock.read_text())
+    assert info["pid_start"]  # recorded at acquire
+    told: list[dict] = []
+    lock.write_text(json.dumps({**info, "pid_start": str(int(info["pid_start"]) - 1)}))  # "an earlier process"
+    mine = RunLock(lock, on_stale=told.append)
+    with caplog.at_level(logging.WARNING, logger="sketchseg.engine.runlock"):
+        mine.acquire()
+    assert f"left by pid {proc.pid}" in caplog.text and proc.poll() is None  # still alive: a reused pid
+    assert [t["mlflow_run_id"] for t in told] == ["abc123"]
+    mine.release()
+
+
+def test_a_live_holder_with_its_own_start_time_is_honoured(holder):
+    proc, lock = holder
+    told: list[dict] = []
+    with pytest.raises(SketchSegConfigError, match=f"pid {proc.pid}"):
+        RunLock(lock, on_stale=told.append).acquire()
+    assert told == []
+
+
+def test_a_kill_9_run_is_ended_killed_when_the_next_run_takes_its_lock(tmp_path, monkeypatch):
+    """#27: a run killed with kill -9 left its lock and a RUNNING MLflow run; the next run of the
+    same folder takes the lock over and ends that run KILLED."""
+    import mlflow
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    project = copy_project(tmp_path / "p")
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.create_experiment("sketchseg-sample")
+    old = client.create_run(exp).info.run_id  # RUNNING, as a kill -9 leaves it
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = project / "data/06_models/sample/ours-sample" / LOCK_NAME
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": dead.pid, "pid_start": "1", "host": socket.gethostname(),
+                                "started": "yesterday", "mlflow_run_id": old}))
+    bootstrap_project(project)
+    try:
+        with KedroSession.create(project_path=project, env="sample") as session:
+            with pytest.raises(Exception):  # no data: it stops after taking the lock
+                session.run(pipeline_names=["train"])
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+    run = client.get_run(old)
+    assert run.info.status == "KILLED"
+    assert "ended without closing the run" in run.data.tags["sketchseg.end_reason"]
+    assert not lock.exists()
+
+
 def test_locks_cover_the_variants_folder_and_the_training_state():
     files = {"best_checkpoint": Path("data/06_models/sample/wo_vv/best.safetensors")}
     assert lock_path_for("data/06_models/sample/wo_vv") == Path("data/06_models/sample/wo_vv") / LOCK_NAME

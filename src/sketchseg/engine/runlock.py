@@ -9,8 +9,10 @@ files (train, training, evaluation, report) therefore takes ``<folder>/.sketchse
 before any node writes; it releases them at the end, on failure and at interpreter exit (Ctrl-C).
 Runs of different variants write to different folders and do not wait for each other. A second
 run of the same folder refuses at start, naming the holder. A lock left by a dead process (its pid
-no longer alive on this host) is reported and taken over; a lock of another host is never taken
-over (delete it by hand when that run is surely gone).
+no longer alive on this host, or alive but started at another time than the holder: the pid was
+reused by a later process) is reported and taken over, and ``on_stale`` is told (the Kedro hook
+ends that run's MLflow run KILLED: a ``kill -9`` left it RUNNING); a lock of another host is never
+taken over (delete it by hand when that run is surely gone).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from sketchseg.errors import SketchSegConfigError
@@ -50,6 +53,30 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None when that cannot
+    be read (no such process, no /proc). With the pid it names one process: a pid is reused, a
+    (pid, start) pair is not."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text(encoding="utf-8", errors="replace")
+    except (OSError, ValueError):
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # after the command name, which may hold spaces
+    return fields[19] if len(fields) > 19 else None  # field 22 of proc(5): starttime
+
+
+def holder_gone(holder: dict[str, Any], host: str) -> bool:
+    """Whether the process that wrote ``holder`` on this ``host`` has ended: its pid is not alive,
+    or is alive but started at another time (a later process got the pid)."""
+    if holder.get("host") != host:
+        return False  # another machine's process: cannot be checked from here
+    pid = int(holder.get("pid") or 0)
+    if not pid_alive(pid):
+        return True
+    recorded, now = holder.get("pid_start"), process_start(pid)
+    return bool(recorded) and now is not None and str(recorded) != now
+
+
 def describe_holder(info: dict[str, Any]) -> str:
     run = f", MLflow run {info['mlflow_run_id']}" if info.get("mlflow_run_id") else ""
     return f"pid {info.get('pid')} on {info.get('host')} since {info.get('started')}{run}"
@@ -58,8 +85,9 @@ def describe_holder(info: dict[str, Any]) -> str:
 class RunLock:
     """The training lock of one output folder (see the module docstring)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, on_stale: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.path = Path(path)
+        self.on_stale = on_stale  # told about a lock taken over from a process that has ended
         self.info: dict[str, Any] = {}
         self.held = False
 
@@ -89,7 +117,7 @@ class RunLock:
 
     def acquire(self, run_id: str | None = None) -> None:
         """Take the lock, or raise :class:`SketchSegConfigError` naming the run that holds it."""
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
+        info = {"pid": os.getpid(), "pid_start": process_start(os.getpid()) or "", "host": socket.gethostname(),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "mlflow_run_id": run_id or ""}
         for _ in range(3):
             if self._write_new(info):
@@ -106,10 +134,13 @@ class RunLock:
                 )
             same_host = holder.get("host") == info["host"]
             pid = int(holder.get("pid") or 0)
-            if same_host and (pid == os.getpid() or not pid_alive(pid)):
+            if (same_host and pid == os.getpid() and holder.get("pid_start") in (None, "", info["pid_start"])) \
+                    or holder_gone(holder, info["host"]):
                 logger.warning("training lock %s was left by %s, which is no longer running: taking it over",
                                self.path, describe_holder(holder))
                 self.path.unlink(missing_ok=True)
+                if self.on_stale is not None and pid != os.getpid():
+                    self.on_stale(holder)
                 continue
             raise SketchSegConfigError(
                 f"another training run writes to {self.path.parent} ({describe_holder(holder)}): wait for it to "
