@@ -156,3 +156,35 @@ def test_dependency_warnings_are_quiet_for_users_and_seen_by_tests():
     with pytest.warns(UserWarning, match="register_new_resolver"):  # tests still see them
         warnings.warn_explicit("register_new_resolver() is deprecated", UserWarning, "omegaconf_config.py", 1,
                                module="kedro.config.omegaconf_config")
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda tmp: NotADirectoryError(20, "Not a directory", str(tmp / "afile" / "state.pt")),
+     "cannot write {tmp}/afile/state.pt: {tmp}/afile is a file where a folder is needed"),
+    (lambda tmp: FileExistsError(17, "File exists", str(tmp / "afile")), "{tmp}/afile is a file where a folder is needed"),
+    (lambda tmp: OSError(28, "No space left on device", str(tmp / "best.safetensors")),
+     "cannot write {tmp}/best.safetensors: No space left on device; free space or choose another folder"),
+    (lambda tmp: PermissionError(13, "Permission denied", str(tmp / "x.csv")), "cannot write {tmp}/x.csv: permission denied"),
+], ids=["state-path-under-a-file", "folder-is-a-file", "disk-full", "permission"])
+def test_storage_errors_are_one_line_naming_the_path(tmp_path, make, expected):
+    """#27: a state path under a file, data/08_reporting a file, a full disk: one line each."""
+    from sketchseg.cli import storage_error
+
+    (tmp_path / "afile").write_text("x")
+    try:  # as Kedro wraps a node's or a dataset's error
+        try:
+            raise make(tmp_path)
+        except OSError as inner:
+            raise RuntimeError("Failed while saving data to dataset") from inner
+    except RuntimeError as outer:
+        found = storage_error(outer)
+    assert found is not None and expected.format(tmp=tmp_path) in str(found)
+    assert storage_error(ValueError("a bug")) is None
+    assert storage_error(FileNotFoundError(2, "No such file", "x")) is None  # a missing input: missing_input's
+
+
+def test_a_corrupt_mlflow_database_is_one_line(kedro_project):
+    (kedro_project / "mlflow.db").write_text("not a database")
+    line = the_error_line(run_cli(kedro_project, "--pipelines=make_sample", "--env=sample"))
+    assert "the MLflow tracking database cannot be read (file is not a database)" in line
+    assert "move mlflow.db aside" in line

@@ -93,6 +93,52 @@ def missing_input(exc: BaseException, env: str | None = None,
     return SketchSegDataError(f"input '{name}' not found: {path} does not exist; {advice}")
 
 
+#: errno values of a file system that cannot take what a run writes (full, over quota, read-only)
+_STORAGE_ERRNOS = {"ENOSPC", "EDQUOT", "EROFS", "EFBIG"}
+
+
+def storage_error(exc: BaseException) -> SketchSegDataError | None:
+    """A file system or tracking-store problem a user can fix, as one line naming the path: a folder
+    in a path that is a file (``training.state_path`` under a file, ``data/08_reporting`` a file), a
+    file where a folder must go, no permission, a full or read-only disk, a corrupt MLflow sqlite
+    database. None for any other error (a missing input has :func:`missing_input`)."""
+    import errno
+    import sqlite3
+
+    for e in _chain(exc):
+        if isinstance(e, sqlite3.DatabaseError):
+            return SketchSegDataError(
+                f"the MLflow tracking database cannot be read ({one_line(e)}): it is damaged or not a sqlite file; "
+                "move mlflow.db aside (a new one is made at the next run) or set server.mlflow_tracking_uri "
+                "in conf/local/mlflow.yml")
+        if not isinstance(e, OSError) or isinstance(e, FileNotFoundError):
+            continue
+        code = errno.errorcode.get(e.errno or 0, "")
+        where = _display(str(e.filename)) if e.filename else "a file of the run"
+        blocker = _file_in_the_way(str(e.filename)) if e.filename else None
+        if isinstance(e, (NotADirectoryError, FileExistsError)) and blocker is not None:
+            lead = "" if blocker == Path(str(e.filename)) else f"cannot write {where}: "
+            return SketchSegDataError(f"{lead}{_display(str(blocker))} is a file where a folder is needed; "
+                                      "move that file or choose another path")
+        if isinstance(e, (IsADirectoryError, FileExistsError, NotADirectoryError)):
+            return SketchSegDataError(f"cannot write {where}: a folder or file of that name is in the way; "
+                                      "move it or choose another path")
+        if isinstance(e, PermissionError):
+            return SketchSegDataError(f"cannot write {where}: permission denied")
+        if code in _STORAGE_ERRNOS:
+            return SketchSegDataError(f"cannot write {where}: {e.strerror or code}; free space or choose "
+                                      "another folder")
+    return None
+
+
+def _file_in_the_way(path: str) -> Path | None:
+    """The path itself or its nearest existing parent, when that is a file (a folder was needed)."""
+    for candidate in (Path(path), *Path(path).parents):
+        if candidate.exists():
+            return candidate if candidate.is_file() else None
+    return None
+
+
 def one_line(exc: BaseException) -> str:
     """The error's message on one line."""
     return " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
@@ -162,7 +208,7 @@ def one_line_errors(env: str | None = None) -> Iterator[None]:
         with contextlib.nullcontext() if loud else _console_without_rerun_advice():
             yield
     except Exception as exc:
-        cause = user_error(exc) or missing_input(exc, env)
+        cause = user_error(exc) or missing_input(exc, env) or storage_error(exc)
         logs = _log_to_files(exc)
         if cause is None or loud:
             raise
