@@ -7,9 +7,12 @@
 >>> overlay(result, "my_sketch.png").save("my_sketch_overlay.png")  # doctest: +SKIP
 
 Images may be any size and mode (a file path, a PIL image or a numpy array; RGBA composited on
-white; light-on-dark sketches are inverted). The model sees the sketch padded with white to a
-centred square and resized to its input size; the similarity maps are upsampled back to the
-padded square and cropped, so every output has the image's original size. Pixels whose grey value
+white; light-on-dark sketches are inverted). The model sees the sketch resized to its input size
+as ``model.input_resize`` says: by default padded with white to a centred square and resized with
+Lanczos (as sketchseg trains), the similarity maps upsampled back to the padded square and cropped;
+with ``authors_bicubic_rgb8`` (the converted authors' checkpoint) as the authors' CLIP transform
+does (8-bit, bicubic, a non-square sketch stretched), the maps upsampled back to the image. Every
+output has the image's original size. Pixels whose grey value
 (0 = black ink, 1 = white paper) is above ``paper_threshold`` are paper and get label -1.
 Categories are free text (open vocabulary); each becomes the prompt "A sketch of {category}.".
 """
@@ -30,7 +33,7 @@ from sketchseg.data.strokes import border_median, open_grey, to_grey
 from sketchseg.engine.runtime import resolve_device
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 from sketchseg.model.checkpoint import load_model_from_checkpoint
-from sketchseg.model.config import ModelConfig
+from sketchseg.model.config import INPUT_RESIZES, ModelConfig
 from sketchseg.model.model import SketchSegModel
 from sketchseg.model.similarity import PAPER_ISOLATION_THRESHOLD, upsample
 from sketchseg.reporting.overlays import PAPER_RGB, category_colors, colorize_labels
@@ -168,9 +171,35 @@ def _array_to_grey(arr: np.ndarray, name: str) -> np.ndarray:
     return rgb
 
 
-def _square_input(grey: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int], int]:
-    """Pad with white to a centred square (side = max(H, W)) and resize to ``size`` (Lanczos, as
-    the training loader). Returns (input (size, size), (y0, x0) offset, side)."""
+@dataclass(frozen=True)
+class ModelInput:
+    """A sketch as the model sees it, and where its maps go back to.
+
+    ``pixels`` (S, S) float32 in [0, 1] (1 = paper); the patch-grid maps are upsampled to
+    ``canvas`` (rows, cols) and the image is the (H, W) window at ``offset`` (y0, x0) of it.
+    """
+
+    pixels: np.ndarray
+    canvas: tuple[int, int]
+    offset: tuple[int, int]
+
+
+def authors_resize(grey: np.ndarray, size: int) -> np.ndarray:
+    """The authors' CLIP transform (their ``models/clip.py`` ``_transform``: ``Resize((S, S),
+    BICUBIC)`` of the 8-bit RGB image, then ``ToTensor``) on a grey sketch: the grey image rounded
+    to 8 bit, resized bicubic by PIL to ``size`` x ``size`` (a non-square sketch is stretched, as
+    theirs is: no padding, no crop), divided by 255. PIL resamples every 8-bit band alike, so this
+    equals each channel of their RGB image resized. Returns (size, size) float32 in [0, 1]."""
+    rgb8 = np.rint(np.clip(np.asarray(grey, dtype=np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    img = Image.fromarray(rgb8)
+    if img.size != (int(size), int(size)):
+        img = img.resize((int(size), int(size)), Image.Resampling.BICUBIC)
+    return np.asarray(img, dtype=np.float32) / np.float32(255.0)
+
+
+def lanczos_square(grey: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int], int]:
+    """Pad with white to a centred square (side = max(H, W)) and resize to ``size`` (Lanczos on the
+    float image, as the training loader). Returns (input (size, size), (y0, x0) offset, side)."""
     h, w = grey.shape
     side = max(h, w)
     y0, x0 = (side - h) // 2, (side - w) // 2
@@ -179,6 +208,21 @@ def _square_input(grey: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, i
     if side != size:
         sq = np.asarray(Image.fromarray(sq).resize((int(size), int(size)), Image.Resampling.LANCZOS), dtype=np.float32)
     return np.clip(sq, 0.0, 1.0), (y0, x0), side
+
+
+def model_input(grey: np.ndarray, size: int, resize: str = "lanczos_float") -> ModelInput:
+    """The model's ``size`` x ``size`` input for a grey sketch (H, W), as ``model.input_resize``
+    says (``sketchseg.model.config.INPUT_RESIZES``): ``lanczos_float`` pads to a centred white
+    square and resizes it with Lanczos (maps go back to the square, then are cropped);
+    ``authors_bicubic_rgb8`` is the authors' transform (:func:`authors_resize`; maps go back to
+    (H, W) directly, undoing the stretch)."""
+    h, w = grey.shape
+    if resize == "authors_bicubic_rgb8":
+        return ModelInput(authors_resize(grey, size), (h, w), (0, 0))
+    if resize == "lanczos_float":
+        pixels, offset, side = lanczos_square(grey, size)
+        return ModelInput(pixels, (side, side), offset)
+    raise SketchSegConfigError(f"model.input_resize must be one of {list(INPUT_RESIZES)}, got {resize!r}")
 
 
 class Segmenter:
@@ -192,6 +236,13 @@ class Segmenter:
         self.device = device
         self.paper_threshold = float(paper_threshold)
         self.metadata = dict(metadata or {})
+        cfg = model.cfg
+        if cfg.feature_normalization != "feature" and cfg.input_resize != "authors_bicubic_rgb8":
+            logger.warning(
+                "model.feature_normalization=%s (the authors' scoring) with model.input_resize=%s: their scoring "
+                "is so sensitive to the input that labels differ from theirs on sketches that are not %d px; "
+                "model.input_resize=authors_bicubic_rgb8 preprocesses as they do", cfg.feature_normalization,
+                cfg.input_resize, cfg.image_size)
 
     @property
     def config(self) -> ModelConfig:
@@ -220,28 +271,30 @@ class Segmenter:
                 raise SketchSegConfigError(f"isolation threshold must be in [0, 1], got {threshold!r}")
         grey, inverted = image_to_grey(image, source=source)
         h, w = grey.shape
-        square, (y0, x0), side = _square_input(grey, int(self.model.cfg.image_size))
-        pixels = torch.from_numpy(square).to(self.device).expand(1, 3, -1, -1)
-        crop = (y0, x0, h, w)
+        inp = model_input(grey, int(self.model.cfg.image_size), self.model.cfg.input_resize)
+        pixels = torch.from_numpy(inp.pixels).to(self.device).expand(1, 3, -1, -1)
+        crop = (*inp.offset, h, w)
         grid_maps = self.model.segment(pixels, [names], size=None)[0].float()
         sim = np.empty((len(names), h, w), dtype=np.float32)
-        for c in range(len(names)):  # one map at a time: a big sketch never holds C maps of side x side
-            sim[c] = self._upsample_crop(grid_maps[c], side, crop)
+        for c in range(len(names)):  # one map at a time: a big sketch never holds C full-size maps at once
+            sim[c] = self._upsample_crop(grid_maps[c], inp.canvas, crop)
         ink = grey <= self.paper_threshold
         label_map = np.where(ink, sim.argmax(axis=0), -1).astype(np.int64)
         isolated = None
         if isolate is not None:
             norm = self.model.segment_normalised(pixels, [[isolate]], size=None)[0][0].float()
-            isolated = (self._upsample_crop(norm, side, crop) > float(threshold)) & ink
+            isolated = (self._upsample_crop(norm, inp.canvas, crop) > float(threshold)) & ink
         return SegmentationResult(
             label_map=label_map, categories=names, similarity=sim, ink=ink, grey=grey, isolated=isolated,
             isolated_category=isolate, threshold=float(threshold) if isolate is not None else None, inverted=inverted,
         )
 
-    def _upsample_crop(self, grid_map: torch.Tensor, side: int, crop: tuple[int, int, int, int]) -> np.ndarray:
-        """One patch-grid map upsampled to the padded square (``cfg.upsample_mode``), cropped to the image."""
+    def _upsample_crop(self, grid_map: torch.Tensor, canvas: tuple[int, int],
+                       crop: tuple[int, int, int, int]) -> np.ndarray:
+        """One patch-grid map upsampled to ``canvas`` (the padded square, or the image itself;
+        ``cfg.upsample_mode``), cropped to the image."""
         y0, x0, h, w = crop
-        full = upsample(grid_map, side, self.model.cfg.upsample_mode)
+        full = upsample(grid_map, canvas, self.model.cfg.upsample_mode)
         return full[y0 : y0 + h, x0 : x0 + w].cpu().numpy().astype(np.float32, copy=False)
 
 

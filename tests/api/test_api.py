@@ -222,14 +222,16 @@ def test_overlay_and_label_map_pictures(segmenter):
 
 def test_maps_are_upsampled_one_at_a_time_as_the_model_would(segmenter):
     """The per-map upsampling of a wide sketch equals the model's own all-at-once maps, cropped."""
-    from sketchseg.api import _square_input, image_to_grey
+    from sketchseg.api import image_to_grey, model_input
 
     image = draw_rgba(size=(400, 90))
     cats = ["tree", "house", "sun"]
     result = segmenter.segment(image, cats, isolate="sun", threshold=0.5)
     grey, _ = image_to_grey(image)
-    square, (y0, x0), side = _square_input(grey, segmenter.config.image_size)
-    pixels = torch.from_numpy(square).expand(1, 3, -1, -1)
+    inp = model_input(grey, segmenter.config.image_size)
+    (y0, x0), side = inp.offset, inp.canvas[0]
+    assert inp.canvas == (400, 400) and (y0, x0) == (155, 0)
+    pixels = torch.from_numpy(inp.pixels).expand(1, 3, -1, -1)
     full = segmenter.model.segment(pixels, [cats], size=side)[0][:, y0 : y0 + 90, x0 : x0 + 400].numpy()
     np.testing.assert_allclose(result.similarity, full, atol=1e-6)
     norm = segmenter.model.segment_normalised(pixels, [["sun"]], size=side)[0][0, y0 : y0 + 90, x0 : x0 + 400]
@@ -277,3 +279,83 @@ def test_result_prints_as_a_short_summary():
     result.isolated, result.isolated_category, result.threshold, result.inverted = labels == 0, "tree", 0.71, True
     assert repr(result) == ("SegmentationResult(400x300 px, 4 ink px: tree 75.0%, dog 25.0%; "
                             "isolated 'tree' above 0.71: 3 px; inverted)")
+
+
+# --------------------------------------------------------------------------------------------------
+# model.input_resize: how a raster sketch becomes the model's input
+# --------------------------------------------------------------------------------------------------
+def test_authors_resize_is_their_clip_transform_on_8_bit_rgb():
+    """``authors_bicubic_rgb8``: PIL's bicubic resize of the 8-bit RGB image, stretched to S x S
+    (their ``Resize((S, S), BICUBIC)``, no crop), whatever the image's size and aspect."""
+    from sketchseg.api import authors_resize, model_input
+
+    for size in [(300, 300), (500, 300), (90, 400)]:
+        grey8 = np.asarray(draw_grey(size=size), dtype=np.uint8)
+        theirs = np.asarray(Image.fromarray(grey8).convert("RGB").resize((64, 64), Image.Resampling.BICUBIC))
+        ours = authors_resize(grey8.astype(np.float32) / 255.0, 64)
+        assert ours.shape == (64, 64) and ours.dtype == np.float32
+        for channel in range(3):
+            np.testing.assert_array_equal(np.rint(ours * 255.0).astype(np.uint8), theirs[..., channel])
+        inp = model_input(grey8.astype(np.float32) / 255.0, 64, "authors_bicubic_rgb8")
+        np.testing.assert_array_equal(inp.pixels, ours)
+        assert inp.canvas == grey8.shape and inp.offset == (0, 0)  # maps go back to the image itself
+        lanczos = model_input(grey8.astype(np.float32) / 255.0, 64, "lanczos_float")
+        assert np.abs(lanczos.pixels - ours).max() > 0.02  # the two resizes differ visibly
+    same = np.asarray(draw_grey(size=(64, 64)), dtype=np.float32) / 255.0
+    np.testing.assert_array_equal(authors_resize(same, 64), same)  # at the input size: as it is
+    with pytest.raises(SketchSegConfigError, match="input_resize"):
+        model_input(same, 64, "lanczos")
+
+
+def test_lanczos_float_pads_to_a_centred_square_as_the_training_loader(tmp_path):
+    from sketchseg.api import model_input
+    from sketchseg.data.strokes import load_sketch_image
+
+    im = draw_grey(size=(180, 320))
+    grey = np.asarray(im, dtype=np.float32) / 255.0
+    inp = model_input(grey, 64)
+    assert inp.canvas == (320, 320) and inp.offset == (0, 70)
+    im.save(tmp_path / "s.png")
+    np.testing.assert_allclose(inp.pixels, load_sketch_image(tmp_path / "s.png", 64), atol=1e-6)
+
+
+def test_authors_input_resize_maps_a_stretched_sketch_back_to_its_own_size(checkpoint):
+    """Under ``authors_bicubic_rgb8`` a wide sketch is stretched to the input square; its maps are
+    the model's maps upsampled to (H, W) directly (no padding to crop away)."""
+    from sketchseg.api import Segmenter, authors_resize, image_to_grey
+
+    model = build_model(ModelConfig(**{**TINY, "input_resize": "authors_bicubic_rgb8"}))
+    model.load_state_dict(checkpoint[1].state_dict())
+    seg = Segmenter(model, device=torch.device("cpu"))
+    image = draw_rgba(size=(400, 90))
+    cats = ["tree", "house", "sun"]
+    result = seg.segment(image, cats, isolate="sun", threshold=0.5)
+    assert result.label_map.shape == (90, 400)
+    grey, _ = image_to_grey(image)
+    pixels = torch.from_numpy(authors_resize(grey, 64)).expand(1, 3, -1, -1)
+    full = seg.model.segment(pixels, [cats], size=(90, 400))[0].numpy()
+    np.testing.assert_allclose(result.similarity, full, atol=1e-6)
+    norm = seg.model.segment_normalised(pixels, [["sun"]], size=(90, 400))[0][0]
+    np.testing.assert_array_equal(result.isolated, (norm.numpy() > 0.5) & result.ink)
+    lanczos = Segmenter(checkpoint[1], device=torch.device("cpu")).segment(image, cats)
+    assert np.abs(lanczos.similarity - result.similarity).max() > 1e-3
+
+
+def test_the_authors_scoring_without_their_resize_warns(checkpoint, caplog):
+    from sketchseg.api import Segmenter
+
+    _, model = checkpoint
+    cfg = model.cfg
+    old = cfg.feature_normalization
+    try:
+        cfg.feature_normalization = "authors_test"
+        with caplog.at_level("WARNING", logger="sketchseg.api"):
+            Segmenter(model, device=torch.device("cpu"))
+        assert "input_resize=authors_bicubic_rgb8" in caplog.text
+        caplog.clear()
+        cfg.input_resize = "authors_bicubic_rgb8"
+        with caplog.at_level("WARNING", logger="sketchseg.api"):
+            Segmenter(model, device=torch.device("cpu"))
+        assert "input_resize" not in caplog.text
+    finally:
+        cfg.feature_normalization, cfg.input_resize = old, "lanczos_float"

@@ -7,7 +7,10 @@ folder) on 3 generated 224-px sketches, run with random ViT-B/16 weights in thei
 layout. The weights are not stored: the test regenerates them from the stored key names, shapes and
 seed (``authors_recipe.py``), writes them as their file is written (``torch.save`` of the
 ``module.``-prefixed state dict), converts that file with ``sketchseg.weights`` and runs sketchseg.
-Slow (ViT-B/16 with the 85-template text ensemble on the CPU, about a minute).
+``fixtures/authors_checkpoint_sizes.npz`` holds their outputs on sketches of 256, 384 and 512 px and
+a 500 x 300 one, which ``sketchseg.api.Segmenter.segment`` must reproduce from the image file's
+pixels (their preprocessing: ``model.input_resize: authors_bicubic_rgb8``).
+Slow (ViT-B/16 with the 85-template text ensemble on the CPU, a few minutes).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import torch
 from tests.conformance import authors_recipe as recipe
 
 FIXTURE = Path(__file__).parent / "fixtures" / "authors_checkpoint_forward.npz"
+SIZES = Path(__file__).parent / "fixtures" / "authors_checkpoint_sizes.npz"
+N_SIZES = 5
 ATOL = 1e-4  # fp32 on both sides
 
 pytestmark = pytest.mark.slow
@@ -48,6 +53,12 @@ def converted(fixture, tmp_path_factory):
     src.unlink()
     segmenter = load_model(folder / "authors.safetensors", device="cpu")
     return segmenter.model, conversion
+
+
+@pytest.fixture(scope="module")
+def sizes() -> dict[str, np.ndarray]:
+    with np.load(SIZES, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
 
 
 def _categories(fixture, i: int) -> list[str]:
@@ -123,3 +134,33 @@ def test_label_maps_are_theirs(converted, fixture, i, script):
         top2 = torch.topk(maps, 2, dim=0).values.numpy()
         assert (top2[0] - top2[1])[differ].max() < 1e-5, f"{differ.sum()} pixels labelled otherwise"
     assert differ.mean() < 1e-3
+
+
+@pytest.mark.parametrize("i", range(N_SIZES), ids=["256", "384", "512", "512-aa", "500x300"])
+@pytest.mark.parametrize("script", ["test", "demo"])
+def test_segment_gives_their_maps_and_labels_at_any_size(converted, sizes, i, script):
+    """``Segmenter.segment`` on the sketch's own pixels (any size, any aspect) gives their maps at
+    the image's size and their labels on the ink: their preprocessing (8-bit RGB, bicubic, stretched
+    to 224), their scoring, min-max maps upsampled bilinear to (H, W). For the 500 x 300 sketch their
+    code asks for a (W, H) map (``pil_img.size``); the fixture holds their map at (H, W)."""
+    from sketchseg.api import Segmenter
+
+    model, _ = converted
+    assert model.cfg.input_resize == "authors_bicubic_rgb8"
+    old = model.cfg.feature_normalization
+    model.cfg.feature_normalization = f"authors_{script}"
+    try:
+        result = Segmenter(model, device=torch.device("cpu")).segment(sizes[f"image_{i}"], _categories(sizes, i))
+    finally:
+        model.cfg.feature_normalization = old
+    start, step = (int(v) for v in sizes["map_sub"])
+    np.testing.assert_allclose(result.similarity[:, start::step, start::step], sizes[f"{script}_maps_sub_{i}"],
+                               atol=ATOL)
+    theirs = sizes[f"{script}_labels_{i}"].astype(np.int64)
+    assert theirs.shape == result.label_map.shape
+    ink = result.ink
+    differ = (result.label_map != theirs) & ink
+    if differ.any():  # only where two maps tie to within float rounding
+        top2 = np.sort(result.similarity, axis=0)[-2:]
+        assert (top2[1] - top2[0])[differ].max() < 1e-5, f"{differ.sum()} of {ink.sum()} ink pixels labelled otherwise"
+    assert differ.sum() / ink.sum() < 1e-3

@@ -103,7 +103,7 @@ def test_authors_eval_protocol_changes_only_the_scoring_keys():
     ours, theirs = effective("ours"), effective("authors_eval_protocol")
     assert theirs["evaluation"] == {**ours["evaluation"], "overlap_rule": "most_strokes"}  # render size etc. kept
     assert theirs["model"] == {**ours["model"], "upsample_mode": "bilinear", "inference_normalization": "minmax",
-                               "inference_prompts": "ensemble"}
+                               "inference_prompts": "ensemble", "input_resize": "authors_bicubic_rgb8"}
     assert ours["model"]["inference_prompts"] == "template" and ours["model"]["ensemble_subtract_empty"] is True
     assert theirs["training"] == ours["training"]
 

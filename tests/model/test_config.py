@@ -72,9 +72,12 @@ def test_prompt_template_is_checked():
         ModelConfig(prompt_template="A sketch of a thing.")
 
 
-@pytest.mark.parametrize("bad", [{"test_time_cross_attention": "theirs"}, {"feature_normalization": "tokens"}])
+@pytest.mark.parametrize("bad", [{"test_time_cross_attention": "theirs"}, {"feature_normalization": "tokens"},
+                                 {"input_resize": "bicubic"}])
 def test_authors_inference_switches_take_known_values(bad):
     key = next(iter(bad))
     with pytest.raises(ModelConfigError, match=key):
         ModelConfig.from_dict(bad)
     assert ModelConfig().test_time_cross_attention == "none" and ModelConfig().feature_normalization == "feature"
+    assert ModelConfig().input_resize == "lanczos_float"  # sketchseg's training resize
+    assert ModelConfig(input_resize="authors_bicubic_rgb8").input_resize == "authors_bicubic_rgb8"

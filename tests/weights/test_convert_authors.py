@@ -67,6 +67,7 @@ def test_every_weight_lands_where_it_belongs(converted, theirs):
         "visual.transformer.ca.encoder.layers.", "visual.transformer.ca.encoder.layer1.", "transformer.ca.")))
     assert meta["clip_weights"] == "included" and meta["kind"] == "authors"
     assert cfg.test_time_cross_attention == "authors" and cfg.feature_normalization == "authors_test"
+    assert cfg.input_resize == "authors_bicubic_rgb8"  # their preprocessing (tests/conformance)
     assert cfg.quick_gelu is True and cfg.num_visual_prompts == 3 and cfg.vv_blocks == [1, 2, 3, 4, 5, 6]
 
 
@@ -156,3 +157,24 @@ def test_evaluation_loads_it_with_conf_settings(converted):
                                reference.eval().segment(image, [["tree", "sun"]], size=64)[0])
     with pytest.raises(CheckpointMismatchError, match="authors_cross_attention"):
         load_model_from_checkpoint(catalogued, ModelConfig.from_dict({**conf, **readme, "test_time_cross_attention": "none"}))
+
+
+def test_a_file_converted_before_input_resize_existed_gets_their_preprocessing(converted, tmp_path):
+    """Converted files from before ``model.input_resize`` lack the key: a file of kind 'authors'
+    gets their preprocessing, any other checkpoint the default."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path, _ = converted
+    with safe_open(str(path), "pt") as f:
+        meta = dict(f.metadata())
+    stored = json.loads(meta["model_config"])
+    del stored["input_resize"]
+    meta["model_config"] = json.dumps(stored)
+    older = tmp_path / "older.safetensors"
+    save_file(load_file(str(path)), str(older), metadata=meta)
+    assert load_model_from_checkpoint(older)[1].input_resize == "authors_bicubic_rgb8"
+    save_file(load_file(str(path)), str(older), metadata={**meta, "kind": "checkpoint"})
+    assert load_model_from_checkpoint(older)[1].input_resize == "lanczos_float"

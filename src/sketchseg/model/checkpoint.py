@@ -214,6 +214,9 @@ def _config_from_checkpoint(meta: Mapping[str, str], source: object) -> dict[str
         raise CheckpointMismatchError(f"{source}: its 'model_config' metadata is not valid JSON ({exc})") from exc
     if not isinstance(cfg, dict):
         raise CheckpointMismatchError(f"{source}: its 'model_config' metadata is not a JSON object")
+    if meta.get("kind") == "authors" and "input_resize" not in cfg:
+        # converted before model.input_resize existed: their preprocessing, as a conversion now records
+        cfg["input_resize"] = "authors_bicubic_rgb8"
     return cfg
 
 

@@ -48,6 +48,17 @@ TEST_TIME_CROSS_ATTENTION = ("none", "authors")
 # over the sketch's categories, then a dot product with the unnormalised category text;
 # "authors_demo" = their demo.py / app.py: over the tokens, then the dot product
 FEATURE_NORMALISATIONS = ("feature", "authors_test", "authors_demo")
+# how segment() (sketchseg.api) turns a raster sketch of any size into the model's image_size input:
+# "lanczos_float" (default) = the grey image in [0, 1] padded with white to a centred square, then resized
+# as float with Lanczos, as sketchseg's training loader (data.strokes.load_sketch_image) does;
+# "authors_bicubic_rgb8" = the authors' CLIP transform (their models/clip.py ``_transform``:
+# Resize((S, S), bicubic) of the 8-bit RGB image, no crop, then ToTensor): the grey image quantised to 8 bit
+# and resized bicubic by PIL; a non-square sketch is stretched to S x S as theirs is (not padded), and the
+# maps are upsampled back to the image's (H, W). Their test-time scoring (feature_normalization authors_*)
+# keeps only each feature's sign across categories, so the slightest input difference flips labels: the
+# converted authors' checkpoint needs this one to give their labels (docs/paper-vs-code.md). The evaluation
+# pipeline does not read it: it always resizes the protocol's 8-bit render bicubic, as their test.py does.
+INPUT_RESIZES = ("lanczos_float", "authors_bicubic_rgb8")
 
 _LAYER_LIST_FIELDS = ("vv_blocks", "cross_attention_layers", "category_loss_layers")
 _BOOL_FIELDS = ("allow_random_init", "vv_train", "vv_inference", "use_category_level", "cross_attention",
@@ -100,6 +111,7 @@ class ModelConfig:
     ensemble_subtract_empty: bool = True
     test_time_cross_attention: str = "none"
     feature_normalization: str = "feature"
+    input_resize: str = "lanczos_float"  # how segment() resizes a raster sketch (INPUT_RESIZES above)
 
     def __post_init__(self) -> None:
         for key in _LAYER_LIST_FIELDS:
@@ -171,6 +183,7 @@ class ModelConfig:
         choice("holistic_token", HOLISTIC_TOKENS)
         choice("test_time_cross_attention", TEST_TIME_CROSS_ATTENTION)
         choice("feature_normalization", FEATURE_NORMALISATIONS)
+        choice("input_resize", INPUT_RESIZES)
         prob("prompt_dropout")
         prob("cross_attention_dropout")
         if not isinstance(self.prompt_template, str) or self.prompt_template.count("{}") != 1:

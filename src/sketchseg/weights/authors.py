@@ -47,6 +47,7 @@ AUTHORS_MODEL = {
     "cross_attention": False, "thresholding": "none", "upsample_mode": "bilinear", "margin": 0.5,
     "distance": "l1", "finetune": "full", "inference_normalization": "minmax", "inference_prompts": "ensemble",
     "ensemble_subtract_empty": True, "test_time_cross_attention": "authors", "feature_normalization": "authors_test",
+    "input_resize": "authors_bicubic_rgb8",
 }
 # (visual width, patch size, visual blocks) -> open_clip architecture
 ARCHITECTURES = {(768, 16, 12): "ViT-B-16", (768, 32, 12): "ViT-B-32"}
