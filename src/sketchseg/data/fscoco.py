@@ -8,7 +8,9 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,8 @@ import pandas as pd
 
 from sketchseg.data.quarantine import QUARANTINE_COLUMNS, Quarantine, outside_reason, outside_root
 from sketchseg.data.strokes import far_outside_frame, image_info, parse_strokes
-from sketchseg.errors import SketchSegDataError
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+from sketchseg.limits import DEFAULT_MAX_FILE_BYTES, MAX_IMAGE_PIXELS, file_problem
 from sketchseg.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -66,8 +69,11 @@ def _strip_source(msg: str, path: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # per-sketch checks (run in worker processes)
 # --------------------------------------------------------------------------------------------------
-def _read_caption(path: str) -> tuple[str | None, str | None]:
+def _read_caption(path: str, max_bytes: int | None = None) -> tuple[str | None, str | None]:
     """(caption, problem)."""
+    why = file_problem(path, max_bytes)  # before any read: no FIFO, loop, directory or huge file
+    if why:
+        return None, f"caption file {why}"
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -82,8 +88,11 @@ def _read_caption(path: str) -> tuple[str | None, str | None]:
     return text, None
 
 
-def _count_strokes(path: str) -> tuple[tuple[int, int] | None, str | None]:
+def _count_strokes(path: str, max_bytes: int | None = None) -> tuple[tuple[int, int] | None, str | None]:
     """((number of strokes, number without a trailing open run), problem)."""
+    why = file_problem(path, max_bytes)
+    if why:
+        return None, f"vector sketch {why}"
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # object arrays, bad header, truncated data, not an npy at all
@@ -105,39 +114,44 @@ def _count_strokes(path: str) -> tuple[tuple[int, int] | None, str | None]:
     return (len(strokes), len(strokes) - int(open_tail)), None
 
 
-def _check_sketch(task: tuple[str, str, str]) -> dict[str, Any]:
+def _check_sketch(task: tuple[str, str, str], limits: Mapping[str, Any] | None = None) -> dict[str, Any]:
     raster, vector, text = task
+    limits = limits or {}
+    cap = limits.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
     problems: list[tuple[str, str]] = []
-    caption, why = _read_caption(text)
+    caption, why = _read_caption(text, cap.get("caption"))
     if why:
         problems.append((text, why))
-    counts, why = _count_strokes(vector)
+    counts, why = _count_strokes(vector, cap.get("vector"))
     if why:
         problems.append((vector, why))
     n_strokes = counts[0] if counts else None
     info: dict[str, Any] | None = None
     try:
-        info = image_info(raster)
+        info = image_info(raster, max_pixels=limits.get("max_raster_pixels", MAX_IMAGE_PIXELS),
+                          max_bytes=cap.get("raster"))
     except SketchSegDataError as exc:
         problems.append((raster, _strip_source(str(exc), raster)))
     return {"caption": caption, "n_strokes": n_strokes, "info": info, "problems": problems}
 
 
-def _check_batch(tasks: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
-    return [_check_sketch(t) for t in tasks]
+def _check_batch(tasks: list[tuple[str, str, str]], limits: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    return [_check_sketch(t, limits) for t in tasks]
 
 
-def _run_checks(tasks: list[tuple[str, str, str]], workers: int, progress: bool) -> list[dict[str, Any]]:
+def _run_checks(tasks: list[tuple[str, str, str]], workers: int, progress: bool,
+                limits: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     batches = [tasks[i : i + _BATCH] for i in range(0, len(tasks), _BATCH)]
+    check = partial(_check_batch, limits=dict(limits or {}))
     out: list[dict[str, Any]] = []
     with Progress(total=len(tasks), desc="ingest FS-COCO", unit="sketch", enabled=progress) as bar:
         if workers <= 1 or len(tasks) < _INLINE_BELOW:
             for b in batches:
-                out += _check_batch(b)
+                out += check(b)
                 bar.update(len(b))
         else:
             with ProcessPoolExecutor(max_workers=workers) as ex:
-                for b, res in zip(batches, ex.map(_check_batch, batches)):
+                for b, res in zip(batches, ex.map(check, batches)):
                     out += res
                     bar.update(len(b))
     return out
@@ -151,15 +165,19 @@ def _scan_fscoco(root: Path, q: Quarantine) -> dict[tuple[int | str, int | str],
     cands: dict[tuple[int | str, int | str], dict[str, Any]] = {}
     for kind, (folder, suffixes, _) in _KINDS.items():
         base = root / folder
-        for pentry in sorted(os.scandir(base), key=lambda e: e.name):
-            if not pentry.is_dir():
-                q.add(pentry.path, None, None, f"unexpected file (expected participant folders in {folder}/)", "file")
+        for pentry in _entries(base, q, None):
+            is_dir, why = _entry_is_dir(pentry)
+            if not is_dir:
+                q.add(pentry.path, None, None, f"unexpected file (expected participant folders in {folder}/)"
+                      + (f": {why}" if why else ""), "file")
                 continue
             pkey = _key(pentry.name)
             pid = pkey if isinstance(pkey, int) else None
-            for f in sorted(os.scandir(pentry.path), key=lambda e: e.name):
+            for f in _entries(Path(pentry.path), q, pid):
                 stem, suffix = os.path.splitext(f.name)
-                if f.is_dir():
+                # a symlink loop, a FIFO, an unreadable file: a candidate all the same; its check
+                # quarantines the one sketch with the reason (file_problem), the scan goes on
+                if _entry_is_dir(f)[0]:
                     q.add(f.path, None, pid, "unexpected directory", "file")
                     continue
                 if suffix.lower() not in suffixes:
@@ -177,13 +195,35 @@ def _scan_fscoco(root: Path, q: Quarantine) -> dict[tuple[int | str, int | str],
     return cands
 
 
+def _entries(folder: Path, q: Quarantine, pid: int | None) -> list[os.DirEntry]:
+    """The entries of ``folder`` sorted by name; a folder that cannot be listed (no permission, a
+    symlink loop) is one quarantine row, not the end of the ingestion."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        q.add(folder, None, pid, f"folder cannot be listed: {exc.strerror or exc}", "file")
+        return []
+
+
+def _entry_is_dir(entry: os.DirEntry) -> tuple[bool, str | None]:
+    """(is a directory, why it could not be told): a symlink loop or a dangling link is no directory."""
+    try:
+        return entry.is_dir(), None
+    except OSError as exc:
+        return False, f"cannot be read ({exc.strerror or exc})"
+
+
 def _reason_key(reason: str) -> str:
     first = reason.split("; ")[0]
     first = re.sub(r"\s*\(.*\)", "", first.split(": ")[0])
     return re.sub(r"\d+", "N", first)
 
 
-def _load_labels(path: Path) -> tuple[list[str] | None, str | None]:
+def _load_labels(path: Path, max_bytes: int | None = None) -> tuple[list[str] | None, str | None]:
+    why = file_problem(path, max_bytes)
+    if why:
+        return None, f"label file {why}"
     try:
         labels = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -193,8 +233,10 @@ def _load_labels(path: Path) -> tuple[list[str] | None, str | None]:
     return labels, None
 
 
-def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n_by_id: dict[int, int]) -> None:
+def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n_by_id: dict[int, int],
+                        max_file_bytes: Mapping[str, int] | None = None) -> None:
     """Fill annotated_split / labels_path / seg_vector_path / labels_json in place."""
+    cap = dict(max_file_bytes or DEFAULT_MAX_FILE_BYTES)
     pid_of = dict(zip(manifest["sketch_id"].tolist(), manifest["participant_id"].tolist()))
     row_of = {sid: i for i, sid in enumerate(manifest["sketch_id"].tolist())}
     ann: dict[str, list[Any]] = {c: [None] * len(manifest) for c in
@@ -212,9 +254,10 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n
             if not d.is_dir():
                 logger.warning("FS-COCO-seg folder %s is missing", d)
                 continue
-            for f in sorted(d.iterdir()):
+            for entry in _entries(d, q, None):
+                f = Path(entry.path)
                 sid = _as_int(f.stem)
-                if f.is_dir() or f.suffix.lower() != suffix:
+                if _entry_is_dir(entry)[0] or f.suffix.lower() != suffix:
                     q.add(f, sid, pid_of.get(sid), f"unexpected file (expected {suffix} in {split}/{sub}/)", "file")
                     continue
                 if sid is None:
@@ -260,12 +303,12 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n
                 q.add(escapes[0][0], sid, pid, outside_reason(escapes[0][1]) + unscored, "annotation")
                 n_bad += 1
                 continue
-            labels, why = _load_labels(got["labels"])
+            labels, why = _load_labels(got["labels"], cap.get("labels"))
             if why:
                 q.add(got["labels"], sid, pid, why + unscored, "annotation")
                 n_bad += 1
                 continue
-            counts, why = _count_strokes(str(got["vector"]))
+            counts, why = _count_strokes(str(got["vector"]), cap.get("vector"))
             if why:
                 q.add(got["vector"], sid, pid, why + unscored, "annotation")
                 n_bad += 1
@@ -295,6 +338,25 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n
     logger.info("FS-COCO-seg annotations: %d accepted, %d quarantined", n_ok, n_bad)
 
 
+def _limits(max_file_bytes: Mapping[str, int] | None, max_raster_pixels: int | None) -> dict[str, Any]:
+    """The checked size caps: ``data.max_file_bytes`` over the defaults, ``data.max_raster_pixels``."""
+    caps = dict(DEFAULT_MAX_FILE_BYTES)
+    unknown = sorted(set(max_file_bytes or {}) - set(caps))
+    if unknown:
+        raise SketchSegConfigError(
+            f"data.max_file_bytes: unknown file type(s) {unknown}; the types are {sorted(caps)}")
+    for k, v in (max_file_bytes or {}).items():
+        if v is not None:
+            caps[k] = v
+    for k, v in caps.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise SketchSegConfigError(f"data.max_file_bytes.{k} must be a positive number of bytes, got {v!r}")
+    pixels = MAX_IMAGE_PIXELS if max_raster_pixels is None else max_raster_pixels
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels <= 0:
+        raise SketchSegConfigError(f"data.max_raster_pixels must be a positive number of pixels, got {pixels!r}")
+    return {"max_file_bytes": caps, "max_raster_pixels": int(pixels)}
+
+
 def _empty_manifest() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in MANIFEST_COLUMNS})
 
@@ -309,8 +371,17 @@ def ingest_fscoco(
     max_rejection_rate: float,
     workers: int | None = None,
     progress: bool = True,
+    max_file_bytes: Mapping[str, int] | None = None,
+    max_raster_pixels: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scan FS-COCO (+ FS-COCO-seg val/test) and return ``(manifest, quarantine)``.
+
+    Every file is checked before it is read (``sketchseg.limits.file_problem``): a symlink loop, a
+    FIFO or device, a directory under a file's name, a file that cannot be read or one larger than
+    its ``max_file_bytes`` cap (per type: caption, vector, raster, labels; defaults
+    ``sketchseg.limits.DEFAULT_MAX_FILE_BYTES``) quarantines its sketch (or its annotation) with the
+    reason; a raster with more than ``max_raster_pixels`` pixels (default
+    ``sketchseg.limits.MAX_IMAGE_PIXELS``, read from the header) too.
 
     Every candidate sketch (a (participant, stem) pair seen in raster_sketches/, vector_sketches/ or
     text/) ends up either in the manifest or as exactly one ``kind == "sketch"`` row of the
@@ -336,6 +407,7 @@ def ingest_fscoco(
         )
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
+    limits = _limits(max_file_bytes, max_raster_pixels)
 
     q = Quarantine()
     root_real = os.path.realpath(root)
@@ -369,7 +441,7 @@ def ingest_fscoco(
         tasks.append((c["raster"], c["vector"], c["text"]))
         task_keys.append((pid, sid))
 
-    results = _run_checks(tasks, int(workers), progress)
+    results = _run_checks(tasks, int(workers), progress, limits)
     rows: list[dict[str, Any]] = []
     for (pid, sid), task, res in zip(task_keys, tasks, results):
         if res["problems"]:
@@ -424,7 +496,7 @@ def ingest_fscoco(
             manifest[c] = pd.Series([None] * len(manifest), index=manifest.index, dtype=object)
     elif len(manifest):
         n_by_id = dict(zip(manifest["sketch_id"].tolist(), manifest["n_strokes"].tolist()))
-        _ingest_annotations(Path(fscoco_seg_root), manifest, q, n_by_id)
+        _ingest_annotations(Path(fscoco_seg_root), manifest, q, n_by_id, limits["max_file_bytes"])
 
     quarantine = q.frame()
     kinds = Counter(r["kind"] for r in q.rows)
