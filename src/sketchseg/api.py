@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from sketchseg.data.strokes import border_median, open_grey, to_grey
 from sketchseg.engine.runtime import resolve_device
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
-from sketchseg.limits import MAX_IMAGE_PIXELS, check_pixels
+from sketchseg.limits import MAX_CAPTION_CHARS, MAX_IMAGE_PIXELS, check_caption_length, check_pixels
 from sketchseg.model.checkpoint import load_model_from_checkpoint
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import SketchSegModel
@@ -359,3 +359,15 @@ def mask_image(result: SegmentationResult) -> Image.Image:
     if result.isolated is None:
         raise SketchSegConfigError("this segmentation has no isolation mask (segment(..., isolate=<category>))")
     return Image.fromarray(np.where(result.isolated, 255, 0).astype(np.uint8))
+
+
+def caption_categories(caption: str) -> list[str]:
+    """The object categories a caption names, extracted as in training (``sketchseg.text.nouns``
+    with its default stop words and compounds), e.g. to pass to :meth:`Segmenter.segment`.
+    A caption longer than ``MAX_CAPTION_CHARS`` (2000) characters raises ``SketchSegDataError``."""
+    from sketchseg.text.nouns import extract_categories
+
+    if not isinstance(caption, str):
+        raise SketchSegDataError(f"caption must be a string, got {type(caption).__name__}")
+    check_caption_length(caption, "caption", MAX_CAPTION_CHARS)
+    return extract_categories(caption)
