@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from sketchseg.data.quarantine import QUARANTINE_COLUMNS, Quarantine, outside_reason, outside_root
-from sketchseg.data.strokes import far_outside_frame, image_info, parse_strokes
-from sketchseg.errors import SketchSegConfigError, SketchSegDataError
-from sketchseg.limits import DEFAULT_MAX_FILE_BYTES, MAX_IMAGE_PIXELS, file_problem
+from sketchseg.data.sketch_checks import check_batch, count_strokes, entry_is_dir, ingestion_limits, list_entries
+from sketchseg.errors import SketchSegDataError
+from sketchseg.limits import DEFAULT_MAX_FILE_BYTES, file_problem
 from sketchseg.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -61,88 +61,10 @@ def _sort_key(k: tuple[int | str, int | str]) -> tuple[Any, ...]:
     return tuple((isinstance(p, str), p if isinstance(p, str) else "", p if isinstance(p, int) else 0) for p in k)
 
 
-def _strip_source(msg: str, path: str) -> str:
-    prefix = f"{path}: "
-    return msg[len(prefix):] if msg.startswith(prefix) else msg
-
-
-# --------------------------------------------------------------------------------------------------
-# per-sketch checks (run in worker processes)
-# --------------------------------------------------------------------------------------------------
-def _read_caption(path: str, max_bytes: int | None = None) -> tuple[str | None, str | None]:
-    """(caption, problem)."""
-    why = file_problem(path, max_bytes)  # before any read: no FIFO, loop, directory or huge file
-    if why:
-        return None, f"caption file {why}"
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        return None, f"caption cannot be read: {exc}"
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, f"caption is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})"
-    text = text.lstrip("\ufeff").strip()
-    if not text:
-        return None, "caption is empty"
-    return text, None
-
-
-def _count_strokes(path: str, max_bytes: int | None = None) -> tuple[tuple[int, int] | None, str | None]:
-    """((number of strokes, number without a trailing open run), problem)."""
-    why = file_problem(path, max_bytes)
-    if why:
-        return None, f"vector sketch {why}"
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # object arrays, bad header, truncated data, not an npy at all
-        return None, f"vector sketch does not parse: {exc}"
-    if not isinstance(arr, np.ndarray):
-        return None, "vector sketch does not parse: not a single array"
-    if arr.size == 0:
-        return None, "vector sketch has no strokes"
-    try:
-        strokes = parse_strokes(arr, source=path)
-    except SketchSegDataError as exc:
-        return None, f"vector sketch does not parse: {_strip_source(str(exc), path)}"
-    if not strokes:
-        return None, "vector sketch has no strokes"
-    absurd = far_outside_frame(arr)
-    if absurd:
-        return None, f"vector sketch has {absurd}"
-    open_tail = float(arr[-1, 2]) < 0.5  # the last point closes no stroke: a trailing open run
-    return (len(strokes), len(strokes) - int(open_tail)), None
-
-
-def _check_sketch(task: tuple[str, str, str], limits: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    raster, vector, text = task
-    limits = limits or {}
-    cap = limits.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
-    problems: list[tuple[str, str]] = []
-    caption, why = _read_caption(text, cap.get("caption"))
-    if why:
-        problems.append((text, why))
-    counts, why = _count_strokes(vector, cap.get("vector"))
-    if why:
-        problems.append((vector, why))
-    n_strokes = counts[0] if counts else None
-    info: dict[str, Any] | None = None
-    try:
-        info = image_info(raster, max_pixels=limits.get("max_raster_pixels", MAX_IMAGE_PIXELS),
-                          max_bytes=cap.get("raster"))
-    except SketchSegDataError as exc:
-        problems.append((raster, _strip_source(str(exc), raster)))
-    return {"caption": caption, "n_strokes": n_strokes, "info": info, "problems": problems}
-
-
-def _check_batch(tasks: list[tuple[str, str, str]], limits: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    return [_check_sketch(t, limits) for t in tasks]
-
-
 def _run_checks(tasks: list[tuple[str, str, str]], workers: int, progress: bool,
                 limits: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     batches = [tasks[i : i + _BATCH] for i in range(0, len(tasks), _BATCH)]
-    check = partial(_check_batch, limits=dict(limits or {}))
+    check = partial(check_batch, limits=dict(limits or {}))
     out: list[dict[str, Any]] = []
     with Progress(total=len(tasks), desc="ingest FS-COCO", unit="sketch", enabled=progress) as bar:
         if workers <= 1 or len(tasks) < _INLINE_BELOW:
@@ -165,19 +87,19 @@ def _scan_fscoco(root: Path, q: Quarantine) -> dict[tuple[int | str, int | str],
     cands: dict[tuple[int | str, int | str], dict[str, Any]] = {}
     for kind, (folder, suffixes, _) in _KINDS.items():
         base = root / folder
-        for pentry in _entries(base, q, None):
-            is_dir, why = _entry_is_dir(pentry)
+        for pentry in list_entries(base, q, None):
+            is_dir, why = entry_is_dir(pentry)
             if not is_dir:
                 q.add(pentry.path, None, None, f"unexpected file (expected participant folders in {folder}/)"
                       + (f": {why}" if why else ""), "file")
                 continue
             pkey = _key(pentry.name)
             pid = pkey if isinstance(pkey, int) else None
-            for f in _entries(Path(pentry.path), q, pid):
+            for f in list_entries(Path(pentry.path), q, pid):
                 stem, suffix = os.path.splitext(f.name)
                 # a symlink loop, a FIFO, an unreadable file: a candidate all the same; its check
                 # quarantines the one sketch with the reason (file_problem), the scan goes on
-                if _entry_is_dir(f)[0]:
+                if entry_is_dir(f)[0]:
                     q.add(f.path, None, pid, "unexpected directory", "file")
                     continue
                 if suffix.lower() not in suffixes:
@@ -193,25 +115,6 @@ def _scan_fscoco(root: Path, q: Quarantine) -> dict[tuple[int | str, int | str],
                 if kind == "raster":
                     entry["stem"] = stem  # the raster's stem names the sketch
     return cands
-
-
-def _entries(folder: Path, q: Quarantine, pid: int | None) -> list[os.DirEntry]:
-    """The entries of ``folder`` sorted by name; a folder that cannot be listed (no permission, a
-    symlink loop) is one quarantine row, not the end of the ingestion."""
-    try:
-        with os.scandir(folder) as it:
-            return sorted(it, key=lambda e: e.name)
-    except OSError as exc:
-        q.add(folder, None, pid, f"folder cannot be listed: {exc.strerror or exc}", "file")
-        return []
-
-
-def _entry_is_dir(entry: os.DirEntry) -> tuple[bool, str | None]:
-    """(is a directory, why it could not be told): a symlink loop or a dangling link is no directory."""
-    try:
-        return entry.is_dir(), None
-    except OSError as exc:
-        return False, f"cannot be read ({exc.strerror or exc})"
 
 
 def _reason_key(reason: str) -> str:
@@ -254,10 +157,10 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n
             if not d.is_dir():
                 logger.warning("FS-COCO-seg folder %s is missing", d)
                 continue
-            for entry in _entries(d, q, None):
+            for entry in list_entries(d, q, None):
                 f = Path(entry.path)
                 sid = _as_int(f.stem)
-                if _entry_is_dir(entry)[0] or f.suffix.lower() != suffix:
+                if entry_is_dir(entry)[0] or f.suffix.lower() != suffix:
                     q.add(f, sid, pid_of.get(sid), f"unexpected file (expected {suffix} in {split}/{sub}/)", "file")
                     continue
                 if sid is None:
@@ -308,7 +211,7 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n
                 q.add(got["labels"], sid, pid, why + unscored, "annotation")
                 n_bad += 1
                 continue
-            counts, why = _count_strokes(str(got["vector"]), cap.get("vector"))
+            counts, why = count_strokes(str(got["vector"]), cap.get("vector"))
             if why:
                 q.add(got["vector"], sid, pid, why + unscored, "annotation")
                 n_bad += 1
@@ -336,25 +239,6 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n
         logger.info("%d annotated sketches end in an open run of points that their labels leave out: "
                     "it is not rendered for scoring", open_tails)
     logger.info("FS-COCO-seg annotations: %d accepted, %d quarantined", n_ok, n_bad)
-
-
-def _limits(max_file_bytes: Mapping[str, int] | None, max_raster_pixels: int | None) -> dict[str, Any]:
-    """The checked size caps: ``data.max_file_bytes`` over the defaults, ``data.max_raster_pixels``."""
-    caps = dict(DEFAULT_MAX_FILE_BYTES)
-    unknown = sorted(set(max_file_bytes or {}) - set(caps))
-    if unknown:
-        raise SketchSegConfigError(
-            f"data.max_file_bytes: unknown file type(s) {unknown}; the types are {sorted(caps)}")
-    for k, v in (max_file_bytes or {}).items():
-        if v is not None:
-            caps[k] = v
-    for k, v in caps.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise SketchSegConfigError(f"data.max_file_bytes.{k} must be a positive number of bytes, got {v!r}")
-    pixels = MAX_IMAGE_PIXELS if max_raster_pixels is None else max_raster_pixels
-    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels <= 0:
-        raise SketchSegConfigError(f"data.max_raster_pixels must be a positive number of pixels, got {pixels!r}")
-    return {"max_file_bytes": caps, "max_raster_pixels": int(pixels)}
 
 
 def _empty_manifest() -> pd.DataFrame:
@@ -407,7 +291,7 @@ def ingest_fscoco(
         )
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
-    limits = _limits(max_file_bytes, max_raster_pixels)
+    limits = ingestion_limits(max_file_bytes, max_raster_pixels)
 
     q = Quarantine()
     root_real = os.path.realpath(root)

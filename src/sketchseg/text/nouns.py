@@ -318,12 +318,10 @@ def extract_categories(
 
 def _match_at(
     tagged: Sequence[tuple[str, str]], flags: Sequence[bool], i: int, known: set[str], max_len: int,
-    words: Sequence[str] | None = None,
+    words: Sequence[str],
 ) -> tuple[str | None, int]:
     """Category starting at token ``i`` (or None) and the number of tokens it spans (a window of at
-    most ``max_len`` tokens from ``i``: constant work per token)."""
-    if words is None:
-        words = [w for w, _ in tagged]
+    most ``max_len`` tokens from ``i``: constant work per token; ``words``: the tokens of ``tagged``)."""
     for width in range(min(max_len, len(words) - i), 1, -1):
         span = words[i : i + width]
         if all(_WORD_RE.fullmatch(w) for w in span):
