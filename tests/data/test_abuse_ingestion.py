@@ -158,3 +158,25 @@ def test_a_raster_with_too_many_pixels_is_refused_from_its_header(tree: Path, mo
 def test_real_sized_files_pass_the_default_caps(tree: Path):
     manifest, quarantine = _run(tree, max_rejection_rate=0.0)
     assert len(quarantine) == 0 and len(manifest) == N_PART * PER
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["text", "vector", "raster"])
+def test_a_file_without_permission_is_quarantined(tree: Path, kind: str, monkeypatch):
+    """EACCES (the tests run as root, who may read anything: the refusal is simulated at os.stat)."""
+    import errno
+
+    stem = _stems(tree)[0]
+    p = _file(tree, kind, stem)
+    real_stat = os.stat
+
+    def stat(path, *a, **k):
+        if os.fspath(path) == str(p):
+            raise PermissionError(errno.EACCES, "Permission denied", str(p))
+        return real_stat(path, *a, **k)
+
+    monkeypatch.setattr(os, "stat", stat)
+    manifest, quarantine = _run(tree)
+    row = _only_sketch_row(quarantine, p)
+    assert "cannot be read: Permission denied" in row["reason"]
+    assert len(manifest) == N_PART * PER - 1

@@ -1,8 +1,10 @@
 """Issue #27 (held up under abuse), the segment pipeline through Kedro's runner: outputs that cannot
 be written are told in one line before any inference; outputs are written atomically; a sketch
-over the pixel limit is a failed row, not a crash."""
+over the pixel limit is a failed row, a FIFO or a symlink loop a skipped one, never opened."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,11 +70,17 @@ def test_unwritable_outputs_are_one_line_before_inference(setup, monkeypatch, ma
         assert out.read_text() == "precious"
 
 
-def test_a_sketch_over_the_pixel_limit_is_a_failed_row(setup):
+def test_a_sketch_over_the_pixel_limit_and_unreadable_entries_are_rows(setup):
+    import os
+
     project, params = setup
     out = project / "results" / "seg"
+    os.mkfifo(Path(params["segment.input_dir"]) / "pipe.png")  # would block a reader for ever
+    (Path(params["segment.input_dir"]) / "loop.png").symlink_to("loop.png")
     run(project, "segment", params={**params, "segment.output_dir": str(out)})
     table = pd.read_csv(out / "segmentation.csv").set_index("file")
+    assert table.loc["pipe.png", "status"] == "skipped" and "FIFO" in table.loc["pipe.png", "reason"]
+    assert table.loc["loop.png", "status"] == "skipped" and "symbolic link loop" in table.loc["loop.png", "reason"]
     assert table.loc["house.png", "status"] == "ok"
     assert table.loc["bomb.png", "status"] == "failed"
     assert "7000x7000 pixels (49.0 MP) is too large; the limit is 40.0 MP" in table.loc["bomb.png", "reason"]

@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 
 from sketchseg.data.sample.drawings import CATEGORIES as SAMPLE_CATEGORIES
 from sketchseg.errors import SketchSegDataError
-from sketchseg.limits import MAX_CAPTION_CHARS, MAX_IMAGE_PIXELS
+from sketchseg.limits import MAX_CAPTION_CHARS, MAX_IMAGE_PIXELS, file_problem
 from sketchseg.text.nltk_setup import ensure_nltk_data
 from sketchseg.text.nouns import DEFAULT_COMPOUNDS, DEFAULT_STOP_WORDS, extract_categories
 
@@ -224,6 +224,9 @@ def read_upload(path: str | os.PathLike[str] | None, *, max_bytes: int = MAX_UPL
         return None
     p = Path(path)
     name = p.name
+    why = file_problem(p)  # never open a FIFO, a device or a directory
+    if why and why != "not found":
+        raise AppInputError(f"{name}: the upload {why}.")
     try:
         size = p.stat().st_size
     except OSError as exc:

@@ -24,6 +24,7 @@ from sketchseg import tracking
 from sketchseg.api import (DEFAULT_ISOLATION_THRESHOLD, MAX_LABEL_MAP_CATEGORIES, clean_categories, label_map_image,
                            load_model, mask_image, overlay)
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+from sketchseg.limits import file_problem
 from sketchseg.model.errors import CheckpointMismatchError
 from sketchseg.pipelines.environment import run_command
 
@@ -263,7 +264,9 @@ def segment_sketches(
             f"no trained checkpoint yet: segment.checkpoint {checkpoint} does not exist; run "
             f"`{run_command('train')}` first (or set segment.checkpoint to a checkpoint file)"
         ) from exc
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = [  # a FIFO, a device, a symlink loop: never opened, one row each
+        {"file": p.name, "status": "skipped", "reason": f"{p.name} {file_problem(p) or 'is not a regular file'}"}
+        for p in sorted(input_dir.iterdir()) if not p.name.startswith(".") and not p.is_file() and not p.is_dir()]
     label_maps: dict[str, Image.Image] = {}
     overlays: dict[str, Image.Image] = {}
     masks: dict[str, Image.Image] = {}
