@@ -47,8 +47,10 @@ class CheckedSketchpad(gr.Sketchpad):
     on the page (``drawing_to_image`` raises it), not gigabytes of decoded pixels or gradio's
     generic "upstream app raised an exception"."""
 
-    def get_block_name(self) -> str:  # the front end of gr.Sketchpad (an ImageEditor template)
+    def get_block_name(self) -> str:  # the front end and config name of gr.Sketchpad (an ImageEditor template)
         return "imageeditor"
+
+    get_block_class = get_block_name
 
     def preprocess(self, payload: Any) -> Any:
         if payload is not None:
