@@ -8,7 +8,8 @@
 
 Images may be any size up to ``sketchseg.limits.MAX_IMAGE_PIXELS`` (40 MP; a larger one is a
 SketchSegDataError naming it, checked before decoding) and any mode (a file path, a PIL image or a
-numpy array; RGBA composited on white; light-on-dark sketches are inverted). The model sees the sketch padded with white to a
+numpy array; RGBA composited on white; light-on-dark sketches are inverted).
+The model sees the sketch padded with white to a
 centred square and resized to its input size; the similarity maps are upsampled back to the
 padded square and cropped, so every output has the image's original size. Pixels whose grey value
 (0 = black ink, 1 = white paper) is above ``paper_threshold`` are paper and get label -1.
