@@ -41,29 +41,29 @@ takes any words.
 """
 
 
-class CheckedSketchpad(gr.Sketchpad):
-    """gr.Sketchpad whose canvas images are checked for their pixel count (from the header) before
+def check_canvas_first(sketchpad: gr.Sketchpad) -> gr.Sketchpad:
+    """``sketchpad`` whose canvas images are checked for their pixel count (from the header) before
     gradio decodes them: a small PNG of 13000 x 13000 pixels sent as the drawing becomes a message
     on the page (``drawing_to_image`` raises it), not gigabytes of decoded pixels or gradio's
-    generic "upstream app raised an exception"."""
+    generic "upstream app raised an exception". (An instance attribute, not a subclass: gradio
+    writes a ``.pyi`` stub beside the module of every component subclass.)"""
+    decode = sketchpad.preprocess
 
-    def get_block_name(self) -> str:  # the front end and config name of gr.Sketchpad (an ImageEditor template)
-        return "imageeditor"
-
-    get_block_class = get_block_name
-
-    def preprocess(self, payload: Any) -> Any:
+    def preprocess(payload: Any) -> Any:
         if payload is not None:
             data = payload
             if getattr(payload, "id", None) is not None:
-                data = self.blob_storage.get(payload.id)
+                data = sketchpad.blob_storage.get(payload.id)
             if data is not None:
                 files = [data.background, *(data.layers or []), data.composite]
                 why = canvas_too_large([getattr(f, "path", f) for f in files])
                 if why:
                     logger.warning("drawing refused before decoding: %s", why)
                     return {"background": None, "layers": [], "composite": None, REFUSED: why}
-        return super().preprocess(payload)
+        return decode(payload)
+
+    sketchpad.preprocess = preprocess  # type: ignore[method-assign]
+    return sketchpad
 
 
 class SegmentApp:
@@ -132,13 +132,13 @@ def build_app(*, checkpoint: str | None = None, models_dir: str | Path = MODELS_
             with gr.Column(scale=1):
                 with gr.Tabs():
                     with gr.Tab("Draw", id="draw") as tab_draw:
-                        drawing = CheckedSketchpad(
+                        drawing = check_canvas_first(gr.Sketchpad(
                             label="Sketch (draw with the mouse or a pen)", type="numpy", image_mode="RGBA",
                             canvas_size=CANVAS, fixed_canvas=True, layers=False, transforms=(),
                             brush=gr.Brush(default_size=4, colors=["#000000"], default_color="#000000",
                                            color_mode="fixed"),
                             elem_id="drawing",
-                        )
+                        ))
                     with gr.Tab("Upload", id="upload") as tab_upload:
                         upload = gr.File(label=f"Sketch image (PNG, JPEG, WebP...; at most "
                                                f"{MAX_UPLOAD_BYTES // 2**20} MB)", type="filepath", elem_id="upload")
