@@ -61,14 +61,16 @@ def test_the_segment_handler_refuses_a_huge_drawing_file(tiny_checkpoint, tmp_pa
 
 @pytest.mark.parametrize("side, expected", [(SIDE, f"{SIDE}x{SIDE} pixels is too large"),
                                             (13000, "too many pixels (at most 40 megapixels)")])
-def test_the_served_page_refuses_a_huge_canvas_with_a_message(client, tmp_path, side, expected):
+def test_the_served_page_refuses_a_huge_canvas_with_a_message(client, tmp_path, side, expected, caplog):
     """The canvas image is checked from its header before gradio decodes it (13000 x 13000: 169 MP,
     beyond PIL's own guard too): a message on the page, not 'upstream app raised an exception'."""
     bomb = _bomb(tmp_path / "composite.png", side)
     drawing = {"background": None, "layers": [], "composite": handle_file(str(bomb))}
-    message, overlay, legend, _ = _segment(client, drawing=drawing)
+    with caplog.at_level("WARNING", logger="sketchseg.app.ui"):
+        message, overlay, legend, _ = _segment(client, drawing=drawing)
     assert message.startswith("**Problem:**") and expected in message, message
     assert overlay is None and legend == ""
+    assert "drawing refused before decoding" in caplog.text  # not after gradio decoded it
 
 
 def test_a_caption_over_the_length_limit_is_refused_untagged(monkeypatch):
