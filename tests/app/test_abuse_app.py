@@ -92,3 +92,17 @@ def test_extract_and_segment_endpoints_refuse_a_long_caption(client, tmp_path):
     message, overlay, _, _ = _segment(client, categories="", caption=long, source="upload",
                                       upload=handle_file(str(sketch)))
     assert f"at most {MAX_CAPTION_CHARS}" in message and overlay is None
+
+
+@pytest.mark.timeout(60)
+def test_an_upload_that_is_no_regular_file_is_never_opened(tmp_path):
+    import os
+
+    from sketchseg.app.inputs import read_upload
+
+    pipe = tmp_path / "sketch.png"
+    os.mkfifo(pipe)
+    with pytest.raises(AppInputError, match=r"sketch.png: the upload is a FIFO \(named pipe\), not a regular file"):
+        read_upload(pipe)
+    with pytest.raises(AppInputError, match=r"folder.png: the upload is a directory, not a regular file"):
+        read_upload((tmp_path / "folder.png").mkdir() or tmp_path / "folder.png")
