@@ -21,6 +21,7 @@ MAX_LINES = 450
 #: top-level part of sketchseg -> layer (higher may import lower, never the other way round)
 LAYERS = {
     "errors": 0, "data": 0, "text": 0,
+    "limits": 0,  # size limits on inputs (pixels, caption length, file sizes): used from data up to the app
     "progress": 0,  # progress bars / log lines: used from data (sample writing) up to the experiment grid
     "workers": 0,  # the signal-safe worker pool of the data steps (ingestion, the sample generator)
     "model": 1,

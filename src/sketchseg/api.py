@@ -6,13 +6,14 @@
 >>> result.label_map.shape == result.image_size[::-1]               # doctest: +SKIP
 >>> overlay(result, "my_sketch.png").save("my_sketch_overlay.png")  # doctest: +SKIP
 
-Images may be any size and mode (a file path, a PIL image or a numpy array; RGBA composited on
-white; light-on-dark sketches are inverted). The model sees the sketch resized to its input size
-as ``model.input_resize`` says: by default padded with white to a centred square and resized with
-Lanczos (as sketchseg trains), the similarity maps upsampled back to the padded square and cropped;
-with ``authors_bicubic_rgb8`` (the converted authors' checkpoint) as the authors' CLIP transform
-does (8-bit, bicubic, a non-square sketch stretched), the maps upsampled back to the image. Every
-output has the image's original size. Pixels whose grey value
+Images may be any size up to ``sketchseg.limits.MAX_IMAGE_PIXELS`` (40 MP; a larger one is a
+SketchSegDataError naming it, checked before decoding) and any mode (a file path, a PIL image or a
+numpy array; RGBA composited on white; light-on-dark sketches are inverted). The model sees the
+sketch resized to its input size as ``model.input_resize`` says: by default padded with white to a
+centred square and resized with Lanczos (as sketchseg trains), the similarity maps upsampled back to
+the padded square and cropped; with ``authors_bicubic_rgb8`` (the converted authors' checkpoint) as
+the authors' CLIP transform does (8-bit, bicubic, a non-square sketch stretched), the maps upsampled
+back to the image. Every output has the image's original size. Pixels whose grey value
 (0 = black ink, 1 = white paper) is above ``paper_threshold`` are paper and get label -1.
 Categories are free text (open vocabulary); each becomes the prompt "A sketch of {category}.".
 """
@@ -32,6 +33,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from sketchseg.data.strokes import border_median, open_grey, to_grey
 from sketchseg.engine.runtime import resolve_device
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+from sketchseg.limits import MAX_CAPTION_CHARS, MAX_IMAGE_PIXELS, check_caption_length, check_pixels
 from sketchseg.model.checkpoint import load_model_from_checkpoint
 from sketchseg.model.config import INPUT_RESIZES, ModelConfig
 from sketchseg.model.model import SketchSegModel
@@ -122,11 +124,12 @@ def image_to_grey(image: ImageInput, *, source: str | None = None) -> tuple[np.n
     show it; alpha is composited on white; light ink on a dark background is inverted.
     """
     if isinstance(image, (str, Path)):
-        grey, _ = open_grey(image, exif_orientation=True)
+        grey, _ = open_grey(image, exif_orientation=True)  # pixels checked from the header, before decoding
         name = str(image)
     elif isinstance(image, Image.Image):
-        grey = to_grey(ImageOps.exif_transpose(image))
         name = source or "<PIL image>"
+        check_pixels(image.width, image.height, name, MAX_IMAGE_PIXELS)
+        grey = to_grey(ImageOps.exif_transpose(image))
     elif isinstance(image, np.ndarray):
         grey = _array_to_grey(image, source or "<array>")
         name = source or "<array>"
@@ -148,6 +151,13 @@ def _array_to_grey(arr: np.ndarray, name: str) -> np.ndarray:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
         raise SketchSegDataError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {a.shape}")
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == bool):
+        kind = {"c": "complex numbers", "O": "Python objects", "U": "strings", "S": "bytes",
+                "M": "dates", "m": "time deltas", "V": "structured records"}.get(a.dtype.kind, f"dtype {a.dtype}")
+        raise SketchSegDataError(
+            f"{name}: the array holds {kind} (dtype {a.dtype}); expected real grey or RGB values "
+            "(uint8 0..255, uint16, bool, or floats 0..1 / 0..255)")
+    check_pixels(a.shape[1], a.shape[0], name, MAX_IMAGE_PIXELS)  # before any float copy of it
     if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
         if a.dtype == bool:
             top = 1.0
@@ -313,6 +323,9 @@ def load_model(
     ``ModelConfig`` = used as it is. The checkpoint must fit that model exactly (keys, shapes,
     backbone), else ``sketchseg.model.errors.CheckpointMismatchError`` says what differs.
     """
+    if not isinstance(checkpoint_path, (str, Path)) or not str(checkpoint_path).strip():
+        raise SketchSegConfigError(
+            f"load_model: checkpoint_path must be the path of a checkpoint file (.safetensors), got {checkpoint_path!r}")
     path = Path(checkpoint_path)
     model, cfg, meta = load_model_from_checkpoint(path, model_params)
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
@@ -398,3 +411,15 @@ def mask_image(result: SegmentationResult) -> Image.Image:
     if result.isolated is None:
         raise SketchSegConfigError("this segmentation has no isolation mask (segment(..., isolate=<category>))")
     return Image.fromarray(np.where(result.isolated, 255, 0).astype(np.uint8))
+
+
+def caption_categories(caption: str) -> list[str]:
+    """The object categories a caption names, extracted as in training (``sketchseg.text.nouns``
+    with its default stop words and compounds), e.g. to pass to :meth:`Segmenter.segment`.
+    A caption longer than ``MAX_CAPTION_CHARS`` (2000) characters raises ``SketchSegDataError``."""
+    from sketchseg.text.nouns import extract_categories
+
+    if not isinstance(caption, str):
+        raise SketchSegDataError(f"caption must be a string, got {type(caption).__name__}")
+    check_caption_length(caption, "caption", MAX_CAPTION_CHARS)
+    return extract_categories(caption)

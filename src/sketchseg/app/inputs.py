@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,16 @@ from PIL import Image, ImageOps
 
 from sketchseg.data.sample.drawings import CATEGORIES as SAMPLE_CATEGORIES
 from sketchseg.errors import SketchSegDataError
+from sketchseg.limits import MAX_CAPTION_CHARS, MAX_IMAGE_PIXELS, file_problem
 from sketchseg.text.nltk_setup import ensure_nltk_data
 from sketchseg.text.nouns import DEFAULT_COMPOUNDS, DEFAULT_STOP_WORDS, extract_categories
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "AppInputError", "MAX_CATEGORIES", "MAX_CATEGORY_CHARS", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "WORK_SIDE",
+    "AppInputError", "MAX_CAPTION_CHARS", "MAX_CATEGORIES", "MAX_CATEGORY_CHARS", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "WORK_SIDE",
     "SAMPLE_CATEGORIES", "parse_categories", "categories_from_caption", "choose_categories", "drawing_to_image",
-    "read_upload", "fit_work_size", "has_ink",
+    "read_upload", "fit_work_size", "has_ink", "check_caption", "canvas_too_large", "REFUSED",
 ]
 
 #: more categories than this is refused (each is a text prompt: 300 would take minutes on a CPU)
@@ -35,8 +37,11 @@ MAX_CATEGORIES = 40
 MAX_CATEGORY_CHARS = 60
 #: an upload larger than this (bytes) is refused before it is decoded (the server caps it too)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-#: an upload with more pixels than this is refused before it is decoded (decompression bombs)
-MAX_UPLOAD_PIXELS = 40_000_000
+#: an upload or a drawing with more pixels than this is refused before it is decoded (decompression
+#: bombs): the project-wide ``sketchseg.limits.MAX_IMAGE_PIXELS``
+MAX_UPLOAD_PIXELS = MAX_IMAGE_PIXELS
+#: key of a drawing value that the page's canvas refused before decoding (its message)
+REFUSED = "refused"
 #: sketches larger than this (longest side, px) are downscaled before segmenting: the model sees
 #: them at its input size anyway, and C full-size maps of a photo-sized scan would fill the memory
 WORK_SIDE = 1024
@@ -86,6 +91,7 @@ def categories_from_caption(caption: str | None, *, nltk_data_path: str | os.Pat
     on ``nltk_data_path`` and ``$NLTK_DATA``; never downloaded here."""
     if not caption or not caption.strip():
         return []
+    check_caption(caption)
     try:
         ensure_nltk_data(nltk_data_path, allow_download=False)
     except SketchSegDataError as exc:
@@ -97,6 +103,7 @@ def categories_from_caption(caption: str | None, *, nltk_data_path: str | os.Pat
 def choose_categories(typed: str | None, caption: str | None, **caption_kw: Any) -> tuple[list[str], str]:
     """The categories to segment with and where they came from: the typed ones when any, else
     those of the caption. Raises ``AppInputError`` when there are none, too many or too long ones."""
+    check_caption(caption)
     names = parse_categories(typed)
     if names:
         return check_categories(names), "typed"
@@ -115,6 +122,8 @@ def drawing_to_image(value: Any) -> Image.Image | None:
     if value is None:
         return None
     if isinstance(value, Mapping):
+        if value.get(REFUSED):
+            raise AppInputError(str(value[REFUSED]))
         composite = value.get("composite")
         if composite is None:
             layers = [x for x in [value.get("background"), *(value.get("layers") or [])] if x is not None]
@@ -126,6 +135,8 @@ def drawing_to_image(value: Any) -> Image.Image | None:
         return read_upload(value)
     if isinstance(value, np.ndarray):
         arr = value
+        if arr.ndim >= 2:
+            _check_drawing_pixels(arr.shape[1], arr.shape[0])
         if arr.dtype != np.uint8:
             arr = np.clip(arr * (255.0 if arr.max(initial=0) <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -135,10 +146,57 @@ def drawing_to_image(value: Any) -> Image.Image | None:
         value = Image.fromarray(arr)
     if not isinstance(value, Image.Image):
         raise AppInputError(f"The drawing arrived as {type(value).__name__}, not as an image.")
+    _check_drawing_pixels(*value.size)
     return _on_white(value)
 
 
+def _too_many_pixels(what: str, width: int, height: int, limit: int = MAX_UPLOAD_PIXELS) -> str | None:
+    if int(width) * int(height) <= limit:
+        return None
+    return f"{what}: {int(width)}x{int(height)} pixels is too large (at most {limit / 1e6:.0f} megapixels)."
+
+
+def _check_drawing_pixels(width: int, height: int) -> None:
+    why = _too_many_pixels("The drawing", width, height)
+    if why:
+        raise AppInputError(why)
+
+
+def canvas_too_large(files: Sequence[Any], limit: int = MAX_UPLOAD_PIXELS) -> str | None:
+    """The page's message when one of the canvas images (file paths or bytes, as the browser sent
+    them) has more than ``limit`` pixels, read from its header only; None when all are fine (or
+    not images at all: the decoder says so later)."""
+    import io
+
+    for f in files:
+        if f is None:
+            continue
+        src = io.BytesIO(bytes(f)) if isinstance(f, (bytes, bytearray, memoryview)) else f
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(src) as im:  # lazy: reads the header, decodes nothing
+                    why = _too_many_pixels("The drawing", *im.size, limit=limit)
+        except Image.DecompressionBombError:
+            return f"The drawing has too many pixels (at most {limit / 1e6:.0f} megapixels)."
+        except (OSError, ValueError, SyntaxError, EOFError):
+            continue
+        if why:
+            return why
+    return None
+
+
+def check_caption(caption: str | None) -> None:
+    """``AppInputError`` for a caption over ``MAX_CAPTION_CHARS`` characters."""
+    if caption and len(caption) > MAX_CAPTION_CHARS:
+        raise AppInputError(f"The caption has {len(caption)} characters; at most {MAX_CAPTION_CHARS} "
+                            "(a sentence or two naming the objects).")
+
+
 def _flatten(layers: Sequence[Any]) -> Image.Image:
+    for layer in layers:
+        w, h = layer.size if isinstance(layer, Image.Image) else np.shape(layer)[1::-1]
+        _check_drawing_pixels(w, h)
     base = _on_white(Image.fromarray(np.asarray(layers[0], dtype=np.uint8)) if not isinstance(layers[0], Image.Image)
                      else layers[0]).convert("RGBA")
     for layer in layers[1:]:
@@ -166,6 +224,9 @@ def read_upload(path: str | os.PathLike[str] | None, *, max_bytes: int = MAX_UPL
         return None
     p = Path(path)
     name = p.name
+    why = file_problem(p)  # never open a FIFO, a device or a directory
+    if why and why != "not found":
+        raise AppInputError(f"{name}: the upload {why}.")
     try:
         size = p.stat().st_size
     except OSError as exc:
@@ -175,7 +236,10 @@ def read_upload(path: str | os.PathLike[str] | None, *, max_bytes: int = MAX_UPL
     if size == 0:
         raise AppInputError(f"{name}: the file is empty.")
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked just below
+            opened = Image.open(p)
+        with opened as im:
             w, h = im.size
             if w * h > max_pixels:
                 raise AppInputError(f"{name}: {w}x{h} pixels is too large (at most {max_pixels / 1e6:.0f} megapixels).")

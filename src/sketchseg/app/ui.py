@@ -16,8 +16,8 @@ import gradio as gr
 from sketchseg.api import DEFAULT_ISOLATION_THRESHOLD
 from sketchseg.app.checkpoints import MODELS_DIR, ModelCache, default_checkpoint, find_checkpoints
 from sketchseg.app.inputs import (
-    MAX_CATEGORIES, MAX_UPLOAD_BYTES, SAMPLE_CATEGORIES, AppInputError, choose_categories, drawing_to_image,
-    parse_categories, read_upload,
+    MAX_CATEGORIES, MAX_UPLOAD_BYTES, REFUSED, SAMPLE_CATEGORIES, AppInputError, canvas_too_large, choose_categories,
+    drawing_to_image, parse_categories, read_upload,
 )
 from sketchseg.app.results import NO_ISOLATION, failure, segment_sketch
 from sketchseg.errors import SketchSegError
@@ -39,6 +39,31 @@ generated sketches) only knows its generator's {len(SAMPLE_CATEGORIES)} categori
 *{", ".join(SAMPLE_CATEGORIES)}*. A model trained on FS-COCO (or the authors' converted checkpoint)
 takes any words.
 """
+
+
+def check_canvas_first(sketchpad: gr.Sketchpad) -> gr.Sketchpad:
+    """``sketchpad`` whose canvas images are checked for their pixel count (from the header) before
+    gradio decodes them: a small PNG of 13000 x 13000 pixels sent as the drawing becomes a message
+    on the page (``drawing_to_image`` raises it), not gigabytes of decoded pixels or gradio's
+    generic "upstream app raised an exception". (An instance attribute, not a subclass: gradio
+    writes a ``.pyi`` stub beside the module of every component subclass.)"""
+    decode = sketchpad.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        if payload is not None:
+            data = payload
+            if getattr(payload, "id", None) is not None:
+                data = sketchpad.blob_storage.get(payload.id)
+            if data is not None:
+                files = [data.background, *(data.layers or []), data.composite]
+                why = canvas_too_large([getattr(f, "path", f) for f in files])
+                if why:
+                    logger.warning("drawing refused before decoding: %s", why)
+                    return {"background": None, "layers": [], "composite": None, REFUSED: why}
+        return decode(payload)
+
+    sketchpad.preprocess = preprocess  # type: ignore[method-assign]
+    return sketchpad
 
 
 class SegmentApp:
@@ -107,13 +132,13 @@ def build_app(*, checkpoint: str | None = None, models_dir: str | Path = MODELS_
             with gr.Column(scale=1):
                 with gr.Tabs():
                     with gr.Tab("Draw", id="draw") as tab_draw:
-                        drawing = gr.Sketchpad(
+                        drawing = check_canvas_first(gr.Sketchpad(
                             label="Sketch (draw with the mouse or a pen)", type="numpy", image_mode="RGBA",
                             canvas_size=CANVAS, fixed_canvas=True, layers=False, transforms=(),
                             brush=gr.Brush(default_size=4, colors=["#000000"], default_color="#000000",
                                            color_mode="fixed"),
                             elem_id="drawing",
-                        )
+                        ))
                     with gr.Tab("Upload", id="upload") as tab_upload:
                         upload = gr.File(label=f"Sketch image (PNG, JPEG, WebP...; at most "
                                                f"{MAX_UPLOAD_BYTES // 2**20} MB)", type="filepath", elem_id="upload")

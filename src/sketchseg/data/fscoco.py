@@ -8,6 +8,8 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from sketchseg.data.quarantine import QUARANTINE_COLUMNS, Quarantine, outside_reason, outside_root
-from sketchseg.data.strokes import far_outside_frame, image_info, parse_strokes
+from sketchseg.data.sketch_checks import check_batch, count_strokes, entry_is_dir, ingestion_limits, list_entries
 from sketchseg.errors import SketchSegDataError
+from sketchseg.limits import DEFAULT_MAX_FILE_BYTES, file_problem
 from sketchseg.progress import Progress
 from sketchseg.workers import worker_pool
 
@@ -58,86 +61,19 @@ def _sort_key(k: tuple[int | str, int | str]) -> tuple[Any, ...]:
     return tuple((isinstance(p, str), p if isinstance(p, str) else "", p if isinstance(p, int) else 0) for p in k)
 
 
-def _strip_source(msg: str, path: str) -> str:
-    prefix = f"{path}: "
-    return msg[len(prefix):] if msg.startswith(prefix) else msg
-
-
-# --------------------------------------------------------------------------------------------------
-# per-sketch checks (run in worker processes)
-# --------------------------------------------------------------------------------------------------
-def _read_caption(path: str) -> tuple[str | None, str | None]:
-    """(caption, problem)."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        return None, f"caption cannot be read: {exc}"
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, f"caption is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})"
-    text = text.lstrip("\ufeff").strip()
-    if not text:
-        return None, "caption is empty"
-    return text, None
-
-
-def _count_strokes(path: str) -> tuple[tuple[int, int] | None, str | None]:
-    """((number of strokes, number without a trailing open run), problem)."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # object arrays, bad header, truncated data, not an npy at all
-        return None, f"vector sketch does not parse: {exc}"
-    if not isinstance(arr, np.ndarray):
-        return None, "vector sketch does not parse: not a single array"
-    if arr.size == 0:
-        return None, "vector sketch has no strokes"
-    try:
-        strokes = parse_strokes(arr, source=path)
-    except SketchSegDataError as exc:
-        return None, f"vector sketch does not parse: {_strip_source(str(exc), path)}"
-    if not strokes:
-        return None, "vector sketch has no strokes"
-    absurd = far_outside_frame(arr)
-    if absurd:
-        return None, f"vector sketch has {absurd}"
-    open_tail = float(arr[-1, 2]) < 0.5  # the last point closes no stroke: a trailing open run
-    return (len(strokes), len(strokes) - int(open_tail)), None
-
-
-def _check_sketch(task: tuple[str, str, str]) -> dict[str, Any]:
-    raster, vector, text = task
-    problems: list[tuple[str, str]] = []
-    caption, why = _read_caption(text)
-    if why:
-        problems.append((text, why))
-    counts, why = _count_strokes(vector)
-    if why:
-        problems.append((vector, why))
-    n_strokes = counts[0] if counts else None
-    info: dict[str, Any] | None = None
-    try:
-        info = image_info(raster)
-    except SketchSegDataError as exc:
-        problems.append((raster, _strip_source(str(exc), raster)))
-    return {"caption": caption, "n_strokes": n_strokes, "info": info, "problems": problems}
-
-
-def _check_batch(tasks: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
-    return [_check_sketch(t) for t in tasks]
-
-
-def _run_checks(tasks: list[tuple[str, str, str]], workers: int, progress: bool) -> list[dict[str, Any]]:
+def _run_checks(tasks: list[tuple[str, str, str]], workers: int, progress: bool,
+                limits: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     batches = [tasks[i : i + _BATCH] for i in range(0, len(tasks), _BATCH)]
+    check = partial(check_batch, limits=dict(limits or {}))
     out: list[dict[str, Any]] = []
     with Progress(total=len(tasks), desc="ingest FS-COCO", unit="sketch", enabled=progress) as bar:
         if workers <= 1 or len(tasks) < _INLINE_BELOW:
             for b in batches:
-                out += _check_batch(b)
+                out += check(b)
                 bar.update(len(b))
         else:
             with worker_pool(workers) as pool:  # a stop signal never lands in a fork; workers end with the block
-                for b, res in zip(batches, pool.imap(_check_batch, batches)):
+                for b, res in zip(batches, pool.imap(check, batches)):
                     out += res
                     bar.update(len(b))
     return out
@@ -151,15 +87,19 @@ def _scan_fscoco(root: Path, q: Quarantine) -> dict[tuple[int | str, int | str],
     cands: dict[tuple[int | str, int | str], dict[str, Any]] = {}
     for kind, (folder, suffixes, _) in _KINDS.items():
         base = root / folder
-        for pentry in sorted(os.scandir(base), key=lambda e: e.name):
-            if not pentry.is_dir():
-                q.add(pentry.path, None, None, f"unexpected file (expected participant folders in {folder}/)", "file")
+        for pentry in list_entries(base, q, None):
+            is_dir, why = entry_is_dir(pentry)
+            if not is_dir:
+                q.add(pentry.path, None, None, f"unexpected file (expected participant folders in {folder}/)"
+                      + (f": {why}" if why else ""), "file")
                 continue
             pkey = _key(pentry.name)
             pid = pkey if isinstance(pkey, int) else None
-            for f in sorted(os.scandir(pentry.path), key=lambda e: e.name):
+            for f in list_entries(Path(pentry.path), q, pid):
                 stem, suffix = os.path.splitext(f.name)
-                if f.is_dir():
+                # a symlink loop, a FIFO, an unreadable file: a candidate all the same; its check
+                # quarantines the one sketch with the reason (file_problem), the scan goes on
+                if entry_is_dir(f)[0]:
                     q.add(f.path, None, pid, "unexpected directory", "file")
                     continue
                 if suffix.lower() not in suffixes:
@@ -183,7 +123,10 @@ def _reason_key(reason: str) -> str:
     return re.sub(r"\d+", "N", first)
 
 
-def _load_labels(path: Path) -> tuple[list[str] | None, str | None]:
+def _load_labels(path: Path, max_bytes: int | None = None) -> tuple[list[str] | None, str | None]:
+    why = file_problem(path, max_bytes)
+    if why:
+        return None, f"label file {why}"
     try:
         labels = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -193,8 +136,10 @@ def _load_labels(path: Path) -> tuple[list[str] | None, str | None]:
     return labels, None
 
 
-def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n_by_id: dict[int, int]) -> None:
+def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n_by_id: dict[int, int],
+                        max_file_bytes: Mapping[str, int] | None = None) -> None:
     """Fill annotated_split / labels_path / seg_vector_path / labels_json in place."""
+    cap = dict(max_file_bytes or DEFAULT_MAX_FILE_BYTES)
     pid_of = dict(zip(manifest["sketch_id"].tolist(), manifest["participant_id"].tolist()))
     row_of = {sid: i for i, sid in enumerate(manifest["sketch_id"].tolist())}
     ann: dict[str, list[Any]] = {c: [None] * len(manifest) for c in
@@ -212,9 +157,10 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n
             if not d.is_dir():
                 logger.warning("FS-COCO-seg folder %s is missing", d)
                 continue
-            for f in sorted(d.iterdir()):
+            for entry in list_entries(d, q, None):
+                f = Path(entry.path)
                 sid = _as_int(f.stem)
-                if f.is_dir() or f.suffix.lower() != suffix:
+                if entry_is_dir(entry)[0] or f.suffix.lower() != suffix:
                     q.add(f, sid, pid_of.get(sid), f"unexpected file (expected {suffix} in {split}/{sub}/)", "file")
                     continue
                 if sid is None:
@@ -260,12 +206,12 @@ def _ingest_annotations(seg_root: Path, manifest: pd.DataFrame, q: Quarantine, n
                 q.add(escapes[0][0], sid, pid, outside_reason(escapes[0][1]) + unscored, "annotation")
                 n_bad += 1
                 continue
-            labels, why = _load_labels(got["labels"])
+            labels, why = _load_labels(got["labels"], cap.get("labels"))
             if why:
                 q.add(got["labels"], sid, pid, why + unscored, "annotation")
                 n_bad += 1
                 continue
-            counts, why = _count_strokes(str(got["vector"]))
+            counts, why = count_strokes(str(got["vector"]), cap.get("vector"))
             if why:
                 q.add(got["vector"], sid, pid, why + unscored, "annotation")
                 n_bad += 1
@@ -309,8 +255,17 @@ def ingest_fscoco(
     max_rejection_rate: float,
     workers: int | None = None,
     progress: bool = True,
+    max_file_bytes: Mapping[str, int] | None = None,
+    max_raster_pixels: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scan FS-COCO (+ FS-COCO-seg val/test) and return ``(manifest, quarantine)``.
+
+    Every file is checked before it is read (``sketchseg.limits.file_problem``): a symlink loop, a
+    FIFO or device, a directory under a file's name, a file that cannot be read or one larger than
+    its ``max_file_bytes`` cap (per type: caption, vector, raster, labels; defaults
+    ``sketchseg.limits.DEFAULT_MAX_FILE_BYTES``) quarantines its sketch (or its annotation) with the
+    reason; a raster with more than ``max_raster_pixels`` pixels (default
+    ``sketchseg.limits.MAX_IMAGE_PIXELS``, read from the header) too.
 
     Every candidate sketch (a (participant, stem) pair seen in raster_sketches/, vector_sketches/ or
     text/) ends up either in the manifest or as exactly one ``kind == "sketch"`` row of the
@@ -336,6 +291,7 @@ def ingest_fscoco(
         )
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
+    limits = ingestion_limits(max_file_bytes, max_raster_pixels)
 
     q = Quarantine()
     root_real = os.path.realpath(root)
@@ -369,7 +325,7 @@ def ingest_fscoco(
         tasks.append((c["raster"], c["vector"], c["text"]))
         task_keys.append((pid, sid))
 
-    results = _run_checks(tasks, int(workers), progress)
+    results = _run_checks(tasks, int(workers), progress, limits)
     rows: list[dict[str, Any]] = []
     for (pid, sid), task, res in zip(task_keys, tasks, results):
         if res["problems"]:
@@ -424,7 +380,7 @@ def ingest_fscoco(
             manifest[c] = pd.Series([None] * len(manifest), index=manifest.index, dtype=object)
     elif len(manifest):
         n_by_id = dict(zip(manifest["sketch_id"].tolist(), manifest["n_strokes"].tolist()))
-        _ingest_annotations(Path(fscoco_seg_root), manifest, q, n_by_id)
+        _ingest_annotations(Path(fscoco_seg_root), manifest, q, n_by_id, limits["max_file_bytes"])
 
     quarantine = q.frame()
     kinds = Counter(r["kind"] for r in q.rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sketchseg.errors import SketchSegDataError
+from sketchseg.limits import MAX_IMAGE_PIXELS, check_pixels, file_problem
 
 logger = logging.getLogger(__name__)
 
@@ -302,12 +304,25 @@ def render_labelled_strokes(
 # --------------------------------------------------------------------------------------------------
 # raster sketches
 # --------------------------------------------------------------------------------------------------
-def open_grey(path: str | Path, *, exif_orientation: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+def open_grey(path: str | Path, *, exif_orientation: bool = False, max_pixels: int | None = None,
+              max_bytes: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode an image fully and return a float32 grey array in [0, 1] (alpha composited on white);
-    ``exif_orientation``: turn it as its EXIF orientation tag says (user photos of sketches)."""
+    ``exif_orientation``: turn it as its EXIF orientation tag says (user photos of sketches).
+
+    Before anything is decoded, the file must be a readable regular file (no FIFO, directory or
+    symlink loop) of at most ``max_bytes``, and its header must say at most ``max_pixels`` pixels
+    (default ``sketchseg.limits.MAX_IMAGE_PIXELS``); else ``SketchSegDataError`` names the file."""
     path = Path(path)
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+    why = file_problem(path, max_bytes)
+    if why:
+        raise SketchSegDataError(f"{path}: image file {why}")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, with a clear message
+            im_ctx = Image.open(path)
+        with im_ctx as im:
+            check_pixels(im.width, im.height, str(path), limit)  # from the header, before decoding
             im.load()  # forces a full decode: truncated files raise here
             if exif_orientation:
                 im = ImageOps.exif_transpose(im)
@@ -319,7 +334,9 @@ def open_grey(path: str | Path, *, exif_orientation: bool = False) -> tuple[np.n
         raise SketchSegDataError(f"{path}: unreadable image: not a recognised image format") from exc
     except SketchSegDataError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, EOFError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise SketchSegDataError(f"{path}: too many pixels, above the limit of {limit} pixels ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise SketchSegDataError(f"{path}: unreadable image: {exc}") from exc
     if grey.size == 0:
         raise SketchSegDataError(f"{path}: unreadable image: empty ({info['width']}x{info['height']})")
@@ -355,13 +372,14 @@ def border_median(grey: np.ndarray) -> float:
     return float(np.median(b))
 
 
-def image_info(path: str | Path) -> dict[str, Any]:
+def image_info(path: str | Path, *, max_pixels: int | None = None, max_bytes: int | None = None) -> dict[str, Any]:
     """Decode an image once (catching truncation) and describe it.
 
     Returns ``{"width", "height", "mode", "inverted"}``; ``inverted`` is True for light ink on a dark
-    background (median of the border pixels < 0.5). Raises SketchSegDataError for unreadable files.
+    background (median of the border pixels < 0.5). Raises SketchSegDataError for unreadable files
+    and for files over ``max_bytes`` / ``max_pixels`` (see :func:`open_grey`).
     """
-    grey, info = open_grey(path)
+    grey, info = open_grey(path, max_pixels=max_pixels, max_bytes=max_bytes)
     info["inverted"] = bool(border_median(grey) < 0.5)
     return info
 

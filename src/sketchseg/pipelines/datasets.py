@@ -99,3 +99,51 @@ if _ParquetDataset is not None:
             preview = super().preview(nrows)
             preview["data"] = [[_jsonable_cell(v) for v in row] for row in preview["data"]]
             return preview
+
+
+def _atomic_write(path: Path, write: Any, *, mode: str = "wb", **open_args: Any) -> None:
+    """``write(file)`` into a temporary file beside ``path``, then rename it over ``path``: a failed
+    or interrupted save leaves the old file (or none), never a truncated or 0-byte one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp, mode, **open_args) as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+try:
+    from kedro_datasets.pandas import CSVDataset as _CSVDataset
+    from kedro_datasets.pillow import ImageDataset as _ImageDataset
+except ImportError:  # pragma: no cover
+    _CSVDataset = _ImageDataset = None  # type: ignore[assignment,misc]
+
+if _CSVDataset is not None:
+
+    class AtomicCSVDataset(_CSVDataset):
+        """pandas CSVDataset whose local saves are atomic (temporary file + rename)."""
+
+        def save(self, data: Any) -> None:  # type: ignore[override]
+            if self._protocol != "file":
+                return super().save(data)
+            path = Path(get_filepath_str(self._get_save_path(), self._protocol))
+            open_args = {k: v for k, v in self._fs_open_args_save.items() if k != "mode"}
+            open_args.setdefault("newline", "")
+            _atomic_write(path, lambda f: data.to_csv(path_or_buf=f, **self._save_args), mode="w", **open_args)
+            self._invalidate_cache()
+
+    class AtomicImageDataset(_ImageDataset):
+        """pillow ImageDataset whose local saves are atomic (temporary file + rename)."""
+
+        def save(self, data: Any) -> None:  # type: ignore[override]
+            if self._protocol != "file":
+                return super().save(data)
+            save_path = self._get_save_path()
+            path = Path(get_filepath_str(save_path, self._protocol))
+            fmt = self._get_format(save_path)
+            _atomic_write(path, lambda f: data.save(f, format=fmt, **self._save_args))
+            self._invalidate_cache()

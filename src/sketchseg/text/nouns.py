@@ -305,21 +305,23 @@ def extract_categories(
     tagged = tag_caption(caption, lowercase=lowercase)
     flags = _noun_flags(tagged)
 
-    found: list[str] = []
+    words = [w for w, _ in tagged]  # once: every step below looks at a bounded window of tokens
+    found: dict[str, None] = {}  # insertion-ordered set: membership in O(1), not a list scan
     i = 0
     while i < len(tagged):
-        category, width = _match_at(tagged, flags, i, known, max_len)
+        category, width = _match_at(tagged, flags, i, known, max_len, words)
         if category is not None and category not in stop and category not in found:
-            found.append(category)
+            found[category] = None
         i += width
-    return found
+    return list(found)
 
 
 def _match_at(
-    tagged: Sequence[tuple[str, str]], flags: Sequence[bool], i: int, known: set[str], max_len: int
+    tagged: Sequence[tuple[str, str]], flags: Sequence[bool], i: int, known: set[str], max_len: int,
+    words: Sequence[str],
 ) -> tuple[str | None, int]:
-    """Category starting at token ``i`` (or None) and the number of tokens it spans."""
-    words = [w for w, _ in tagged]
+    """Category starting at token ``i`` (or None) and the number of tokens it spans (a window of at
+    most ``max_len`` tokens from ``i``: constant work per token; ``words``: the tokens of ``tagged``)."""
     for width in range(min(max_len, len(words) - i), 1, -1):
         span = words[i : i + width]
         if all(_WORD_RE.fullmatch(w) for w in span):
@@ -407,7 +409,15 @@ def extract_table(
     pairs = zip(captions["sketch_id"].tolist(), captions["caption"].tolist(), pids, strict=True)
     for sketch_id, caption, pid in progress(pairs, total=len(captions), desc="captions", unit="caption"):
         text = caption.strip() if isinstance(caption, str) else ""
-        cats = extract_categories(text, stop_words=stop_words, compounds=compounds)
+        try:
+            cats = extract_categories(text, stop_words=stop_words, compounds=compounds)
+        except SketchSegDataError:
+            raise
+        except Exception as exc:  # a tagger/tokenizer failure names the sketch, not only a regex
+            who = f"sketch {sketch_id}" + (f" (participant {pid})" if pid is not None else "")
+            raise SketchSegDataError(
+                f"{who}: noun extraction failed on its caption ({len(text)} characters, {text[:60]!r}...): "
+                f"{type(exc).__name__}: {exc}") from exc
         if not cats:
             who = f"sketch {sketch_id}" + (f" (participant {pid})" if pid is not None else "")
             no_noun.append(f"{who} {text!r}")

@@ -22,6 +22,8 @@ def ingest(data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         data["fscoco_seg_root"],
         max_rejection_rate=float(data["max_rejection_rate"]),
         workers=data.get("workers"),
+        max_file_bytes=data.get("max_file_bytes"),
+        max_raster_pixels=data.get("max_raster_pixels"),
     )
     counts = {
         "n_sketches": len(manifest),

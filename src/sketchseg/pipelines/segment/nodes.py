@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from sketchseg import tracking
 from sketchseg.api import (DEFAULT_ISOLATION_THRESHOLD, MAX_LABEL_MAP_CATEGORIES, clean_categories, label_map_image,
                            load_model, mask_image, overlay)
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+from sketchseg.limits import file_problem
 from sketchseg.model.errors import CheckpointMismatchError
 from sketchseg.pipelines.environment import run_command
 
@@ -156,6 +159,42 @@ def _inside(child: Path, parent: Path) -> bool:
         return False
 
 
+#: what the catalog writes under segment.output_dir (catalog_segment.yml): a file and three folders
+OUTPUT_FILES = ("segmentation.csv",)
+OUTPUT_FOLDERS = ("label_maps", "overlays", "masks")
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Make sure the outputs can be written before any inference: ``output_dir`` is (or can be
+    made) a writable folder, ``segmentation.csv`` is no folder, the partition folders are no files.
+    Raises ``SketchSegConfigError`` with one line naming the path and the problem."""
+    hint = "; set segment.output_dir to a folder (--params segment.output_dir=<folder>)"
+    for parent in [output_dir, *output_dir.parents]:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                what = "segment.output_dir" if parent == output_dir else f"segment.output_dir {output_dir}: its parent"
+                raise SketchSegConfigError(f"{what} {parent} is a file, not a folder: the outputs cannot be written"
+                                           + hint)
+            break
+    for name in OUTPUT_FILES:
+        if (output_dir / name).is_dir():
+            raise SketchSegConfigError(f"segment.output_dir: {output_dir / name} is a folder; the table is written "
+                                       "there: remove or rename it" + hint)
+    for name in OUTPUT_FOLDERS:
+        sub = output_dir / name
+        if sub.exists() and not sub.is_dir():
+            raise SketchSegConfigError(f"segment.output_dir: {sub} is a file; the {name} are written into a folder "
+                                       "of that name: remove or rename it" + hint)
+    try:  # the real test: create the folder and a file in it (permissions, read-only disks, quotas)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=output_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SketchSegConfigError(f"segment.output_dir {output_dir} is not writable: {exc.strerror or exc}"
+                                   + hint) from exc
+
+
 def _number(segment: dict[str, Any], key: str, default: float) -> float:
     value = segment.get(key, default)
     try:
@@ -194,6 +233,7 @@ def segment_sketches(
             "or segment.categories_file (JSON {file: [..]} or CSV filename,categories)"
         )
 
+    check_output_dir(output_dir)  # before the model is loaded: finished work is never lost to a bad folder
     files = list_input_files(input_dir)
     images = [f for f in files if f.suffix.lower() in extensions]
     if not images:
@@ -225,7 +265,9 @@ def segment_sketches(
             f"no trained checkpoint yet: segment.checkpoint {checkpoint} does not exist; run "
             f"`{run_command('train')}` first (or set segment.checkpoint to a checkpoint file)"
         ) from exc
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = [  # a FIFO, a device, a symlink loop: never opened, one row each
+        {"file": p.name, "status": "skipped", "reason": f"{p.name} {file_problem(p) or 'is not a regular file'}"}
+        for p in sorted(input_dir.iterdir()) if not p.name.startswith(".") and not p.is_file() and not p.is_dir()]
     label_maps: dict[str, Image.Image] = {}
     overlays: dict[str, Image.Image] = {}
     masks: dict[str, Image.Image] = {}
