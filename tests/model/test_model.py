@@ -228,8 +228,6 @@ def test_encode_text_is_normalised_cached_and_frozen(backbone):
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
     torch.testing.assert_close(emb[0], emb[2])
     assert set(model.text_cache.embeddings) == {"A sketch of tree.", "A sketch of car."}
-    model.to(torch.float32)
-    assert model.text_cache.embeddings == {}
 
 
 def test_training_under_bf16_autocast(backbone):
@@ -329,3 +327,13 @@ def test_ln_prompts_ca_also_trains_the_cross_attention_blocks_attention(backbone
     assert grad is not None and grad.abs().sum() > 0
     with pytest.raises(ModelConfigError, match="ln_prompts_ca"):
         tiny_cfg(finetune="ln_prompts_ca", cross_attention=False)
+
+
+def test_text_cache_survives_a_move_to_where_the_model_is_and_not_another_dtype(backbone):
+    model = build_tiny(backbone, tiny_cfg())
+    model.encode_text(["A sketch of tree."])
+    model.to("cpu").eval()  # no move (a Segmenter of a placed model): the cache stays
+    assert set(model.text_cache.embeddings) == {"A sketch of tree."}
+    model.double()
+    assert model.text_cache.embeddings == {}  # moved: the cache is dropped
+    model.float()

@@ -172,8 +172,9 @@ class SketchSegModel(nn.Module):
         return self
 
     def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - torch's signature
-        self.text_cache.clear()  # cached embeddings live on the old device / dtype
-        return super()._apply(fn, recurse)
+        out = super()._apply(fn, recurse)
+        self.text_cache.follow_tower()  # cached embeddings live on the tower's device / dtype
+        return out
 
     @property
     def device(self) -> torch.device:

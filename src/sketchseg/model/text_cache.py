@@ -44,6 +44,20 @@ class TextCache:
         self.embed_dim = embed_dim
         self.embeddings: dict[str, torch.Tensor] = {}
         self.ensembles: dict[tuple[str, bool], torch.Tensor] = {}
+        self._placement = self._tower_placement()
+
+    def _tower_placement(self) -> tuple[torch.device, torch.dtype] | None:
+        param = next(self.tower.parameters(), None)
+        return None if param is None else (param.device, param.dtype)
+
+    def follow_tower(self) -> None:
+        """After the model moved (``.to()``, ``.half()``): forget the cache when the tower now lives
+        on another device or dtype, keep it when it did not move (a ``Segmenter`` of an already
+        placed model, ``.to("cpu")`` on CPU)."""
+        placement = self._tower_placement()
+        if placement != self._placement:
+            self.clear()
+        self._placement = placement
 
     def clear(self) -> None:
         """Forget every cached embedding (they live on the old device / dtype)."""
