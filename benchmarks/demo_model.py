@@ -152,6 +152,13 @@ def markdown(scores: list[SceneScore], checkpoint: Path, meta: dict[str, str], f
 HAND_WRITTEN = "## What limits it"  # a section of --out from this heading on is kept on rewrite
 
 
+def project_relative(path: Path) -> Path:
+    """``path`` from its project's ``data/`` folder on (the checkout's or a fresh copy's), as a
+    user finds it after the demo; unchanged when it lies in no ``data/`` folder."""
+    parts = Path(path).parts
+    return Path(*parts[len(parts) - 1 - parts[::-1].index("data"):]) if "data" in parts else Path(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", type=Path, default=REPO / "data/06_models/sample/ours-sample/best.safetensors")
@@ -177,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"chance {100 * chance:.1f} %; goal {100 * GOAL:.0f} %)\n")
     if not args.no_write:
         figure(scenes, maps, scores, args.figure)
-        text = markdown(scores, args.checkpoint.relative_to(REPO) if args.checkpoint.is_relative_to(REPO)
-                        else args.checkpoint, seg.metadata, args.figure)
+        text = markdown(scores, project_relative(args.checkpoint), seg.metadata, args.figure)
         write_report(args.out, text, HAND_WRITTEN)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +77,10 @@ def test_report_names_the_goal_and_every_scene(scenes, tmp_path):
     assert "(epoch 7, sketchseg-tiny)" in text
     demo.figure(scenes[:4], [s.truth for s in scenes[:4]], scores[:4], tmp_path / "demo-model.png", tile=80)
     assert (tmp_path / "demo-model.png").stat().st_size > 1000
+
+
+def test_the_report_names_the_checkpoint_from_its_projects_data_folder():
+    dm = load_benchmark("demo_model")
+    assert str(dm.project_relative(Path("/tmp/docs/demo/data/06_models/sample/ours-sample/best.safetensors"))) == \
+        "data/06_models/sample/ours-sample/best.safetensors"
+    assert str(dm.project_relative(Path("/elsewhere/authors.safetensors"))) == "/elsewhere/authors.safetensors"
