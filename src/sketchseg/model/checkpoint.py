@@ -25,13 +25,13 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from sketchseg import fileio
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.errors import CheckpointMismatchError
 from sketchseg.model.model import SketchSegModel, build_model
@@ -88,14 +88,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Ma
     meta = _metadata_strings(model, metadata)
     if with_clip_weights:
         meta["clip_weights"] = CLIP_WEIGHTS_INCLUDED
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
+    with fileio.atomic_path(path, hidden=True) as tmp:
         save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     logger.info("saved checkpoint %s (%d tensors, %d values)", path, len(tensors),
                 sum(t.numel() for t in tensors.values()))
     return path

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.io import AbstractDataset
 from kedro.io.core import get_filepath_str, get_protocol_and_path
 
+from sketchseg import fileio
 from sketchseg.errors import SketchSegDataError
 from sketchseg.pipelines.environment import run_command
 
@@ -61,14 +60,8 @@ class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in data["state"].items()}
         meta = {str(k): str(v) for k, v in (data.get("metadata") or {}).items()}
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with fileio.atomic_path(path) as tmp:
             save_file(state, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     def _exists(self) -> bool:
         return Path(get_filepath_str(self._filepath, self._protocol)).is_file()
