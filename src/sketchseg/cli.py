@@ -81,8 +81,14 @@ def missing_input(exc: BaseException, env: str | None = None,
     loads = [m for e in chain if (m := _LOAD_FAILED.match(str(e)))]
     if missing is None or not loads:
         return None
-    name = loads[0]["name"]
-    path = _display(str(missing.filename)) if missing.filename else "its file"
+    return input_not_found(loads[0]["name"], str(missing.filename) if missing.filename else None, env, producers)
+
+
+def input_not_found(name: str, path: str | None, env: str | None = None,
+                    producers: Any = _registered_producers) -> SketchSegDataError:
+    """The one-line data error of a catalog input ``name`` whose file ``path`` does not exist,
+    naming the pipeline that makes it (also the run's pre-flight, sketchseg.pipelines.preflight)."""
+    shown = _display(path) if path else "its file"
     makers = producers(name)
     suffix = f" --env={env}" if env else ""
     if makers:
@@ -90,7 +96,7 @@ def missing_input(exc: BaseException, env: str | None = None,
         advice = f"it is made by {todo}: run that first"
     else:
         advice = f"check the path of the catalog entry '{name}' in conf/"
-    return SketchSegDataError(f"input '{name}' not found: {path} does not exist; {advice}")
+    return SketchSegDataError(f"input '{name}' not found: {shown} does not exist; {advice}")
 
 
 def one_line(exc: BaseException) -> str:

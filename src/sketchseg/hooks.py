@@ -174,12 +174,18 @@ class SketchSegHooks:
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow opens its run: a refused run leaves no MLflow run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """The run's pre-flight (missing data, NLTK data, weights: sketchseg.pipelines.preflight), then
+        the training lock; both before kedro-mlflow opens its MLflow run."""
+        from sketchseg.pipelines.preflight import check_run
+
         self._tagged = False
         try:
             self._params = catalog.load("parameters")
         except Exception:  # noqa: BLE001 - a run without parameters has nothing to tag
             self._params = {}
         self._pipeline_name = run_params.get("pipeline_names") or run_params.get("pipeline_name")
+        env = run_params.get("env")
+        check_run(pipeline, catalog, self._params, env=None if env in (None, "local") else env)
         if any(getattr(n, "name", None) == TRAINING_NODE for n in getattr(pipeline, "nodes", ())):
             from sketchseg.engine.runlock import RunLock, lock_path_for
 

@@ -34,15 +34,19 @@ class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "produced_by": self._produced_by}
 
+    def missing_error(self) -> SketchSegDataError:
+        """The one-line error of a missing file: not made yet, and the command that makes it (also
+        the run's pre-flight, sketchseg.pipelines.preflight)."""
+        what = "trained checkpoint" if self._produced_by == "train" else "file"
+        path = get_filepath_str(self._filepath, self._protocol)
+        return SketchSegDataError(f"no {what} yet: {path} does not exist; run `{run_command(self._produced_by)}` first")
+
     def load(self) -> dict[str, Any]:
         from safetensors import safe_open
 
         path = get_filepath_str(self._filepath, self._protocol)
         if not Path(path).is_file():
-            what = "trained checkpoint" if self._produced_by == "train" else "file"
-            raise SketchSegDataError(
-                f"no {what} yet: {path} does not exist; run `{run_command(self._produced_by)}` first"
-            )
+            raise self.missing_error()
         state = {}
         try:
             with safe_open(path, framework="pt", device="cpu") as f:
