@@ -72,6 +72,12 @@ def test_missing_data_is_one_line(kedro_project):
     assert "FS-COCO not found: expected at data/01_raw/fscoco" in line
 
 
+def test_a_misspelt_pipeline_is_one_line_with_the_closest_name(kedro_project):
+    """It printed 112 lines with two tracebacks."""
+    line = the_error_line(run_cli(kedro_project, "--pipelines=trian", "--env=sample"))
+    assert line.startswith("Error: no pipeline named 'trian'; did you mean train? (the pipelines are: data, ")
+
+
 def test_missing_catalog_input_names_the_pipeline_that_makes_it(kedro_project):
     line = the_error_line(run_cli(kedro_project, "--pipelines=pretrain_sample", "--env=sample"))
     assert line.startswith("Error: input 'sample_summary' not found: data/01_raw/sample_summary.json does not "

@@ -33,7 +33,7 @@ from torch import nn
 
 from sketchseg import fileio
 from sketchseg.model.config import ModelConfig
-from sketchseg.model.errors import CheckpointMismatchError
+from sketchseg.model.errors import CheckpointMismatchError, CheckpointNotFoundError
 from sketchseg.model.model import SketchSegModel, build_model
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointMismatchError(f"checkpoint {path} does not exist")
+        raise CheckpointNotFoundError(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return dict(f.metadata() or {})
