@@ -155,6 +155,25 @@ class SketchSegHooks:
         self._variant_applied = False
         self._overrides = {}
 
+    @hook_impl(trylast=True, specname="after_context_created")
+    def mark_experiment(self, context: Any) -> None:
+        """After kedro-mlflow has set up (and created) the run's experiment: tag it as a model-training
+        one for the MLflow UI, so that even an experiment whose first run was refused carries it."""
+        name = getattr(getattr(getattr(getattr(context, "mlflow", None), "tracking", None), "experiment", None),
+                       "name", None)
+        if not name:
+            return
+        try:
+            import mlflow
+
+            experiment = mlflow.get_experiment_by_name(name)
+            if experiment is not None:
+                from sketchseg.tracking import mark_experiment_as_model_training
+
+                mark_experiment_as_model_training(experiment.experiment_id)
+        except Exception as exc:  # noqa: BLE001 - the UI's view is no reason to stop a run
+            logger.debug("could not tag MLflow experiment %s as model training: %s", name, exc)
+
     @hook_impl
     def after_catalog_created(self, catalog: Any, parameters: dict[str, Any]) -> None:
         from sketchseg.experiments.variants import effective_parameters, variant_overrides

@@ -73,6 +73,10 @@ def test_a_run_without_its_data_is_refused_before_the_mlflow_run_starts(kedro_pr
     with pytest.raises(SketchSegDataError, match="FS-COCO not found: expected at data/01_raw/fscoco"):
         run(kedro_project, "ingestion", env="base")
     assert _runs(kedro_project / "mlflow.db", experiment="sketchseg") == []
+    # the experiment kedro-mlflow made is one of model training for the MLflow UI, from the start
+    (exp,) = [e for e in mlflow.MlflowClient(tracking_uri=f"sqlite:///{kedro_project / 'mlflow.db'}").search_experiments()
+              if e.name == "sketchseg"]
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
 
 
 def test_a_failed_run_ends_failed_with_the_error(kedro_project, monkeypatch):
