@@ -130,6 +130,7 @@ class SketchSegHooks:
         self._tagged = False
         self._pipeline_name: Any = None
         self._lock: Any = None
+        self._run_id: str | None = None
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
@@ -137,7 +138,10 @@ class SketchSegHooks:
         an unknown parameter key, before the catalog and any node."""
         from sketchseg.experiments.params_check import check_project_parameters
         from sketchseg.experiments.variants import flatten_keys
+        from sketchseg.logs import tidy_logging
         from sketchseg.pipelines.environment import check_environment, set_run_env
+
+        tidy_logging()  # again: Kedro may have re-applied conf/logging.yml since the settings loaded
 
         loader = context.config_loader
         check_environment(getattr(loader, "conf_source", "conf"), context.env,
@@ -198,6 +202,7 @@ class SketchSegHooks:
         from sketchseg.pipelines.preflight import check_run
 
         self._tagged = False
+        self._run_id = None
         try:
             self._params = catalog.load("parameters")
         except Exception:  # noqa: BLE001 - a run without parameters has nothing to tag
@@ -213,8 +218,12 @@ class SketchSegHooks:
             self._lock = lock
 
     @hook_impl
-    def after_pipeline_run(self) -> None:
+    def after_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
         self._release_lock()
+        from sketchseg.pipelines.summary import METRICS_DATASET, log_run_summary
+
+        if METRICS_DATASET in getattr(pipeline, "all_outputs", lambda: set())():
+            log_run_summary(catalog, self._run_id)  # the scores, the checkpoint, the MLflow run, what next
 
     @hook_impl
     def on_pipeline_error(self) -> None:
@@ -241,8 +250,9 @@ class SketchSegHooks:
         self._tagged = True
         from sketchseg.tracking import active_run_id, mark_experiment_as_model_training, set_tags, tag_run_with_experiment
 
+        self._run_id = active_run_id()
         if self._lock is not None:
-            self._lock.update(mlflow_run_id=active_run_id() or "")
+            self._lock.update(mlflow_run_id=self._run_id or "")
 
         mark_experiment_as_model_training()  # the MLflow UI opens the experiment on its runs, not GenAI
         tag_run_with_experiment(self._params, pipeline_name=self._pipeline_name)
