@@ -197,8 +197,8 @@ class SketchSegHooks:
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow opens its run: a refused run leaves no MLflow run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """The run's pre-flight (missing data, NLTK data, weights: sketchseg.pipelines.preflight), then
-        the training lock; both before kedro-mlflow opens its MLflow run."""
+        """The training lock, then the run's pre-flight (missing data, NLTK data, weights:
+        sketchseg.pipelines.preflight); both before kedro-mlflow opens its MLflow run."""
         from sketchseg.pipelines.preflight import check_run
 
         self._tagged = False
@@ -208,14 +208,18 @@ class SketchSegHooks:
         except Exception:  # noqa: BLE001 - a run without parameters has nothing to tag
             self._params = {}
         self._pipeline_name = run_params.get("pipeline_names") or run_params.get("pipeline_name")
-        env = run_params.get("env")
-        check_run(pipeline, catalog, self._params, env=None if env in (None, "local") else env)
         if any(getattr(n, "name", None) == TRAINING_NODE for n in getattr(pipeline, "nodes", ())):
             from sketchseg.engine.runlock import RunLock, lock_path_for
 
             lock = RunLock(lock_path_for((self._params.get("training") or {}).get("state_path")))
             lock.acquire()  # refuses, naming the holder, while another training run writes there
             self._lock = lock
+        env = run_params.get("env")
+        try:
+            check_run(pipeline, catalog, self._params, env=None if env in (None, "local") else env)
+        except BaseException:
+            self._release_lock()  # Kedro calls no on_pipeline_error for a refusal before the run
+            raise
 
     @hook_impl
     def after_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
