@@ -99,7 +99,9 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
 #: MLflow 3's UI tells model-training experiments from GenAI ones by the experiment tag
 #: ``mlflow.experimentKind`` (``custom_model_development`` = "machine learning"). MLflow 3.17's UI
 #: however follows its sidebar switch "GenAI / Model training" instead (``workflowType``: the URL
-#: parameter, else the browser's last choice, else GenAI): :func:`ui_url` opens it on model training.
+#: parameter, else the switch's last position kept by the browser, else GenAI): :func:`ui_url`
+#: opens an experiment on its runs (tests/test_mlflow_ui.py; the experiments list's links do not
+#: keep the parameter).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 UI_WORKFLOW = "workflowType=machine_learning"
