@@ -8,7 +8,7 @@ import stat
 import pytest
 import torch
 
-from sketchseg import fileio
+from sketchseg.model import fileio
 
 
 @pytest.fixture()

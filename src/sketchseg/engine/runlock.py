@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sketchseg import fileio
 from sketchseg.errors import SketchSegConfigError
+from sketchseg.model import fileio
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sketchseg import fileio
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
+from sketchseg.model import fileio
 
 logger = logging.getLogger(__name__)
 

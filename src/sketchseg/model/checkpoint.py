@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from sketchseg import fileio
+from sketchseg.model import fileio
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.errors import CheckpointMismatchError, CheckpointNotFoundError
 from sketchseg.model.model import SketchSegModel, build_model

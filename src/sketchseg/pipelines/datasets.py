@@ -8,8 +8,8 @@ from typing import Any
 from kedro.io import AbstractDataset
 from kedro.io.core import get_filepath_str, get_protocol_and_path
 
-from sketchseg import fileio
 from sketchseg.errors import SketchSegDataError
+from sketchseg.model import fileio
 from sketchseg.pipelines.environment import run_command
 
 
