@@ -22,6 +22,7 @@ MAX_LINES = 450
 LAYERS = {
     "errors": 0, "data": 0, "text": 0,
     "progress": 0,  # progress bars / log lines: used from data (sample writing) up to the experiment grid
+    "logs": 0,  # the console and info.log of conf/logging.yml (settings, hooks)
     "model": 1,
     "engine": 2, "pretrain": 2, "reporting": 2,
     "tracking": 3, "run_guard": 3, "pipelines": 3, "api": 3, "experiments": 3, "hooks": 3, "settings": 3,

@@ -26,7 +26,7 @@ def test_a_missing_file_input_is_named_with_the_pipeline_that_makes_it(tmp_path,
     assert [m[:2] for m in preflight.missing_file_inputs(pipe, catalog)] == [
         ("best_checkpoint", "data/06_models/best.safetensors")]
     with pytest.raises(SketchSegDataError, match=r"no trained checkpoint yet: data/06_models/best.safetensors "
-                                                 r"does not exist; run `kedro run --pipelines=train` first"):
+                                                 r"does not exist; run `kedro run --pipelines=train( --env=\w+)?` first"):
         preflight.check_run(pipe, catalog, {})
     catalog["summary"] = JSONDataset(filepath="data/summary.json")
     other = Pipeline([node(_identity, "summary", "out2", name="read_summary")])
