@@ -9,4 +9,4 @@ if [ ! -d data/01_raw/sample/fscoco/text ]; then
   kedro run --pipelines=make_sample --env=sample
 fi
 kedro run --pipelines=pretrain_sample --env=sample   # reuses data/06_models/sample/tiny-clip.safetensors when it matches
-kedro run --pipelines=train --env=sample "$@"
+kedro run --pipelines=train --env=sample "$@"   # ends on a summary: test scores, checkpoint, MLflow run, next commands

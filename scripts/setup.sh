@@ -19,13 +19,25 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$WANT" > "$STAMP"
 fi
-# Offline-friendly defaults: never wait on the model hub, NLTK data from ../shared when present,
-# no Kedro telemetry.
+# The caption parser's NLTK data in the project's own data/00_nltk (git-ignored), where sketchseg
+# finds it without any environment variable (src/sketchseg/text/nltk_setup.py): copied from
+# ../shared/nltk_data when present, else downloaded when online (a 2 s probe first; never fatal here,
+# every run's pre-flight names what is missing).
+NLTK_DIR="$ROOT/data/00_nltk"
+if [ ! -d "$NLTK_DIR/tokenizers/punkt_tab" ] || [ ! -d "$NLTK_DIR/taggers/averaged_perceptron_tagger_eng" ] \
+   || { [ ! -d "$NLTK_DIR/corpora/wordnet" ] && [ ! -f "$NLTK_DIR/corpora/wordnet.zip" ]; }; then
+  if [ -d "$ROOT/../shared/nltk_data" ]; then
+    mkdir -p "$NLTK_DIR" && cp -R "$ROOT/../shared/nltk_data/." "$NLTK_DIR/" \
+      && echo "[setup] NLTK data copied from ../shared/nltk_data into data/00_nltk" \
+      || echo "[setup] could not copy ../shared/nltk_data into data/00_nltk"
+  else
+    echo "[setup] fetching the NLTK data into data/00_nltk"
+    PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/python -m sketchseg.text.nltk_setup || true
+  fi
+fi
+# Offline-friendly defaults: never wait on the model hub, no Kedro telemetry.
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export KEDRO_DISABLE_TELEMETRY=1
 export MKL_CBWR="${MKL_CBWR:-AUTO,STRICT}"   # bit-reproducible CPU BLAS across processes (src/sketchseg/__init__.py)
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"   # sleeping OpenMP threads: same results, far faster on a shared machine (src/sketchseg/__init__.py)
-if [ -z "${NLTK_DATA:-}" ] && [ -d "$ROOT/../shared/nltk_data" ]; then
-  export NLTK_DATA="$(cd "$ROOT/../shared/nltk_data" && pwd)"
-fi
 export PATH="$ROOT/.venv/bin:$PATH"

@@ -4,6 +4,7 @@ The cases fail at once (before any training), so each process takes seconds."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,11 +48,9 @@ def test_report_before_training_says_to_train_first(kedro_project):
     assert "traceback in info.log" in line and "SKETCHSEG_VERBOSE=1" in line
     log = (kedro_project / "info.log").read_text(encoding="utf-8")
     assert "Traceback" in log and "SketchSegDataError: no trained checkpoint yet" in log
-    # the MLflow run (opened before the failure) has honest tags
+    # refused by the run's pre-flight, before kedro-mlflow opens its run: no FAILED run left behind
     client = mlflow.MlflowClient(f"sqlite:///{kedro_project / 'mlflow.db'}")
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-    assert [(r.data.tags["runner"], r.data.tags["kedro_command"]) for r in runs] == [
-        ("SequentialRunner", "kedro run --pipelines=report --env=sample")]
+    assert [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])] == []
 
 
 def test_unknown_environment_is_named_with_the_ones_that_exist(kedro_project):
@@ -72,6 +71,16 @@ def test_verbose_switch_shows_the_traceback(kedro_project):
 def test_missing_data_is_one_line(kedro_project):
     line = the_error_line(run_cli(kedro_project, "--pipelines=train"))
     assert "FS-COCO not found: expected at data/01_raw/fscoco" in line
+
+
+def test_a_misspelt_pipeline_is_one_line_with_the_closest_name(kedro_project):
+    """It printed 112 lines with two tracebacks."""
+    proc = run_cli(kedro_project, "--pipelines=trian", "--env=sample")
+    line = the_error_line(proc)
+    assert line.startswith("Error: no pipeline named 'trian'; did you mean train? (the pipelines are: data, ")
+    # not a terminal: plain one-line records (not rich's ~40-character column), without per-run noise
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARNING) ", out) for out in proc.stdout.splitlines())
+    assert "Registering new custom resolver" not in proc.stdout and "logging configuration" not in proc.stdout
 
 
 def test_missing_catalog_input_names_the_pipeline_that_makes_it(kedro_project):

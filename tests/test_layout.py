@@ -24,6 +24,7 @@ LAYERS = {
     "limits": 0,  # size limits on inputs (pixels, caption length, file sizes): used from data up to the app
     "progress": 0,  # progress bars / log lines: used from data (sample writing) up to the experiment grid
     "workers": 0,  # the signal-safe worker pool of the data steps (ingestion, the sample generator)
+    "logs": 0,  # the console and info.log of conf/logging.yml (settings, hooks)
     "model": 1,
     "engine": 2, "pretrain": 2, "reporting": 2,
     "tracking": 3, "run_guard": 3, "pipelines": 3, "api": 3, "experiments": 3, "hooks": 3, "settings": 3,

@@ -27,7 +27,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.cli.utils import CONTEXT_SETTINGS
 
-from sketchseg.errors import SketchSegDataError, SketchSegError
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError, SketchSegError
 from sketchseg.hooks import remember_command
 from sketchseg.model.errors import ModelError
 
@@ -81,8 +81,14 @@ def missing_input(exc: BaseException, env: str | None = None,
     loads = [m for e in chain if (m := _LOAD_FAILED.match(str(e)))]
     if missing is None or not loads:
         return None
-    name = loads[0]["name"]
-    path = _display(str(missing.filename)) if missing.filename else "its file"
+    return input_not_found(loads[0]["name"], str(missing.filename) if missing.filename else None, env, producers)
+
+
+def input_not_found(name: str, path: str | None, env: str | None = None,
+                    producers: Any = _registered_producers) -> SketchSegDataError:
+    """The one-line data error of a catalog input ``name`` whose file ``path`` does not exist,
+    naming the pipeline that makes it (also the run's pre-flight, sketchseg.pipelines.preflight)."""
+    shown = _display(path) if path else "its file"
     makers = producers(name)
     suffix = f" --env={env}" if env else ""
     if makers:
@@ -90,7 +96,36 @@ def missing_input(exc: BaseException, env: str | None = None,
         advice = f"it is made by {todo}: run that first"
     else:
         advice = f"check the path of the catalog entry '{name}' in conf/"
-    return SketchSegDataError(f"input '{name}' not found: {path} does not exist; {advice}")
+    return SketchSegDataError(f"input '{name}' not found: {shown} does not exist; {advice}")
+
+
+_UNKNOWN_PIPELINE = re.compile(r"Failed to find the pipeline named '(?P<name>[^']*)'")
+
+
+def _registered_pipelines() -> list[str]:
+    try:
+        from kedro.framework.project import pipelines
+
+        pipelines.set_requested(None)  # Kedro narrowed them to the requested (unknown) one
+        return sorted(name for name in pipelines.keys() if name != "__default__")
+    except Exception:  # noqa: BLE001 - no project configured: the error names the pipeline only
+        return []
+
+
+def unknown_pipeline(exc: BaseException, known: Any = _registered_pipelines) -> SketchSegConfigError | None:
+    """Kedro's "Failed to find the pipeline named 'trian'" (a ``ValueError`` with a multi-line
+    suggestion) as one line: the closest registered pipeline, then all of them; None otherwise."""
+    import difflib
+
+    match = next((m for e in _chain(exc) if isinstance(e, ValueError) and (m := _UNKNOWN_PIPELINE.search(str(e)))),
+                 None)
+    if match is None:
+        return None
+    name, names = match["name"], list(known())
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    listed = f"(the pipelines are: {', '.join(names)})" if names else ""
+    return SketchSegConfigError(f"no pipeline named '{name}'; {hint}{listed}".rstrip())
 
 
 #: errno values of a file system that cannot take what a run writes (full, over quota, read-only)
@@ -208,7 +243,7 @@ def one_line_errors(env: str | None = None) -> Iterator[None]:
         with contextlib.nullcontext() if loud else _console_without_rerun_advice():
             yield
     except Exception as exc:
-        cause = user_error(exc) or missing_input(exc, env) or storage_error(exc)
+        cause = user_error(exc) or missing_input(exc, env) or unknown_pipeline(exc) or storage_error(exc)
         logs = _log_to_files(exc)
         if cause is None or loud:
             raise

@@ -143,6 +143,7 @@ class SketchSegHooks:
         self._pipeline_name: Any = None
         self._locks: list[Any] = []
         self._model_files: dict[str, Any] = {}
+        self._run_id: str | None = None
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
@@ -150,7 +151,10 @@ class SketchSegHooks:
         an unknown parameter key, before the catalog and any node."""
         from sketchseg.experiments.params_check import check_project_parameters
         from sketchseg.experiments.variants import flatten_keys
+        from sketchseg.logs import tidy_logging
         from sketchseg.pipelines.environment import check_environment, set_run_env
+
+        tidy_logging()  # again: Kedro may have re-applied conf/logging.yml since the settings loaded
 
         loader = context.config_loader
         check_environment(getattr(loader, "conf_source", "conf"), context.env,
@@ -173,6 +177,25 @@ class SketchSegHooks:
         self._variant_applied = False
         self._overrides = {}
 
+    @hook_impl(trylast=True, specname="after_context_created")
+    def mark_experiment(self, context: Any) -> None:
+        """After kedro-mlflow has set up (and created) the run's experiment: tag it as a model-training
+        one for the MLflow UI, so that even an experiment whose first run was refused carries it."""
+        name = getattr(getattr(getattr(getattr(context, "mlflow", None), "tracking", None), "experiment", None),
+                       "name", None)
+        if not name:
+            return
+        try:
+            import mlflow
+
+            experiment = mlflow.get_experiment_by_name(name)
+            if experiment is not None:
+                from sketchseg.tracking import mark_experiment_as_model_training
+
+                mark_experiment_as_model_training(experiment.experiment_id)
+        except Exception as exc:  # noqa: BLE001 - the UI's view is no reason to stop a run
+            logger.debug("could not tag MLflow experiment %s as model training: %s", name, exc)
+
     @hook_impl
     def after_catalog_created(self, catalog: Any, conf_catalog: dict[str, Any], parameters: dict[str, Any]) -> None:
         from sketchseg.experiments.variants import effective_parameters, variant_overrides
@@ -194,7 +217,12 @@ class SketchSegHooks:
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow opens its run: a refused run leaves no MLflow run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """The training lock, then the run's pre-flight (missing data, NLTK data, weights:
+        sketchseg.pipelines.preflight); both before kedro-mlflow opens its MLflow run."""
+        from sketchseg.pipelines.preflight import check_run
+
         self._tagged = False
+        self._run_id = None
         try:
             self._params = catalog.load("parameters")
         except Exception:  # noqa: BLE001 - a run without parameters has nothing to tag
@@ -203,6 +231,12 @@ class SketchSegHooks:
         trains = any(getattr(n, "name", None) == TRAINING_NODE for n in getattr(pipeline, "nodes", ()))
         if trains or writes_model_files(pipeline):
             self._take_locks(trains)
+        env = run_params.get("env")
+        try:
+            check_run(pipeline, catalog, self._params, env=None if env in (None, "local") else env)
+        except BaseException:
+            self._release_lock()  # Kedro calls no on_pipeline_error for a refusal before the run
+            raise
 
     def _take_locks(self, trains: bool) -> None:
         """The run lock of the variant's folder (and of the training state's, when elsewhere):
@@ -235,8 +269,12 @@ class SketchSegHooks:
             remove_stale_results(self._model_files)
 
     @hook_impl
-    def after_pipeline_run(self) -> None:
+    def after_pipeline_run(self, pipeline: Any, catalog: Any) -> None:
         self._release_lock()
+        from sketchseg.pipelines.summary import METRICS_DATASET, log_run_summary
+
+        if METRICS_DATASET in getattr(pipeline, "all_outputs", lambda: set())():
+            log_run_summary(catalog, self._run_id)  # the scores, the checkpoint, the MLflow run, what next
 
     @hook_impl
     def on_pipeline_error(self) -> None:
@@ -262,8 +300,9 @@ class SketchSegHooks:
         self._tagged = True
         from sketchseg.tracking import active_run_id, mark_experiment_as_model_training, set_tags, tag_run_with_experiment
 
+        self._run_id = active_run_id()
         for lock in self._locks:
-            lock.update(mlflow_run_id=active_run_id() or "")
+            lock.update(mlflow_run_id=self._run_id or "")
 
         mark_experiment_as_model_training()  # the MLflow UI opens the experiment on its runs, not GenAI
         tag_run_with_experiment(self._params, pipeline_name=self._pipeline_name)

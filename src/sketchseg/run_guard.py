@@ -13,7 +13,8 @@ mid-run failed the training at its next metric. :class:`MlflowRunGuard` (a proje
   interrupted run end KILLED, tagged ``sketchseg.end_reason`` (at process exit, before MLflow's own
   handler; in a notebook, when the next session starts), with a line on how to resume training;
 * a failed run end FAILED with the error (``sketchseg.error``) and the node (``sketchseg.failed_node``,
-  ``sketchseg.nodes_done``: 0 when it failed its pre-flight checks before anything ran);
+  ``sketchseg.nodes_done``: 0 when it failed in its first node; a run refused by the pre-flight of
+  :mod:`sketchseg.pipelines.preflight` never opens an MLflow run);
 * MLflow's HTTP client give up in seconds (:data:`HTTP_DEFAULTS`, unless set in the environment) and
   an HTTP tracking server be probed once before the run starts: one line naming the URI if it is
   unreachable;

@@ -13,8 +13,11 @@ from kedro.config import MissingConfigException, OmegaConfigLoader
 from omegaconf import DictConfig, OmegaConf
 
 from sketchseg.hooks import SketchSegHooks
+from sketchseg.logs import tidy_logging
 from sketchseg.pipelines.outputs import check_output_folder
 from sketchseg.run_guard import MlflowRunGuard
+
+tidy_logging()  # conf/logging.yml's console: plain lines when not a terminal, without per-run noise
 
 HOOKS = (SketchSegHooks(), MlflowRunGuard())
 

@@ -96,22 +96,37 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     _guarded("logging an artifact", lambda: mlflow.log_artifact(str(path), artifact_path=artifact_path))
 
 
-#: MLflow 3's UI opens an experiment by its kind (experiment tag ``mlflow.experimentKind``); without
-#: one it may open the GenAI view with the runs under "Evaluations". ``custom_model_development`` is
-#: the UI's "machine learning" (model training) kind.
+#: MLflow 3's UI tells model-training experiments from GenAI ones by the experiment tag
+#: ``mlflow.experimentKind`` (``custom_model_development`` = "machine learning"). MLflow 3.17's UI
+#: however follows its sidebar switch "GenAI / Model training" instead (``workflowType``: the URL
+#: parameter, else the switch's last position kept by the browser, else GenAI): :func:`ui_url`
+#: opens an experiment on its runs (tests/test_mlflow_ui.py; the experiments list's links do not
+#: keep the parameter).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
+UI_WORKFLOW = "workflowType=machine_learning"
+DEFAULT_UI = "http://127.0.0.1:5000"
 _UNCHOSEN_KINDS = ("", "no_inferred_type", "empty")
 
 
-def mark_experiment_as_model_training() -> bool:
-    """Tag the active run's experiment as a model-training one for the MLflow UI, unless it already
-    has a kind someone chose (a kind the UI only inferred is replaced); True when the tag was set."""
+def ui_url(experiment_id: str | None = None, run_id: str | None = None, base: str = DEFAULT_UI) -> str:
+    """The ``mlflow ui`` address of an experiment (or one of its runs) in the model-training view."""
+    path = "#/experiments"
+    if experiment_id is not None:
+        path += f"/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base.rstrip('/')}/{path}?{UI_WORKFLOW}"
+
+
+def mark_experiment_as_model_training(experiment_id: str | None = None) -> bool:
+    """Tag an experiment (default: the active run's) as a model-training one for the MLflow UI,
+    unless it already has a kind someone chose (a kind the UI only inferred is replaced); True when
+    the tag was set."""
     mlflow, run = _active_run()
-    if run is None:
-        return False
+    if experiment_id is None:
+        if run is None:
+            return False
+        experiment_id = run.info.experiment_id
     client = mlflow.MlflowClient()
-    experiment_id = run.info.experiment_id
     kind = client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG)
     if kind is not None and kind not in _UNCHOSEN_KINDS and not kind.endswith("_inferred"):
         return False

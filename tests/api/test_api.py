@@ -14,7 +14,7 @@ from sketchseg.pipelines.datasets import SafetensorsCheckpointDataset
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 from sketchseg.model.checkpoint import save_checkpoint, trainable_state_dict
 from sketchseg.model.config import ModelConfig
-from sketchseg.model.errors import CheckpointMismatchError
+from sketchseg.model.errors import CheckpointMismatchError, CheckpointNotFoundError
 from sketchseg.model.model import build_model
 
 TINY = dict(
@@ -171,8 +171,11 @@ def test_pipeline_checkpoint_format_and_overrides(checkpoint, tmp_path):
 
 
 def test_bad_checkpoints_and_inputs_raise_clear_errors(segmenter, tmp_path):
-    with pytest.raises(CheckpointMismatchError, match="does not exist"):
-        load_model(tmp_path / "nope.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"^checkpoint .*nope.safetensors does not exist$") as info:
+        load_model(tmp_path / "nope.safetensors")  # not a mismatch: nothing was read
+    assert not isinstance(info.value, CheckpointMismatchError) and isinstance(info.value, CheckpointNotFoundError)
+    assert info.value.filename == str(tmp_path / "nope.safetensors") and "\n" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None
     foreign = tmp_path / "foreign.safetensors"
     from safetensors.torch import save_file
 

@@ -41,3 +41,27 @@ def test_python_m_sketchseg_app_help():
     out = subprocess.run([sys.executable, "-m", "sketchseg.app", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "--checkpoint" in out.stdout and "--port" in out.stdout and "--host" in out.stdout
+
+
+def test_app_refuses_to_start_on_a_missing_checkpoint(tmp_path):
+    """It used to start anyway, the page then doubling the path in its message."""
+    missing = tmp_path / "nope.safetensors"
+    out = subprocess.run([sys.executable, "-m", "sketchseg.app", "--checkpoint", str(missing), "--port", "7999"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"Error: --checkpoint {missing}: no such file"), out.stderr
+
+
+def test_app_start_checks_the_nltk_data(tmp_path, monkeypatch):
+    import nltk
+
+    from sketchseg.text import nltk_setup
+
+    args = cli.parse_args([])
+    assert cli.startup_problem(args) is None  # the data is found (conftest / data/00_nltk)
+    monkeypatch.setattr(nltk.data, "path", [])
+    monkeypatch.delenv("NLTK_DATA", raising=False)
+    monkeypatch.setattr(nltk_setup, "project_nltk_dirs", lambda: [])
+    problem = cli.startup_problem(args)
+    assert problem is not None and "NLTK data missing" in problem and "\n" not in problem

@@ -48,10 +48,16 @@ def test_categories_come_from_the_caption_as_in_training(nltk_data_path):
 def test_caption_without_nltk_data_is_a_message(monkeypatch, tmp_path):
     import nltk
 
+    from sketchseg.text import nltk_setup
+
     monkeypatch.setenv("NLTK_DATA", str(tmp_path))
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
-    with pytest.raises(AppInputError, match="Cannot read the caption: NLTK resource"):
+    monkeypatch.setattr(nltk_setup, "project_nltk_dirs", lambda: [])  # the project's data/00_nltk out of it
+    with pytest.raises(AppInputError) as info:
         choose_categories("", "a dog")
+    message = str(info.value)  # the caption box shows it: one line, naming the folders searched
+    assert message.startswith("Cannot read the caption: NLTK data missing: punkt_tab") and "\n" not in message
+    assert f"searched {tmp_path}" in message and "bash scripts/setup.sh" in message
 
 
 def test_drawing_value_is_composited_on_white():

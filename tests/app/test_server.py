@@ -68,11 +68,12 @@ def test_bad_input_gives_a_message_not_a_crash(client, tmp_path):
         (dict(upload=None), "No file uploaded"),
         (dict(drawing=None, source="drawing"), "No sketch"),
         (dict(upload=handle_file(str(blank)), checkpoint=str(tmp_path / "nope.safetensors")),
-         "Cannot load the checkpoint"),
+         f"No checkpoint at {tmp_path / 'nope.safetensors'}: type the path"),
     ]
     for kwargs, expected in cases:
         message, overlay, legend, isolated = _segment(client, **kwargs)
         assert message.startswith("**Problem:**") and expected in message, (kwargs, message)
+        assert message.count("nope.safetensors") <= 1, message  # the path once (it was doubled)
         assert overlay is None and legend == "" and isolated is None
 
 

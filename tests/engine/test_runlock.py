@@ -173,7 +173,7 @@ def test_the_training_pipeline_takes_and_releases_the_variants_lock(tmp_path, mo
         other.kill()
         other.wait()
     lock.unlink()
-    # without data the run fails at ingestion, after taking the lock: the lock is released
+    # without data the run is refused by its pre-flight, after taking the lock: the lock is released
     with KedroSession.create(project_path=project, env="sample") as session:
         with pytest.raises(Exception, match="FS-COCO not found"):
             session.run(pipeline_names=["train"])

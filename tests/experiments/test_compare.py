@@ -361,3 +361,21 @@ def test_tables_go_to_stdout_not_the_log(monkeypatch, tmp_path, capsys, caplog):
                      "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines() == ["comparison (grid g-out):", "| THE TABLE |"]
     assert not any("THE TABLE" in r.getMessage() for r in caplog.records)
+
+
+def test_run_grid_stops_before_any_run_when_the_nltk_data_is_missing(tmp_path, monkeypatch):
+    """Each variant used to fail after 13 s with `NLTK resource(s) missing`: the grid's pre-flight says it once."""
+    import nltk
+
+    from sketchseg.errors import SketchSegDataError
+    from sketchseg.text import nltk_setup
+
+    monkeypatch.setattr(nltk.data, "path", [])
+    monkeypatch.delenv("NLTK_DATA", raising=False)
+    monkeypatch.setattr(nltk_setup, "project_nltk_dirs", lambda: [str(tmp_path / "00_nltk")])
+    monkeypatch.setattr(nltk_setup, "_is_online", lambda *a, **k: False)
+    calls = []
+    with pytest.raises(SketchSegDataError, match="NLTK data missing: .*wordnet.*scripts/setup.sh"):
+        run_grid(REPO, "sample", ["ours"], "g-test", extra_params=RANDOM_WEIGHTS, log_dir=tmp_path / "logs",
+                 runner=lambda *a: calls.append(a) or 0)
+    assert calls == []

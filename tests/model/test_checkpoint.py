@@ -108,7 +108,7 @@ def test_in_memory_state_and_reserved_metadata(backbone, tmp_path):
         load_trainable_state(dst, bad, source="best")
     with pytest.raises(ValueError, match="reserved"):
         save_checkpoint(tmp_path / "c.safetensors", src, {"model_config": "{}"})
-    with pytest.raises(CheckpointMismatchError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         load_model_from_checkpoint(tmp_path / "nope.safetensors")
 
 

@@ -19,7 +19,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from sketchseg import run_guard
-from sketchseg.errors import SketchSegConfigError
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 from sketchseg.experiments.project import kedro_subprocess_env
 from tests.pipelines.kedro_utils import TINY, nested, run
 from tests.pipelines.test_tracking_server import Messages
@@ -105,15 +105,30 @@ def test_a_stop_signal_ends_the_run_killed_even_when_its_exception_is_lost(kedro
     assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)  # handlers given back
 
 
-def test_a_failed_run_ends_failed_with_the_error(kedro_project, monkeypatch):
-    """Pre-flight failure (no FS-COCO under data/01_raw): FAILED, the reason and the node as tags,
-    and nodes_done 0 says that nothing ran."""
+def test_a_run_without_its_data_is_refused_before_the_mlflow_run_starts(kedro_project, monkeypatch):
+    """No FS-COCO under data/01_raw: the pre-flight (before kedro-mlflow opens its run) says so in
+    one line, and no FAILED run is left in MLflow."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with pytest.raises(Exception, match="data/01_raw/fscoco"):
+    with pytest.raises(SketchSegDataError, match="FS-COCO not found: expected at data/01_raw/fscoco"):
+        run(kedro_project, "ingestion", env="base")
+    assert _runs(kedro_project / "mlflow.db", experiment="sketchseg") == []
+    # the experiment kedro-mlflow made is one of model training for the MLflow UI, from the start
+    (exp,) = [e for e in mlflow.MlflowClient(tracking_uri=f"sqlite:///{kedro_project / 'mlflow.db'}").search_experiments()
+              if e.name == "sketchseg"]
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
+
+
+def test_a_failed_run_ends_failed_with_the_error(kedro_project, monkeypatch):
+    """A failure in the first node (FS-COCO's folders there, but empty): FAILED, the reason and the
+    node as tags, and nodes_done 0 says that nothing ran."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for folder in ("raster_sketches", "vector_sketches", "text"):
+        (kedro_project / "data/01_raw/fscoco" / folder).mkdir(parents=True)
+    with pytest.raises(Exception, match="no sketches found under data/01_raw/fscoco"):
         run(kedro_project, "ingestion", env="base")
     (r,) = _runs(kedro_project / "mlflow.db", experiment="sketchseg")
     assert r.info.status == "FAILED"
-    assert "data/01_raw/fscoco" in r.data.tags[run_guard.ERROR_TAG]
+    assert "no sketches found under data/01_raw/fscoco" in r.data.tags[run_guard.ERROR_TAG]
     assert r.data.tags["sketchseg.failed_node"] == "ingest_fscoco"
     assert r.data.tags["sketchseg.nodes_done"] == "0"
 

@@ -228,19 +228,72 @@ def _missing_list(message: str) -> list[str]:
     return first.split("missing: ", 1)[1].split(" (", 1)[0].split(", ")
 
 
-def test_missing_nltk_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture()
+def no_project_nltk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The project's own data/00_nltk (filled by scripts/setup.sh) out of the search."""
+    monkeypatch.setattr(nltk_setup, "project_nltk_dirs", lambda: [])
+
+
+def test_missing_nltk_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_project_nltk) -> None:
     monkeypatch.setattr(nltk.data, "path", [])
     monkeypatch.delenv("NLTK_DATA", raising=False)
     with pytest.raises(SketchSegDataError) as info:
         ensure_nltk_data(str(tmp_path), allow_download=False)
     msg = str(info.value)
+    assert "\n" not in msg  # one line: the app shows the first line of it (it said "Searched:" and no list)
     assert _missing_list(msg) == ["punkt_tab", "averaged_perceptron_tagger_eng", "wordnet"]
-    assert str(tmp_path) in msg
-    assert "prompts.nltk_data_path" in msg and "NLTK_DATA" in msg
-    assert "python -m nltk.downloader punkt_tab averaged_perceptron_tagger_eng wordnet" in msg
+    assert f"searched {tmp_path})" in msg
+    assert "prompts.nltk_data_path" in msg and "NLTK_DATA" in msg and "bash scripts/setup.sh" in msg
 
 
-def test_missing_nltk_data_names_only_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _fake_project(root: Path, with_data: bool) -> Path:
+    """A Kedro-project-shaped folder whose data/00_nltk holds the real NLTK data (linked) or nothing."""
+    (root / "conf").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[tool.kedro]\n")
+    local = root / "data" / "00_nltk"
+    local.mkdir(parents=True)
+    if with_data:
+        for category in ("tokenizers", "taggers", "corpora"):
+            (local / category).symlink_to(NLTK_DIR / category)
+    return local
+
+
+def test_project_local_nltk_data_is_found_without_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`source .venv/bin/activate` sets no NLTK_DATA: the project's data/00_nltk is found from the working directory."""
+    if not NLTK_DIR.is_dir():
+        pytest.skip("no ../shared/nltk_data to link")
+    local = _fake_project(tmp_path / "proj", with_data=True)
+    (tmp_path / "proj" / "src").mkdir()
+    monkeypatch.chdir(tmp_path / "proj" / "src")  # a sub-folder of the project works too
+    monkeypatch.setattr(nltk.data, "path", ["/nowhere"])
+    monkeypatch.delenv("NLTK_DATA", raising=False)
+    assert str(local) in nltk_setup.project_nltk_dirs()
+    path = ensure_nltk_data(None, allow_download=False)
+    assert path.index(str(local)) < path.index("/nowhere")
+
+
+def test_download_goes_into_the_project_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local = _fake_project(tmp_path / "proj", with_data=False)
+    monkeypatch.chdir(tmp_path / "proj")
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "home_nltk")])
+    monkeypatch.delenv("NLTK_DATA", raising=False)
+    monkeypatch.setattr(nltk_setup, "project_nltk_dirs", lambda: [str(local)])
+    monkeypatch.setattr(nltk_setup, "_is_online", lambda *a, **k: True)
+    targets: list[str] = []
+
+    def fake_download(resource: str, download_dir: str, **kwargs: object) -> bool:
+        targets.append(download_dir)
+        sub = {"punkt_tab": "tokenizers/punkt_tab/english", "wordnet": "corpora/wordnet"}.get(
+            resource, f"taggers/{resource}")
+        (Path(download_dir) / sub).mkdir(parents=True)
+        return True
+
+    monkeypatch.setattr(nltk, "download", fake_download)
+    ensure_nltk_data(None, allow_download=True)
+    assert targets == [str(local)] * 3
+
+
+def test_missing_nltk_data_names_only_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_project_nltk) -> None:
     (tmp_path / "tokenizers" / "punkt_tab" / "english").mkdir(parents=True)
     monkeypatch.setattr(nltk.data, "path", [])
     monkeypatch.delenv("NLTK_DATA", raising=False)
@@ -249,7 +302,7 @@ def test_missing_nltk_data_names_only_missing(tmp_path: Path, monkeypatch: pytes
     assert _missing_list(str(info.value)) == ["averaged_perceptron_tagger_eng", "wordnet"]
 
 
-def test_offline_never_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_never_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_project_nltk) -> None:
     monkeypatch.setattr(nltk.data, "path", [])
     monkeypatch.delenv("NLTK_DATA", raising=False)
     monkeypatch.setattr(nltk_setup, "_is_online", lambda *a, **k: False)
@@ -262,7 +315,7 @@ def test_offline_never_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ensure_nltk_data(str(tmp_path), allow_download=True)
 
 
-def test_online_downloads_into_first_writable_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_online_downloads_into_first_writable_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_project_nltk) -> None:
     target = tmp_path / "nltk"
     monkeypatch.setattr(nltk.data, "path", [])
     monkeypatch.delenv("NLTK_DATA", raising=False)
@@ -289,8 +342,9 @@ def test_search_path_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     env_a, env_b = tmp_path / "a", tmp_path / "b"
     monkeypatch.setattr(nltk.data, "path", ["/somewhere/else"])
     monkeypatch.setenv("NLTK_DATA", os.pathsep.join([str(env_a), str(env_b)]))
+    monkeypatch.setattr(nltk_setup, "project_nltk_dirs", lambda: [str(tmp_path / "proj")])
     path = ensure_nltk_data(str(NLTK_DIR), allow_download=False)
-    assert path[:4] == [str(NLTK_DIR), str(env_a), str(env_b), "/somewhere/else"]
+    assert path[:5] == [str(NLTK_DIR), str(env_a), str(env_b), str(tmp_path / "proj"), "/somewhere/else"]
 
 
 def test_online_probe_never_hangs() -> None:

@@ -111,6 +111,7 @@ def test_other_files_are_refused_in_one_line(content, theirs, tmp_path, capsys):
     assert main(["convert-authors", str(src), str(tmp_path / "out.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {src} is not the authors' checkpoint") and "\n" not in err
+    assert "Re-running" not in err and "weights_only` set to `False" not in err  # no advice to load it unsafely
     assert not (tmp_path / "out.safetensors").exists()
 
 
@@ -123,7 +124,23 @@ def test_pickled_code_is_never_run(tmp_path, capsys):
     torch.save({"visual.conv1.weight": Boom()}, src)
     assert main(["convert-authors", str(src), str(tmp_path / "out.safetensors")]) == 2
     assert not (tmp_path / "ran").exists()
-    assert "weights_only" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {src} holds code or Python objects other than tensors (Unsupported global: GLOBAL exec): "
+                   "it was not loaded (sketchseg never unpickles more than tensors); it is not the authors' checkpoint")
+
+
+def test_a_bad_key_is_one_quiet_line_from_the_command(theirs, tmp_path):
+    """Twelve INFO lines (open_clip building the model) preceded the one error line."""
+    import subprocess
+    import sys
+
+    src = recipe.write_checkpoint({**theirs, "visual.extra_head.weight": torch.zeros(2)}, tmp_path / "a.pth")
+    out = subprocess.run([sys.executable, "-m", "sketchseg.weights", "convert-authors", str(src),
+                          str(tmp_path / "a.safetensors"), "--clip-model", "sketchseg-tiny"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        f"error: {src} is not the authors' checkpoint as expected: 1 key(s) it cannot map: ['visual.extra_head.weight']"]
 
 
 def test_cli_reports_what_it_did(converted, theirs, tmp_path, capsys):

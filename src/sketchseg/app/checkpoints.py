@@ -18,7 +18,7 @@ from sketchseg.api import Segmenter, load_model
 from sketchseg.errors import SketchSegError
 from sketchseg.model.checkpoint import KNOWN_FORMATS, read_checkpoint_metadata
 from sketchseg.model.clip_loader import looks_like_path
-from sketchseg.model.errors import ModelError
+from sketchseg.model.errors import CheckpointNotFoundError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class ModelCache:
                 self._models.move_to_end(key)
                 return self._models[key]
             if not Path(key).is_file():
-                raise FileNotFoundError(f"{key}: no such checkpoint file")
+                raise CheckpointNotFoundError(key)
             segmenter = load_model(key, pretrained_override(key), device=self.device)
             self._models[key] = segmenter
             while len(self._models) > self.size:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from sketchseg.app.checkpoints import MODELS_DIR, default_checkpoint, find_checkpoints
 
@@ -70,7 +72,28 @@ def _preload(cache, checkpoint: str) -> None:
         logger.warning("cannot load %s: %s", checkpoint, str(exc).splitlines()[0])
 
 
+def startup_problem(args: argparse.Namespace) -> str | None:
+    """Why the app must not start, in one line (a ``--checkpoint`` that is not a file, the caption
+    parser's NLTK data missing); None when it can."""
+    if args.checkpoint and not Path(args.checkpoint).expanduser().is_file():
+        return (f"--checkpoint {args.checkpoint}: no such file; give a sketchseg .safetensors checkpoint, or leave "
+                f"--checkpoint out to choose among those under {args.models_dir}")
+    from sketchseg.errors import SketchSegDataError
+    from sketchseg.text.nltk_setup import ensure_nltk_data
+
+    try:
+        ensure_nltk_data(None, allow_download=False)
+    except SketchSegDataError as exc:
+        return f"the caption box needs the NLTK data: {exc}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    launch(parse_args(argv))
+    args = parse_args(argv)
+    problem = startup_problem(args)
+    if problem is not None:
+        print(f"Error: {problem}", file=sys.stderr)
+        return 2
+    launch(args)
     return 0

@@ -88,7 +88,7 @@ def check_categories(names: Sequence[str]) -> list[str]:
 def categories_from_caption(caption: str | None, *, nltk_data_path: str | os.PathLike[str] | None = None) -> list[str]:
     """The categories a caption names, extracted as in training (``sketchseg.text.nouns`` with its
     default stop words and compounds = conf/base/parameters_prompts.yml). NLTK data is looked up
-    on ``nltk_data_path`` and ``$NLTK_DATA``; never downloaded here."""
+    on ``nltk_data_path``, ``$NLTK_DATA`` and the project's data/00_nltk; never downloaded here."""
     if not caption or not caption.strip():
         return []
     check_caption(caption)
@@ -96,7 +96,7 @@ def categories_from_caption(caption: str | None, *, nltk_data_path: str | os.Pat
         ensure_nltk_data(nltk_data_path, allow_download=False)
     except SketchSegDataError as exc:
         first = str(exc).splitlines()[0]
-        raise AppInputError(f"Cannot read the caption: {first} (set NLTK_DATA to a folder holding it).") from exc
+        raise AppInputError(f"Cannot read the caption: {first}") from exc
     return extract_categories(caption, stop_words=DEFAULT_STOP_WORDS, compounds=DEFAULT_COMPOUNDS)
 
 

@@ -21,7 +21,7 @@ from sketchseg.app.inputs import (
 )
 from sketchseg.app.results import NO_ISOLATION, failure, segment_sketch
 from sketchseg.errors import SketchSegError
-from sketchseg.model.errors import ModelError
+from sketchseg.model.errors import CheckpointNotFoundError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,9 @@ class SegmentApp:
             return self._show(failure("No checkpoint: type the path of a sketchseg .safetensors checkpoint."))
         try:
             segmenter = self.cache.get(ckpt)
+        except CheckpointNotFoundError:
+            return self._show(failure(f"No checkpoint at {ckpt}: type the path of a sketchseg .safetensors "
+                                      "checkpoint."))
         except (SketchSegError, ModelError, OSError, ValueError) as exc:
             return self._show(failure(f"Cannot load the checkpoint {ckpt}: {str(exc).splitlines()[0]}"))
         return self._show(segment_sketch(segmenter, image, names, isolate=isolate, threshold=threshold,

@@ -248,6 +248,21 @@ def _empty_manifest() -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 # public entry point
 # --------------------------------------------------------------------------------------------------
+def check_fscoco_root(fscoco_root: str | Path) -> Path:
+    """``fscoco_root`` as a Path when it holds FS-COCO's three folders; else one-line SketchSegDataError
+    saying how to get it (a run's pre-flight calls this before anything starts)."""
+    root = Path(fscoco_root)
+    if not root.is_dir():
+        raise SketchSegDataError(f"FS-COCO not found: expected at {root}; {_HOW_TO_GET}")
+    missing = [f"{folder}/" for folder, _, _ in _KINDS.values() if not (root / folder).is_dir()]
+    if missing:
+        raise SketchSegDataError(
+            f"FS-COCO at {root} is incomplete: {', '.join(missing)} missing (expected at "
+            f"{', '.join(str(root / m) for m in missing)}); {_HOW_TO_GET}"
+        )
+    return root
+
+
 def ingest_fscoco(
     fscoco_root: str | Path,
     fscoco_seg_root: str | Path | None,
@@ -280,15 +295,7 @@ def ingest_fscoco(
         ``max_rejection_rate`` of the candidate sketches are quarantined.
     """
     t0 = time.perf_counter()
-    root = Path(fscoco_root)
-    if not root.is_dir():
-        raise SketchSegDataError(f"FS-COCO not found: expected at {root}; {_HOW_TO_GET}")
-    missing = [f"{folder}/" for folder, _, _ in _KINDS.values() if not (root / folder).is_dir()]
-    if missing:
-        raise SketchSegDataError(
-            f"FS-COCO at {root} is incomplete: {', '.join(missing)} missing (expected at "
-            f"{', '.join(str(root / m) for m in missing)}); {_HOW_TO_GET}"
-        )
+    root = check_fscoco_root(fscoco_root)
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     limits = ingestion_limits(max_file_bytes, max_raster_pixels)

@@ -22,13 +22,13 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
 from sketchseg.errors import SketchSegConfigError
+from sketchseg.model import fileio
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class RunLock:
     def _write_new(self, info: dict[str, Any]) -> bool:
         """Create the lock with ``info`` atomically; False when it exists already."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = fileio.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(info, f)
@@ -154,7 +154,7 @@ class RunLock:
         if not self.held:
             return
         self.info.update(fields)
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = fileio.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(self.info, f)
         os.replace(tmp, self.path)

@@ -111,6 +111,22 @@ def check_variants(project: str | Path, env: str, names: Sequence[str],
     return errors
 
 
+#: grid pipelines that extract categories from captions (the caption parser needs the NLTK data)
+NLTK_PIPELINES = frozenset({"train", "__default__", "data", "prompts"})
+
+
+def check_grid_nltk(project: str | Path, env: str, extra_params: str | None = None) -> None:
+    """The NLTK data the variants' runs need is findable from ``project`` (the runs' working
+    directory), downloaded first when allowed and online; else one-line SketchSegDataError."""
+    import contextlib
+
+    from sketchseg.pipelines.preflight import check_nltk
+
+    cfg = load_project_config(project, env, parse_params(extra_params))
+    with contextlib.chdir(project):
+        check_nltk(cfg.params)
+
+
 def backbone_layers(clip_model: str) -> int:
     """Number of vision blocks of the open_clip model ``clip_model`` (sketchseg-tiny included)."""
     import open_clip
@@ -223,6 +239,8 @@ def run_grid(
     logs = logs if logs.is_absolute() else project / logs
     runner = runner or _subprocess_runner
     invalid = check_variants(project, env, variants, extra_params)
+    if NLTK_PIPELINES & set(pipeline.split(",")):
+        check_grid_nltk(project, env, extra_params)  # stops the grid before any run, in one line
     results: list[VariantRun] = []
     logger.info("grid %s: %d variants in env %s (logs in %s)", grid_id, len(variants), env, logs)
     bar = progress(variants, desc=f"grid {grid_id}", unit="variant")

@@ -26,16 +26,16 @@ import json
 import logging
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from sketchseg.model import fileio
 from sketchseg.model.architecture import check_file_fits
 from sketchseg.model.config import ModelConfig
-from sketchseg.model.errors import CheckpointMismatchError
+from sketchseg.model.errors import CheckpointMismatchError, CheckpointNotFoundError
 from sketchseg.model.model import SketchSegModel, build_model
 
 logger = logging.getLogger(__name__)
@@ -111,15 +111,9 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Ma
     meta = _metadata_strings(model, metadata)
     if with_clip_weights:
         meta["clip_weights"] = CLIP_WEIGHTS_INCLUDED
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
+    with fileio.atomic_path(path, hidden=True) as tmp:
         save_file(tensors, tmp, metadata=meta)
         sort_safetensors_metadata(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     logger.info("saved checkpoint %s (%d tensors, %d values)", path, len(tensors),
                 sum(t.numel() for t in tensors.values()))
     return path
@@ -131,7 +125,7 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointMismatchError(f"checkpoint {path} does not exist")
+        raise CheckpointNotFoundError(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return dict(f.metadata() or {})

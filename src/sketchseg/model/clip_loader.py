@@ -314,7 +314,8 @@ def load_clip(cfg: ModelConfig, *, weights_in_checkpoint: bool = False
     pretrained = cfg.pretrained
 
     if weights_in_checkpoint:
-        clip_model = _seeded_random_clip(name, _quick_gelu_of(cfg))
+        with weights_follow():  # the checkpoint's weights follow: open_clip's random-init notice would mislead
+            clip_model = _seeded_random_clip(name, _quick_gelu_of(cfg))
         logger.info("%s: every CLIP weight comes from the checkpoint (model.pretrained %r is not read)",
                     name, pretrained)
     elif pretrained is None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -11,6 +9,7 @@ from kedro.io import AbstractDataset
 from kedro.io.core import get_filepath_str, get_protocol_and_path
 
 from sketchseg.errors import SketchSegDataError
+from sketchseg.model import fileio
 from sketchseg.pipelines.environment import run_command
 
 
@@ -35,15 +34,19 @@ class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "produced_by": self._produced_by}
 
+    def missing_error(self) -> SketchSegDataError:
+        """The one-line error of a missing file: not made yet, and the command that makes it (also
+        the run's pre-flight, sketchseg.pipelines.preflight)."""
+        what = "trained checkpoint" if self._produced_by == "train" else "file"
+        path = get_filepath_str(self._filepath, self._protocol)
+        return SketchSegDataError(f"no {what} yet: {path} does not exist; run `{run_command(self._produced_by)}` first")
+
     def load(self) -> dict[str, Any]:
         from safetensors import safe_open
 
         path = get_filepath_str(self._filepath, self._protocol)
         if not Path(path).is_file():
-            what = "trained checkpoint" if self._produced_by == "train" else "file"
-            raise SketchSegDataError(
-                f"no {what} yet: {path} does not exist; run `{run_command(self._produced_by)}` first"
-            )
+            raise self.missing_error()
         state = {}
         try:
             with safe_open(path, framework="pt", device="cpu") as f:
@@ -63,15 +66,9 @@ class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in data["state"].items()}
         meta = {str(k): str(v) for k, v in (data.get("metadata") or {}).items()}
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with fileio.atomic_path(path) as tmp:
             save_file(state, tmp, metadata=meta)
             sort_safetensors_metadata(tmp)  # the same checkpoint, the same bytes
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     def _exists(self) -> bool:
         return Path(get_filepath_str(self._filepath, self._protocol)).is_file()

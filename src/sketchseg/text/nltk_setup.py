@@ -2,6 +2,13 @@
 
 The parser needs three NLTK resources: the ``punkt_tab`` sentence/word tokenizer tables, the
 ``averaged_perceptron_tagger_eng`` POS tagger and the ``wordnet`` corpus (directory or zip).
+
+They are searched, in order, in the configured ``prompts.nltk_data_path``, the ``$NLTK_DATA``
+folders, the project's own ``data/00_nltk`` (git-ignored; ``scripts/setup.sh`` fills it from
+``../shared/nltk_data`` when present, else downloads it when online; found from the working
+directory's project and from the source tree this package runs from, so no environment variable is
+needed) and NLTK's default folders (``~/nltk_data`` ...). ``python -m sketchseg.text.nltk_setup``
+fills ``data/00_nltk`` (what ``scripts/setup.sh`` runs when no shared copy exists).
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import urllib.request
 from collections.abc import Sequence
@@ -44,11 +52,13 @@ _RESOURCE_PATHS: dict[str, tuple[str, ...]] = {
 }
 _CATEGORIES = ("corpora", "tokenizers", "taggers", "stemmers", "chunkers", "models", "misc", "grammars")
 
+#: the project's own NLTK data folder, relative to the project root (git-ignored, filled by scripts/setup.sh)
+PROJECT_NLTK_DIR = Path("data") / "00_nltk"
+
 FIX_HINT = (
-    "Fix: point sketchseg at a folder holding the NLTK data (set `prompts.nltk_data_path` in "
-    "conf/local/parameters.yml, or the NLTK_DATA environment variable, {sep}-separated), or, on a "
-    "machine with internet access, run `python -m nltk.downloader punkt_tab "
-    "averaged_perceptron_tagger_eng wordnet` (add `-d <folder>` to choose where it goes)."
+    "fix: run `bash scripts/setup.sh` (copies ../shared/nltk_data into data/00_nltk, or downloads "
+    "the data there when online), or point `prompts.nltk_data_path` (conf/local/parameters.yml) or "
+    "NLTK_DATA at a folder holding it"
 )
 
 
@@ -111,14 +121,32 @@ def _is_writable_dir(path: str) -> bool:
     return parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
 
 
+def _project_root(start: Path) -> Path | None:
+    """The Kedro project folder (``pyproject.toml`` beside ``conf/``) at or above ``start``."""
+    for base in (start, *start.parents):
+        if (base / "pyproject.toml").is_file() and (base / "conf").is_dir():
+            return base
+    return None
+
+
+def project_nltk_dirs() -> list[str]:
+    """The project-local NLTK data folders: ``data/00_nltk`` of the project in (or above) the
+    working directory, then of the source tree this package is imported from (an editable install
+    run from elsewhere); existing or not (the first is where :func:`ensure_nltk_data` downloads)."""
+    roots = [_project_root(Path.cwd()), _project_root(Path(__file__).resolve().parent)]
+    return list(dict.fromkeys(str(r / PROJECT_NLTK_DIR) for r in roots if r is not None))
+
+
 def _search_roots(data_path: str | os.PathLike[str] | None) -> list[str]:
-    """``data_path`` followed by the entries of ``$NLTK_DATA``, expanded, without duplicates."""
+    """``data_path``, the entries of ``$NLTK_DATA``, then the project-local folders, expanded,
+    without duplicates."""
     roots: list[str] = []
     if data_path is not None and str(data_path).strip():
         roots.append(str(Path(data_path).expanduser()))
     for entry in os.environ.get("NLTK_DATA", "").split(os.pathsep):
         if entry.strip():
             roots.append(str(Path(entry.strip()).expanduser()))
+    roots += project_nltk_dirs()
     return list(dict.fromkeys(roots))
 
 
@@ -130,9 +158,10 @@ def ensure_nltk_data(
 ) -> list[str]:
     """Make the NLTK resources the caption parser needs findable.
 
-    Prepends ``data_path`` and the ``$NLTK_DATA`` entries to ``nltk.data.path``, then checks every
-    resource. Missing ones are downloaded (quietly, into the first writable search path) only when
-    ``allow_download`` is true and the NLTK data host answers within 2 s.
+    Prepends ``data_path``, the ``$NLTK_DATA`` entries and the project-local ``data/00_nltk`` to
+    ``nltk.data.path``, then checks every resource. Missing ones are downloaded (quietly, into
+    ``data_path`` when given, else the project-local folder, else the first writable search path)
+    only when ``allow_download`` is true and the NLTK data host answers within 2 s.
 
     Returns
     -------
@@ -142,7 +171,7 @@ def ensure_nltk_data(
     Raises
     ------
     SketchSegDataError
-        A resource is still missing; the message names it, the searched paths and the fix.
+        A resource is still missing; the message (one line) names it, the folders searched and the fix.
     """
     roots = _search_roots(data_path)
     if data_path is not None and roots and not Path(roots[0]).exists():
@@ -155,7 +184,9 @@ def ensure_nltk_data(
     missing = [r for r in resources if not is_available(r)]
     if missing and allow_download:
         if _is_online():
-            target = next((p for p in nltk.data.path if _is_writable_dir(p)), None)
+            preferred = [str(Path(data_path).expanduser())] if data_path is not None and str(data_path).strip() else []
+            preferred += project_nltk_dirs()
+            target = next((p for p in [*preferred, *nltk.data.path] if _is_writable_dir(p)), None)
             if target is None:
                 logger.warning("no writable NLTK data folder among %s; cannot download", nltk.data.path)
             else:
@@ -165,14 +196,26 @@ def ensure_nltk_data(
             logger.info("NLTK data index %s unreachable; not downloading %s", NLTK_INDEX_URL, missing)
 
     if missing:
-        searched = "\n  ".join(str(p) for p in nltk.data.path)
-        raise SketchSegDataError(
-            f"NLTK resource(s) missing: {', '.join(missing)} (wordnet may be corpora/wordnet or "
-            f"corpora/wordnet.zip). Searched:\n  {searched}\n"
-            + FIX_HINT.format(sep=repr(os.pathsep))
-        )
+        raise SketchSegDataError(missing_message(missing, roots))
     logger.debug("NLTK data ready (%s); search path %s", ", ".join(resources), nltk.data.path)
     return list(nltk.data.path)
+
+
+def missing_message(missing: Sequence[str], roots: Sequence[str]) -> str:
+    """One line: the missing resources, the folders searched (ours, then NLTK's defaults counted) and the fix."""
+    cwd = Path.cwd()
+
+    def show(p: str) -> str:
+        try:
+            return str(Path(p).relative_to(cwd))
+        except ValueError:
+            return p
+
+    others = [p for p in nltk.data.path if p not in roots]
+    searched = ", ".join(show(p) for p in roots)
+    if others:
+        searched += f"{', ' if searched else ''}and NLTK's {len(others)} default folders (~/nltk_data ...)"
+    return f"NLTK data missing: {', '.join(missing)} (searched {searched}); {FIX_HINT}"
 
 
 def _download(resources: Sequence[str], target: str) -> None:
@@ -192,3 +235,21 @@ def _download(resources: Sequence[str], target: str) -> None:
                 logger.warning("downloading NLTK resource %s into %s failed", resource, target)
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def main() -> int:
+    """``python -m sketchseg.text.nltk_setup``: make the NLTK data findable, downloading it into the
+    project's ``data/00_nltk`` when online; one line on success or failure."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        ensure_nltk_data(None, allow_download=True)
+    except SketchSegDataError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    found = {r: next((p for p in nltk.data.path if is_available(r, [p])), "?") for r in DEFAULT_RESOURCES}
+    print("NLTK data ready: " + ", ".join(f"{r} in {p}" for r, p in found.items()))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -24,8 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     conv.add_argument("source", help="their checkpoint (torch.save of a DataParallel state_dict)")
     conv.add_argument("target", help="the sketchseg checkpoint to write (.safetensors)")
     conv.add_argument("--clip-model", default=None, help="open_clip architecture (default: read off the weights)")
+    conv.add_argument("-v", "--verbose", action="store_true", help="log how the model is built (INFO lines)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # quiet by default: the result (stdout) or one error line (stderr); warnings still show
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     from sketchseg.weights.authors import convert_authors_checkpoint
 
     try:

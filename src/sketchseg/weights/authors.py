@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,9 +93,21 @@ def read_authors_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise NotAuthorsCheckpoint(f"{path}: no such file")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4 ...": the error below says enough
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        code = re.search(r"Unsupported global: GLOBAL [\w.]+", text)
+        if code:  # torch's weights-only unpickler refused a reference to a Python function or class
+            raise NotAuthorsCheckpoint(
+                f"{path} holds code or Python objects other than tensors ({code.group(0)}): it was not loaded "
+                "(sketchseg never unpickles more than tensors); it is not the authors' checkpoint"
+            ) from None
+        # torch's own first line is advice to load it unsafely: its unpickler's reason instead
+        detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+        first = detail.group(1).strip() if detail else (text.strip().splitlines()[0] if text.strip()
+                                                         else type(exc).__name__)
         raise NotAuthorsCheckpoint(
             f"{path} is not the authors' checkpoint: torch.load(weights_only=True) cannot read it ({first[:200]})"
         ) from exc

@@ -25,7 +25,7 @@ from sketchseg.api import (DEFAULT_ISOLATION_THRESHOLD, MAX_LABEL_MAP_CATEGORIES
                            load_model, mask_image, overlay)
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 from sketchseg.limits import file_problem
-from sketchseg.model.errors import CheckpointMismatchError
+from sketchseg.model.errors import CheckpointMismatchError, CheckpointNotFoundError
 from sketchseg.pipelines.environment import run_command
 
 logger = logging.getLogger(__name__)
@@ -258,9 +258,7 @@ def segment_sketches(
             device=str(segment.get("device", "auto")),
             paper_threshold=_number(segment, "paper_threshold", 0.5),
         )
-    except CheckpointMismatchError as exc:
-        if checkpoint.exists():
-            raise
+    except CheckpointNotFoundError as exc:
         raise SketchSegDataError(
             f"no trained checkpoint yet: segment.checkpoint {checkpoint} does not exist; run "
             f"`{run_command('train')}` first (or set segment.checkpoint to a checkpoint file)"
