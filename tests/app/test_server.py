@@ -54,7 +54,7 @@ def test_segment_a_drawing_with_categories_from_a_caption(client, tmp_path):
     assert overlay is not None and "<td>house</td>" in legend
 
 
-def test_bad_input_gives_a_message_not_a_crash(client, tmp_path):
+def test_bad_input_gives_a_message_not_a_crash(client, tmp_path, tiny_checkpoint):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 100), "white").save(blank)
     notes = tmp_path / "notes.png"
@@ -67,8 +67,8 @@ def test_bad_input_gives_a_message_not_a_crash(client, tmp_path):
         (dict(upload=handle_file(str(blank)), categories=many), f"300 categories given; at most {MAX_CATEGORIES}"),
         (dict(upload=None), "No file uploaded"),
         (dict(drawing=None, source="drawing"), "No sketch"),
-        (dict(upload=handle_file(str(blank)), checkpoint=str(tmp_path / "nope.safetensors")),
-         f"No checkpoint at {tmp_path / 'nope.safetensors'}: type the path"),
+        (dict(upload=handle_file(str(blank)), checkpoint=str(tiny_checkpoint.parent / "nope.safetensors")),
+         f"No checkpoint at {tiny_checkpoint.parent / 'nope.safetensors'}: type the path"),
     ]
     for kwargs, expected in cases:
         message, overlay, legend, isolated = _segment(client, **kwargs)
@@ -81,3 +81,32 @@ def test_extract_endpoint(client):
     categories, message = client.predict("Two dogs chasing a kite near a bench", api_name="/extract")
     assert categories == "dog, kite, bench"
     assert message == "Categories from the caption: dog, kite, bench."
+
+
+def test_only_the_apps_own_checkpoints_are_loaded(client, served_app, tmp_path, tiny_checkpoint):
+    """#27: a file uploaded through the page's upload route (or any other file on the server),
+    typed as the checkpoint, was built with whatever architecture its metadata named. The app
+    loads its --checkpoint and the checkpoints under --models-dir only; a symlink out of that
+    folder does not count."""
+    import shutil
+
+    from tests.app.conftest import make_checkpoint
+
+    page = tmp_path / "house.png"
+    house_and_sun().save(page)
+    outside = make_checkpoint(tmp_path / "elsewhere" / "best.safetensors", seed=7)
+    link = tiny_checkpoint.parent.parent / "link-out.safetensors"
+    link.symlink_to(outside)
+    uploaded = client.upload_files([str(outside)])[0] if hasattr(client, "upload_files") else None
+    try:
+        for path in filter(None, [str(outside), str(link), uploaded]):
+            message, overlay, _, _ = _segment(client, upload=handle_file(str(page)), checkpoint=path)
+            assert message.startswith("**Problem:**") and "is not one of this app's checkpoints" in message, message
+            assert overlay is None
+        inside = tiny_checkpoint.parent.parent / "copy" / "best.safetensors"  # a new file under --models-dir
+        inside.parent.mkdir()
+        shutil.copy(outside, inside)
+        message, overlay, _, _ = _segment(client, upload=handle_file(str(page)), checkpoint=str(inside))
+        assert message.startswith("Segmented"), message
+    finally:
+        link.unlink()

@@ -51,6 +51,20 @@ def find_checkpoints(models_dir: str | Path = MODELS_DIR, extra: list[str | Path
     return list(dict.fromkeys(found))
 
 
+def is_offered(checkpoint: str | Path, models_dir: str | Path, started_with: str | Path | None = None) -> bool:
+    """Whether the app may load ``checkpoint``: the ``--checkpoint`` it was started with, or a file
+    under ``models_dir``, with every symlink resolved (a link out of the folder does not count).
+    Anything else on the server (a file uploaded through the page's upload route, a file of another
+    user) is not a checkpoint of this app, whatever its metadata says (#27)."""
+    try:
+        real = Path(checkpoint).expanduser().resolve()
+        if started_with is not None and real == Path(started_with).expanduser().resolve():
+            return True
+        return real.is_relative_to(Path(models_dir).expanduser().resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte in the path
+        return False
+
+
 def default_checkpoint(choices: list[str]) -> str | None:
     """The checkpoint selected when the page opens: the first of ``choices`` (a given one, else the
     demo's model, which ``find_checkpoints`` lists first, else the first variant's best)."""

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from sketchseg.api import DEFAULT_ISOLATION_THRESHOLD
-from sketchseg.app.checkpoints import MODELS_DIR, ModelCache, default_checkpoint, find_checkpoints
+from sketchseg.app.checkpoints import MODELS_DIR, ModelCache, default_checkpoint, find_checkpoints, is_offered
 from sketchseg.app.inputs import (
     MAX_CATEGORIES, MAX_UPLOAD_BYTES, REFUSED, SAMPLE_CATEGORIES, AppInputError, canvas_too_large, choose_categories,
     drawing_to_image, parse_categories, read_upload,
@@ -69,9 +69,10 @@ def check_canvas_first(sketchpad: gr.Sketchpad) -> gr.Sketchpad:
 class SegmentApp:
     """The callbacks of the page, bound to a model cache (testable without a server)."""
 
-    def __init__(self, cache: ModelCache, default: str | None = None) -> None:
+    def __init__(self, cache: ModelCache, default: str | None = None, *, models_dir: str | Path = MODELS_DIR) -> None:
         self.cache = cache
         self.default = default
+        self.models_dir = models_dir  # the only folder whose checkpoints it loads (and ``default``)
 
     def segment(self, drawing: Any, upload: Any, source: str, categories: str, caption: str, isolate: str | None,
                 threshold: float, checkpoint: str | None) -> tuple[str, Any, str, Any]:
@@ -84,6 +85,10 @@ class SegmentApp:
         ckpt = (checkpoint or self.default or "").strip()
         if not ckpt:
             return self._show(failure("No checkpoint: type the path of a sketchseg .safetensors checkpoint."))
+        if not is_offered(ckpt, self.models_dir, self.default):
+            return self._show(failure(f"{ckpt} is not one of this app's checkpoints: it loads those under "
+                                      f"{self.models_dir} and the one it was started with (restart it with "
+                                      "--checkpoint or --models-dir to serve another)."))
         try:
             segmenter = self.cache.get(ckpt)
         except CheckpointNotFoundError:
@@ -128,7 +133,7 @@ def build_app(*, checkpoint: str | None = None, models_dir: str | Path = MODELS_
     """The Blocks page; ``checkpoint`` is selected first, the others found under ``models_dir``."""
     choices = find_checkpoints(models_dir, [checkpoint] if checkpoint else None)
     default = checkpoint or default_checkpoint(choices)
-    logic = SegmentApp(cache or ModelCache(device=device), default)
+    logic = SegmentApp(cache or ModelCache(device=device), default, models_dir=models_dir)
     with gr.Blocks(title="sketchseg app", analytics_enabled=False) as page:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -158,8 +163,8 @@ def build_app(*, checkpoint: str | None = None, models_dir: str | Path = MODELS_
                     threshold = gr.Slider(0.0, 1.0, value=DEFAULT_ISOLATION_THRESHOLD, step=0.01,
                                           label="Isolation threshold", elem_id="threshold")
                 ckpt = gr.Dropdown(choices, value=default, allow_custom_value=True, elem_id="checkpoint",
-                                   label="Checkpoint (the sample's, a converted authors' one, or any sketchseg "
-                                         ".safetensors path)")
+                                   label=f"Checkpoint (a sketchseg .safetensors file under {models_dir}: the "
+                                         "demo's, a converted authors' one, a run's best)")
                 run = gr.Button("Segment", variant="primary", elem_id="segment")
             with gr.Column(scale=1):
                 message = gr.Markdown("", elem_id="message")
