@@ -125,3 +125,22 @@ def test_fit_work_size_downscales_keeping_the_aspect():
     same, done = fit_work_size(house_and_sun(), 1024)
     assert not done and same.size == (240, 160)
 
+
+
+def test_a_loaders_reason_after_the_first_line_reaches_the_page(tiny_checkpoint, tmp_path):
+    """#27: a bad TorchScript file's reason was cut off on the page (only the first line shown)."""
+    from sketchseg.app.checkpoints import ModelCache
+    from sketchseg.app.ui import SegmentApp
+    from sketchseg.model.errors import ModelError
+
+    class Broken(ModelCache):
+        def get(self, checkpoint):
+            raise ModelError(f"{checkpoint}: could not read the TorchScript archive\n  reason: PytorchStreamReader "
+                             "failed locating file constants.pkl: file not found")
+
+    app = SegmentApp(Broken(), str(tiny_checkpoint), models_dir=tiny_checkpoint.parent)
+    sketch = tmp_path / "house.png"
+    house_and_sun().save(sketch)
+    message, overlay, _, _ = app.segment(None, str(sketch), "upload", "house, sun", "", None, 0.71, None)
+    assert "could not read the TorchScript archive reason: PytorchStreamReader failed locating file constants.pkl" \
+        in message and overlay is None

@@ -65,11 +65,13 @@ def launch(args: argparse.Namespace, *, block: bool = True):
 
 
 def _preload(cache, checkpoint: str) -> None:
+    from sketchseg.app.inputs import whole_message
+
     try:
         cache.get(checkpoint)
         logger.info("model %s loaded", checkpoint)
     except Exception as exc:  # noqa: BLE001 - the page shows the same error when it is used
-        logger.warning("cannot load %s: %s", checkpoint, str(exc).splitlines()[0])
+        logger.warning("cannot load %s: %s", checkpoint, whole_message(exc))
 
 
 def startup_problem(args: argparse.Namespace) -> str | None:

@@ -85,6 +85,13 @@ def check_categories(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
+def whole_message(exc: BaseException, limit: int = 800) -> str:
+    """An error's message on one line, every line of it (a loader's reason often comes after the
+    first line: a bad TorchScript file's), cut at ``limit`` characters."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def categories_from_caption(caption: str | None, *, nltk_data_path: str | os.PathLike[str] | None = None) -> list[str]:
     """The categories a caption names, extracted as in training (``sketchseg.text.nouns`` with its
     default stop words and compounds = conf/base/parameters_prompts.yml). NLTK data is looked up
@@ -95,8 +102,7 @@ def categories_from_caption(caption: str | None, *, nltk_data_path: str | os.Pat
     try:
         ensure_nltk_data(nltk_data_path, allow_download=False)
     except SketchSegDataError as exc:
-        first = str(exc).splitlines()[0]
-        raise AppInputError(f"Cannot read the caption: {first}") from exc
+        raise AppInputError(f"Cannot read the caption: {whole_message(exc)}") from exc
     return extract_categories(caption, stop_words=DEFAULT_STOP_WORDS, compounds=DEFAULT_COMPOUNDS)
 
 

@@ -11,7 +11,7 @@ from typing import Sequence
 from PIL import Image
 
 from sketchseg.api import DEFAULT_ISOLATION_THRESHOLD, Segmenter, SegmentationResult, overlay
-from sketchseg.app.inputs import SAMPLE_CATEGORIES, AppInputError, fit_work_size, has_ink
+from sketchseg.app.inputs import SAMPLE_CATEGORIES, AppInputError, fit_work_size, has_ink, whole_message
 from sketchseg.errors import SketchSegError
 from sketchseg.model.errors import ModelError
 from sketchseg.reporting.overlays import category_colors
@@ -54,6 +54,7 @@ class Outcome:
 
 def failure(message: str) -> Outcome:
     return Outcome(ok=False, message=f"**Problem:** {message}")
+
 
 
 def hex_color(rgb: Sequence[int]) -> str:
@@ -128,7 +129,7 @@ def segment_sketch(segmenter: Segmenter, image: Image.Image | None, categories: 
     try:
         result = segmenter.segment(work, list(categories), isolate=isolate, threshold=threshold, source="sketch")
     except (SketchSegError, ModelError, AppInputError) as exc:
-        return failure(str(exc).splitlines()[0])
+        return failure(whole_message(exc))
     rows = shares(result)
     picture = overlay(result, legend=False)
     iso_picture = overlay(result, legend=False, isolated=True) if isolate is not None else None

@@ -17,7 +17,7 @@ from sketchseg.api import DEFAULT_ISOLATION_THRESHOLD
 from sketchseg.app.checkpoints import MODELS_DIR, ModelCache, default_checkpoint, find_checkpoints, is_offered
 from sketchseg.app.inputs import (
     MAX_CATEGORIES, MAX_UPLOAD_BYTES, REFUSED, SAMPLE_CATEGORIES, AppInputError, canvas_too_large, choose_categories,
-    drawing_to_image, parse_categories, read_upload,
+    drawing_to_image, parse_categories, read_upload, whole_message,
 )
 from sketchseg.app.results import NO_ISOLATION, failure, segment_sketch
 from sketchseg.errors import SketchSegError
@@ -95,7 +95,7 @@ class SegmentApp:
             return self._show(failure(f"No checkpoint at {ckpt}: type the path of a sketchseg .safetensors "
                                       "checkpoint."))
         except (SketchSegError, ModelError, OSError, ValueError) as exc:
-            return self._show(failure(f"Cannot load the checkpoint {ckpt}: {str(exc).splitlines()[0]}"))
+            return self._show(failure(f"Cannot load the checkpoint {ckpt}: {whole_message(exc)}"))
         return self._show(segment_sketch(segmenter, image, names, isolate=isolate, threshold=threshold,
                                          source=origin, checkpoint_name=Path(ckpt).name))
 
