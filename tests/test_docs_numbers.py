@@ -58,6 +58,8 @@ def _source_texts() -> list[str]:
         text = (REPO / name).read_text(encoding="utf-8") if (REPO / name).is_file() else ""
         if rd.GRID_BEGIN in text:  # a page written partly by hand: only its generated section counts
             text = text.split(rd.GRID_BEGIN, 1)[1].split(rd.GRID_END, 1)[0]
+        if name in rd.HAND_WRITTEN:  # the hand-written tail of a generated page is not regenerated
+            text = text.split(rd.HAND_WRITTEN[name], 1)[0]
         texts.append(text)
     paths = sorted((REPO / "conf").rglob("*.yml")) + [REPO / "requirements.lock", REPO / "pyproject.toml"]
     paths += sorted((SHARED / "paper").glob("*.txt")) + [SHARED / "reference" / "official-code-notes.md"]
