@@ -102,15 +102,9 @@ def _atomic_write(path: Path, write: Any, *, mode: str = "wb", **open_args: Any)
     """``write(file)`` into a temporary file beside ``path``, then rename it over ``path``: a failed
     or interrupted save leaves the old file (or none), never a truncated or 0-byte one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with fileio.atomic_path(path, hidden=True) as tmp:  # renamed with the umask's mode, removed on failure
         with open(tmp, mode, **open_args) as f:
             write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 try:

@@ -25,7 +25,7 @@ from sketchseg.api import (DEFAULT_ISOLATION_THRESHOLD, MAX_LABEL_MAP_CATEGORIES
                            load_model, mask_image, overlay)
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 from sketchseg.limits import file_problem
-from sketchseg.model.errors import CheckpointMismatchError, CheckpointNotFoundError
+from sketchseg.model.errors import CheckpointNotFoundError
 from sketchseg.pipelines.environment import run_command
 
 logger = logging.getLogger(__name__)
