@@ -197,3 +197,24 @@ def test_a_corrupt_mlflow_database_is_one_line(kedro_project):
     line = the_error_line(run_cli(kedro_project, "--pipelines=make_sample", "--env=sample"))
     assert "the MLflow tracking database cannot be read (file is not a database)" in line
     assert "move mlflow.db aside" in line
+
+
+@pytest.mark.parametrize("params, expected", [
+    ("training.epochs=1.5", "training.epochs must be an integer, got 1.5"),
+    ("training.learning_rate=-1", "training.learning_rate must be a positive number, got -1"),
+    ("training.precision=fp8", "training.precision must be one of bf16, fp32, got 'fp8'"),
+    ("training.epochs.x=1", "training.epochs must be an integer, got {'x': 1}"),
+    ("data.max_rejection_rate=abc", "data.max_rejection_rate must be a number in [0, 1]"),
+    ("training.device=cuda", "device 'cuda': CUDA is not available on this machine; use cpu or auto"),
+], ids=["float-epochs", "negative-lr", "fp8", "sub-key", "str-rate", "no-cuda"])
+def test_bad_values_are_refused_before_the_run_in_one_line(kedro_project, params, expected):
+    """#27: these passed the key check and failed later with a traceback (a misleading 'fused AdamW
+    unavailable' warning for the negative rate), or were accepted silently (fp8)."""
+    if "cuda" in params:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    line = the_error_line(run_cli(kedro_project, "--pipelines=train", "--env=sample", "--params", params))
+    assert expected in line, line
+    assert not list(kedro_project.glob("mlruns")) and "fused" not in line

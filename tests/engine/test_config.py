@@ -92,3 +92,26 @@ def test_a_number_that_is_no_number_is_named():
         EvalConfig.from_dict({"render_size": "big"})
     # YAML reads 1e-5 (no dot) as a string: it stays accepted, as before
     assert TrainConfig.from_dict({"learning_rate": "1e-5", "epochs": 3}).epochs == 3
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("epochs", 1.5, "training.epochs must be an integer, got 1.5"),
+    ("seed", True, "training.seed must be an integer, got True"),
+    ("max_val_sketches", "abc", "training.max_val_sketches must be an integer or null, got 'abc'"),
+    ("epochs", {"x": 1}, "training.epochs must be an integer, got {'x': 1}"),
+    ("learning_rate", -1, "training.learning_rate must be a positive number, got -1"),
+    ("learning_rate", "abc", "training.learning_rate must be a number, got 'abc'"),
+    ("precision", "fp8", "training.precision must be one of bf16, fp32, got 'fp8'"),
+    ("device", "banana", "training.device must be auto, cpu, cuda or cuda:<index>, got 'banana'"),
+    ("resume", "yes", "training.resume must be true or false, got 'yes'"),
+], ids=["float-epochs", "bool-seed", "str-cap", "sub-key", "negative-lr", "str-lr", "fp8", "banana", "str-bool"])
+def test_bad_training_values_are_one_line_naming_key_value_and_what_is_allowed(key, value, message):
+    """#27: values that passed the key check failed later with a traceback (or silently)."""
+    with pytest.raises(SketchSegConfigError) as err:
+        TrainConfig.from_dict({key: value})
+    assert str(err.value) == message
+
+
+def test_yaml_spellings_that_are_numbers_still_pass():
+    cfg = TrainConfig.from_dict({"learning_rate": "1e-6", "epochs": 3, "weight_decay": 0, "max_val_sketches": None})
+    assert cfg.epochs == 3 and cfg.learning_rate == "1e-6"

@@ -50,5 +50,7 @@ def test_one_resolve_device():
     assert resolve_device("cpu", DistInfo(rank=1, world_size=2, local_rank=1)) == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(SketchSegConfigError, match="CUDA is not available on this machine; use cpu or auto"):
             resolve_device("cuda:0", DistInfo())
+    with pytest.raises(SketchSegConfigError, match="device must be auto, cpu, cuda or cuda:<index>, got 'banana'"):
+        resolve_device("banana")

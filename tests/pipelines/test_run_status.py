@@ -202,3 +202,37 @@ def test_kill_ends_a_training_run_killed(kedro_project, monkeypatch, sig):
     assert [r.info.status for r in train] == ["KILLED"], (kedro_project / "kedro.log").read_text()[-3000:]
     assert f"{signal.Signals(sig).name} in node fit_and_select_checkpoint" in train[0].data.tags["sketchseg.end_reason"]
     assert not list((kedro_project / "data").rglob("*.lock")), "the run's lock was left behind"
+
+
+@pytest.mark.slow
+def test_sigterm_while_ingestion_runs_its_worker_pool_ends_killed_with_the_workers_stopped(kedro_project, monkeypatch):
+    """#27: SIGTERM while ingestion started its worker processes ended the run FINISHED, FAILED
+    (BrokenProcessPool) or KILLED by chance. Through the real command: the run ends KILLED and no
+    process of it is left (its workers included)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    kedro = Path(sys.executable).parent / "kedro"
+    env = kedro_subprocess_env()
+    subprocess.run([str(kedro), "run", "--pipelines=make_sample", "--env=sample"], cwd=kedro_project, env=env,
+                   check=True, capture_output=True, timeout=300)  # 400 sketches: ingestion uses its pool
+    log_path = kedro_project / "data.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([str(kedro), "run", "--pipelines=data", "--env=sample", "--params", "data.workers=2"],
+                                cwd=kedro_project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "ingest FS-COCO" not in log_path.read_text(errors="replace"):
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "ingestion did not start"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # nothing of the run's session is left: no orphaned worker
+        os.killpg(proc.pid, 0)
+    data_runs = [r for r in _runs(kedro_project / "mlflow.db") if r.data.tags.get("sketchseg.pipeline") == "data"]
+    assert [r.info.status for r in data_runs] == ["KILLED"], log_path.read_text()[-3000:]
+    assert "Exception ignored" not in log_path.read_text() and "BrokenProcessPool" not in log_path.read_text()

@@ -20,21 +20,66 @@ from sketchseg.model.similarity import PAPER_ISOLATION_THRESHOLD
 CHECKPOINT_CHOICES = ("best", "last")
 
 
+#: the numeric precisions a run can use (bf16 autocast on CUDA; fp32 everywhere)
+PRECISIONS = ("bf16", "fp32")
+
+
+def _kinds(cls: type, key: str) -> tuple[set[str], bool]:
+    """The plain kinds (``int``, ``float``, ``bool``, ``str``) a field's annotation admits, and whether
+    it admits None; an empty set for any other annotation (not checked here)."""
+    text = str(cls.__dataclass_fields__[key].type).replace(" ", "")
+    parts = set(text.split("|"))
+    return parts & {"int", "float", "bool", "str"}, "None" in parts
+
+
+def _fits(value: Any, kinds: set[str]) -> bool:
+    if isinstance(value, bool):
+        return "bool" in kinds
+    if isinstance(value, int):
+        return bool(kinds & {"int", "float"})
+    if isinstance(value, float):
+        return "float" in kinds
+    if isinstance(value, str):
+        if "str" in kinds:
+            return True
+        if "float" in kinds:  # a YAML float spelt without a dot (1e-6) is read as a string
+            try:
+                float(value)
+                return True
+            except ValueError:
+                return False
+    return False
+
+
+_NOUNS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
 def _check_known(cls: type, d: Mapping[str, Any], section: str) -> None:
+    """Unknown keys and values of the wrong type (``--params training.epochs=1.5``, ``training.seed=true``,
+    ``training.max_val_sketches=abc``, a sub-key under a scalar such as ``training.epochs.x=1``) are
+    refused in one line naming the key, the value and what is allowed."""
     known = set(cls.__dataclass_fields__)
     unknown = sorted(set(d) - known)
     if unknown:
         raise SketchSegConfigError(f"unknown {section} parameters {unknown}; known: {sorted(known)}")
-    for key, value in d.items():  # a number that is no number (--params training.epochs=ten) fails here, named
-        default = cls.__dataclass_fields__[key].default
-        kind = type(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else None
-        if kind is None or value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+    for key, value in d.items():
+        kinds, optional = _kinds(cls, key)
+        if not kinds or (value is None and optional) or _fits(value, kinds):
             continue
-        try:
-            kind(value)
-        except (TypeError, ValueError):
-            noun = "an integer" if kind is int else "a number"
-            raise SketchSegConfigError(f"{section}.{key} must be {noun}, got {value!r}") from None
+        allowed = " or ".join(_NOUNS[k] for k in ("bool", "int", "float", "str") if k in kinds)
+        if kinds == {"int", "float"}:
+            allowed = "a number"
+        raise SketchSegConfigError(f"{section}.{key} must be {allowed}{' or null' if optional else ''}, got {value!r}")
+
+
+def check_device_name(name: Any, section: str = "training") -> None:
+    """``training.device`` is ``auto`` or a device torch knows (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
+    import torch
+
+    try:
+        torch.device(str(name)) if name != "auto" else None
+    except RuntimeError:
+        raise SketchSegConfigError(f"{section}.device must be auto, cpu, cuda or cuda:<index>, got {name!r}") from None
 
 
 def _check_threads(n: Any, section: str) -> None:
@@ -92,6 +137,16 @@ class TrainConfig:
                 f"training.max_categories_per_sketch must be a positive integer or null (every category), got {cap!r}"
             )
         _check_threads(cfg.num_threads, "training")
+        if not float(cfg.learning_rate) > 0:
+            raise SketchSegConfigError(f"training.learning_rate must be a positive number, got {cfg.learning_rate!r}")
+        if not float(cfg.weight_decay) >= 0:
+            raise SketchSegConfigError(f"training.weight_decay must be >= 0, got {cfg.weight_decay!r}")
+        if cfg.precision not in PRECISIONS:
+            raise SketchSegConfigError(f"training.precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
+        if cfg.max_val_sketches is not None and cfg.max_val_sketches < 1:
+            raise SketchSegConfigError(f"training.max_val_sketches must be a positive integer or null (all), "
+                                       f"got {cfg.max_val_sketches!r}")
+        check_device_name(cfg.device)
         if cfg.sync_every < 1 or cfg.prefetch_factor < 1:
             raise SketchSegConfigError("training.sync_every and training.prefetch_factor must be >= 1")
         selectable = sorted(f"val_{k}" for k in METRIC_NAMES)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from sketchseg.errors import SketchSegConfigError
+
 if TYPE_CHECKING:
     from sketchseg.engine.distributed import DistInfo
 
@@ -27,10 +29,13 @@ def resolve_device(name: str = "auto", info: DistInfo | None = None) -> torch.de
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise SketchSegConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got {name!r}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"training.device={name!r} but CUDA is not available on this machine")
+            raise SketchSegConfigError(f"device {name!r}: CUDA is not available on this machine; use cpu or auto")
         if info is not None and info.enabled:
             if device.index is not None and device.index != info.local_rank:
                 logger.warning("training.device=%s ignored under DDP: rank %d uses cuda:%d", name, info.rank,

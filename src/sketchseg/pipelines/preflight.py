@@ -4,6 +4,8 @@ Called by the project hooks (``SketchSegHooks.before_pipeline_run``, ``tryfirst`
 kedro-mlflow opens its run), so that a run refused for missing data leaves no FAILED run behind and
 says in one line what is missing and how to get it:
 
+* the values of the typed sections (``training``, ``evaluation``, ``model``, ``data.max_rejection_rate``):
+  types and ranges, and the device when the pipeline trains or scores;
 * the FS-COCO folders, when the pipeline ingests them;
 * the caption parser's NLTK data, when the pipeline extracts categories from captions;
 * the backbone weight file named by ``model.pretrained``, when the pipeline trains;
@@ -18,12 +20,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sketchseg.errors import SketchSegDataError
+from sketchseg.errors import SketchSegConfigError, SketchSegDataError
 
 logger = logging.getLogger(__name__)
 
 INGEST_NODE = "ingest_fscoco"
 FIT_NODE = "fit_and_select_checkpoint"
+EVALUATE_NODE = "evaluate_test_set"
 PROMPTS_INPUT = "params:prompts"
 
 
@@ -86,11 +89,39 @@ def missing_file_inputs(pipeline: Any, catalog: Any) -> list[tuple[str, str, Any
     return missing
 
 
+def check_values(params: Mapping[str, Any], *, uses_device: bool) -> None:
+    """The values of the typed sections, whatever the pipeline: types and ranges of ``training``
+    (``epochs=1.5``, ``learning_rate=-1``, ``precision=fp8``, ``device=banana``, a sub-key under a
+    scalar), ``evaluation`` and ``model``, ``data.max_rejection_rate``; with ``uses_device`` (the
+    pipeline trains or scores) the device must exist here (``cuda`` on a machine without one)."""
+    from sketchseg.engine.config import EvalConfig, TrainConfig
+    from sketchseg.engine.runtime import resolve_device
+    from sketchseg.model.config import ModelConfig
+    from sketchseg.model.errors import ModelConfigError
+
+    training = params.get("training")
+    if isinstance(training, Mapping):
+        cfg = TrainConfig.from_dict(training)
+        EvalConfig.from_params(params.get("evaluation"), training)
+        if uses_device:
+            resolve_device(str(cfg.device))
+    if isinstance(params.get("model"), Mapping):
+        try:
+            ModelConfig.from_dict(params["model"])
+        except ModelConfigError as exc:
+            raise SketchSegConfigError(str(exc)) from exc
+    rate = (params.get("data") or {}).get("max_rejection_rate") if isinstance(params.get("data"), Mapping) else None
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1):
+        raise SketchSegConfigError(f"data.max_rejection_rate must be a number in [0, 1] (a fraction of the "
+                                   f"sketches), got {rate!r}")
+
+
 def check_run(pipeline: Any, catalog: Any, params: Mapping[str, Any], env: str | None = None) -> None:
     """Every check of the module docstring for a run of ``pipeline``; the first failure raises one line."""
     from sketchseg.data.fscoco import check_fscoco_root
 
     names = _node_names(pipeline)
+    check_values(params, uses_device=bool(names & {FIT_NODE, EVALUATE_NODE}))
     if INGEST_NODE in names:
         check_fscoco_root((params.get("data") or {}).get("fscoco_root") or "")
     missing = missing_file_inputs(pipeline, catalog)
