@@ -112,3 +112,21 @@ def backbone() -> tuple:
 
     torch.manual_seed(0)
     return load_clip(tiny_cfg())
+
+
+def train_val_tables(make_sample: Callable[..., Any], nltk_data_path: str, sketches_per_participant: int) -> tuple:
+    """(train with prompts, val) of a small generated sample (4 participants, participant 1 tests,
+    2 val sketches each, seed 5), as the training pipeline's data nodes make them."""
+    from sketchseg.data.fscoco import ingest_fscoco
+    from sketchseg.data.splits import make_protocol_splits
+    from sketchseg.text.nltk_setup import ensure_nltk_data
+    from sketchseg.text.nouns import extract_table
+
+    sample = make_sample(4, sketches_per_participant, seed=5, test_participants=(1,), val_per_participant=2,
+                         write_photos=False)
+    manifest, _ = ingest_fscoco(sample.fscoco, sample.fscoco_seg, max_rejection_rate=0.0, progress=False)
+    splits = make_protocol_splits(manifest, test_participants=[1], val_per_participant=2, seed=5)
+    ensure_nltk_data(nltk_data_path, allow_download=False)
+    prompts, _ = extract_table(splits[["sketch_id", "caption"]])
+    train = splits[splits["split"] == "train"].merge(prompts, on="sketch_id")
+    return train, splits[splits["split"] == "val"].reset_index(drop=True)

@@ -18,14 +18,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from sketchseg.data.fscoco import ingest_fscoco
-from sketchseg.data.splits import make_protocol_splits
 from sketchseg.engine.config import EvalConfig, TrainConfig
 from sketchseg.engine.runtime import cpu_reproducible
 from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.checkpoint import sort_safetensors_metadata
-from sketchseg.text.nltk_setup import ensure_nltk_data
-from sketchseg.text.nouns import extract_table
+from tests.conftest import train_val_tables
 
 MODEL = dict(clip_model="sketchseg-tiny", pretrained=None, allow_random_init=True, image_size=64,
              vv_blocks=[4, 5, 6], cross_attention_layers=[4, 5, 6], category_loss_layers=[4, 5, 6], finetune="full")
@@ -124,15 +121,10 @@ def _train_in_a_process(data_dir: str, out: str) -> None:
 def test_two_processes_at_once_train_the_same_weights(make_sample, nltk_data_path, tmp_path):
     """Two trainings started together in separate processes (each with its own hash seed, competing
     for the cores, the condition under which the demo runs drifted) end with equal weights."""
-    sample = make_sample(4, 8, seed=5, test_participants=(1,), val_per_participant=2, write_photos=False)
-    manifest, _ = ingest_fscoco(sample.fscoco, sample.fscoco_seg, max_rejection_rate=0.0, progress=False)
-    splits = make_protocol_splits(manifest, test_participants=[1], val_per_participant=2, seed=5)
-    ensure_nltk_data(nltk_data_path, allow_download=False)
-    prompts, _ = extract_table(splits[["sketch_id", "caption"]])
-    train = splits[splits["split"] == "train"].merge(prompts, on="sketch_id")
+    train, val = train_val_tables(make_sample, nltk_data_path, 8)
     assert len(train) > 16  # a full batch and a short one each epoch
     train.to_parquet(tmp_path / "train.parquet")
-    splits[splits["split"] == "val"].reset_index(drop=True).to_parquet(tmp_path / "val.parquet")
+    val.to_parquet(tmp_path / "val.parquet")
 
     ctx = multiprocessing.get_context("spawn")
     outs = [str(tmp_path / f"run{i}.safetensors") for i in (0, 1)]

@@ -10,8 +10,6 @@ import pandas as pd
 import pytest
 import torch
 
-from sketchseg.data.fscoco import ingest_fscoco
-from sketchseg.data.splits import make_protocol_splits
 from sketchseg.data.annotated import AnnotatedSketches
 from sketchseg.data.train_set import TrainSketches
 from sketchseg.engine.runtime import seed_everything
@@ -19,8 +17,7 @@ from sketchseg.engine.train import NonFiniteLossError, TrainConfig, fit, load_tr
 from sketchseg.errors import SketchSegConfigError
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.model import build_model
-from sketchseg.text.nltk_setup import ensure_nltk_data
-from sketchseg.text.nouns import extract_table
+from tests.conftest import train_val_tables
 
 MODEL = dict(clip_model="sketchseg-tiny", pretrained=None, allow_random_init=True, image_size=64,
              vv_blocks=[4, 5, 6], cross_attention_layers=[4, 5, 6], category_loss_layers=[4, 5, 6], finetune="full")
@@ -28,14 +25,7 @@ MODEL = dict(clip_model="sketchseg-tiny", pretrained=None, allow_random_init=Tru
 
 @pytest.fixture(scope="module")
 def tables(make_sample, nltk_data_path):
-    sample = make_sample(4, 6, seed=5, test_participants=(1,), val_per_participant=2, write_photos=False)
-    manifest, _ = ingest_fscoco(sample.fscoco, sample.fscoco_seg, max_rejection_rate=0.0, progress=False)
-    splits = make_protocol_splits(manifest, test_participants=[1], val_per_participant=2, seed=5)
-    ensure_nltk_data(nltk_data_path, allow_download=False)
-    prompts, _ = extract_table(splits[["sketch_id", "caption"]])
-    train = splits[splits["split"] == "train"].merge(prompts, on="sketch_id")
-    val = splits[splits["split"] == "val"].reset_index(drop=True)
-    return train, val
+    return train_val_tables(make_sample, nltk_data_path, 6)
 
 
 def _run(tables, tmp_path: Path, *, epochs=2, **overrides):
