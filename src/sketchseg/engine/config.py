@@ -191,7 +191,8 @@ class EvalConfig:
     def from_dict(cls, d: Mapping[str, Any] | None) -> EvalConfig:
         """The ``evaluation`` parameters (plus ``device`` / ``precision``), checked; unknown keys are refused."""
         d = dict(d or {})
-        _check_known(cls, d, "evaluation")
+        _check_known(cls, {k: v for k, v in d.items() if k not in _FROM_TRAINING}, "evaluation")
+        _check_known(cls, {k: v for k, v in d.items() if k in _FROM_TRAINING}, "training")  # from_params takes them there
         cfg = cls(**d)
         if cfg.checkpoint not in CHECKPOINT_CHOICES:
             raise SketchSegConfigError(
