@@ -165,7 +165,8 @@ def score(project: Path, params: dict[str, Any]) -> dict[str, dict[str, float]]:
             f"data/06_models/{params['experiment']['output_folder']}/best.safetensors").load()
         del model
         seed_everything(int(training.get("seed", 42)))  # the same backbone as the untrained model's
-        model, _, _ = load_model_from_checkpoint(ckpt, ModelConfig.from_dict(model_params))
+        # the checkpoint's architecture; conf changes inference-time settings only (refused otherwise)
+        model, _, _ = load_model_from_checkpoint(ckpt, ModelConfig.from_dict(model_params), config_from="checkpoint")
         for split, ds in sets.items():
             res = evaluate_model(model, ds, device=device, batch_size=int(evaluation["batch_size"]), desc=f"trained {split}")
             out[f"trained_{split}"] = {**res.summary, "n": res.n_sketches}
@@ -174,7 +175,8 @@ def score(project: Path, params: dict[str, Any]) -> dict[str, dict[str, float]]:
         for name, overrides in RESCORING:  # the same checkpoint, scored at test time another way
             del model
             seed_everything(int(training.get("seed", 42)))
-            model, _, _ = load_model_from_checkpoint(ckpt, ModelConfig.from_dict({**model_params, **overrides}))
+            model, _, _ = load_model_from_checkpoint(ckpt, ModelConfig.from_dict({**model_params, **overrides}),
+                                                     config_from="checkpoint")  # inference settings only
             res = evaluate_model(model, sets["test"], device=device, batch_size=int(evaluation["batch_size"]),
                                  desc=f"trained test, {name}")
             out[f"rescored_{name}"] = {**res.summary, "n": res.n_sketches}

@@ -40,19 +40,23 @@ def test_every_atomic_writer_leaves_a_readable_file(tmp_path, umask, backbone):
     lock: 0644 under the usual umask 022, not tempfile's 0600."""
     from sketchseg.engine.runlock import RunLock
     from sketchseg.engine.state import save_training_state
-    from sketchseg.model.checkpoint import save_checkpoint
-    from sketchseg.pipelines.datasets import SafetensorsCheckpointDataset
+    from sketchseg.model.checkpoint import checkpoint_metadata, save_checkpoint, trainable_state_dict
+    from sketchseg.pipelines.datasets import SafetensorsCheckpointDataset, SafetensorsWeightsDataset
     from tests.tiny_model import build_tiny, tiny_cfg
 
     umask(0o022)
-    ckpt = save_checkpoint(tmp_path / "best.safetensors", build_tiny(backbone, tiny_cfg()))
-    SafetensorsCheckpointDataset(str(tmp_path / "ds.safetensors")).save({"state": {"w": torch.ones(2)}})
+    model = build_tiny(backbone, tiny_cfg())
+    ckpt = save_checkpoint(tmp_path / "best.safetensors", model)
+    SafetensorsWeightsDataset(str(tmp_path / "ds.safetensors")).save({"state": {"w": torch.ones(2)}})
+    SafetensorsCheckpointDataset(str(tmp_path / "pipeline.safetensors")).save(
+        {"state": trainable_state_dict(model), "metadata": checkpoint_metadata(model, {"kind": "best"})})
     save_training_state(tmp_path / "state.pt", {"epoch": 1})
     lock = RunLock(tmp_path / "train.lock")
     lock.acquire()
     try:
         lock.update(mlflow_run_id="abc")
-        modes = {p.name: _mode(p) for p in (ckpt, tmp_path / "ds.safetensors", tmp_path / "state.pt",
+        modes = {p.name: _mode(p) for p in (ckpt, tmp_path / "ds.safetensors", tmp_path / "pipeline.safetensors",
+                                            tmp_path / "state.pt",
                                             tmp_path / "train.lock")}
     finally:
         lock.release()

@@ -312,22 +312,26 @@ def load_model(
     checkpoint_path: str | Path,
     model_params: Mapping[str, Any] | ModelConfig | None = None,
     *,
+    config_from: str = "checkpoint",
     device: str | torch.device = "auto",
     paper_threshold: float = DEFAULT_PAPER_THRESHOLD,
 ) -> Segmenter:
     """Build the model a checkpoint belongs to and load it (safetensors, never unpickled), with
     ``sketchseg.model.checkpoint.load_model_from_checkpoint``.
 
-    ``model_params``: ``None`` = the checkpoint's own ``model_config`` metadata; a mapping = keys
-    that override it (e.g. ``{"pretrained": "/weights/ViT-B-16.safetensors"}`` offline); a
-    ``ModelConfig`` = used as it is. The checkpoint must fit that model exactly (keys, shapes,
-    backbone), else ``sketchseg.model.errors.CheckpointMismatchError`` says what differs.
+    ``model_params``: ``None`` = the checkpoint's own ``model_config`` metadata; a mapping (or a
+    ``ModelConfig``) = values that change it. ``config_from="checkpoint"`` (default): only
+    inference-time settings and where the CLIP weights are may change (``model.config.OVERRIDABLE_KEYS``,
+    e.g. ``{"pretrained": "/weights/ViT-B-16.safetensors"}`` offline, ``{"upsample_mode": "bilinear"}``);
+    another key is refused. ``config_from="conf"``: ``model_params`` is the whole configuration, used as
+    it is. The checkpoint must fit that model exactly (keys, shapes, backbone fingerprint), else
+    ``sketchseg.model.errors.CheckpointMismatchError`` says what differs.
     """
     if not isinstance(checkpoint_path, (str, Path)) or not str(checkpoint_path).strip():
         raise SketchSegConfigError(
             f"load_model: checkpoint_path must be the path of a checkpoint file (.safetensors), got {checkpoint_path!r}")
     path = Path(checkpoint_path)
-    model, cfg, meta = load_model_from_checkpoint(path, model_params)
+    model, cfg, meta = load_model_from_checkpoint(path, model_params, config_from=config_from)
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
     logger.info("loaded %s (%s, epoch %s) on %s", path, cfg.clip_model, meta.get("epoch", "?"), dev)
     return Segmenter(model, device=dev, paper_threshold=paper_threshold, metadata=meta)

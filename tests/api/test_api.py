@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from PIL import Image, ImageDraw
 from sketchseg.api import SegmentationResult, label_map_image, load_model, mask_image, overlay
 from sketchseg.pipelines.datasets import SafetensorsCheckpointDataset
 from sketchseg.errors import SketchSegConfigError, SketchSegDataError
-from sketchseg.model.checkpoint import save_checkpoint, trainable_state_dict
+from sketchseg.model.checkpoint import checkpoint_metadata, save_checkpoint, trainable_state_dict
 from sketchseg.model.config import ModelConfig
 from sketchseg.model.errors import CheckpointMismatchError, CheckpointNotFoundError
 from sketchseg.model.model import build_model
@@ -159,15 +158,24 @@ def test_loaded_model_matches_the_saved_one(checkpoint, segmenter):
 
 def test_pipeline_checkpoint_format_and_overrides(checkpoint, tmp_path):
     path, model = checkpoint
-    cfg = ModelConfig(**TINY)
     ds = SafetensorsCheckpointDataset(str(tmp_path / "best.safetensors"))
-    ds.save({"state": trainable_state_dict(model),
-             "metadata": {"format": "sketchseg-trainable-v1", "model_config": json.dumps(cfg.to_dict()), "epoch": "2"}})
+    ds.save({"state": trainable_state_dict(model), "metadata": checkpoint_metadata(model, {"epoch": "2"})})
     seg = load_model(tmp_path / "best.safetensors", {"upsample_mode": "bilinear"}, device="cpu")
     assert seg.config.upsample_mode == "bilinear" and seg.config.image_size == 64
     assert seg.segment(draw_grey(), ["sun"]).label_map.shape == (320, 180)
-    with pytest.raises(CheckpointMismatchError, match="num_visual_prompts|missing|shape"):
+    with pytest.raises(CheckpointMismatchError, match=r"num_visual_prompts \(3 -> 5\)"):
         load_model(path, ModelConfig(**{**TINY, "num_visual_prompts": 5}), device="cpu")
+    with pytest.raises(CheckpointMismatchError, match="shape mismatches"):  # conf's configuration, as asked
+        load_model(path, ModelConfig(**{**TINY, "num_visual_prompts": 5}), config_from="conf", device="cpu")
+
+
+def test_a_checkpoint_of_another_backbone_is_refused(tmp_path):
+    """Same names and shapes, another backbone (clip_fingerprint): refused by sketchseg.api.load_model."""
+    from tests.model.test_checkpoint_contract import other_backbone_checkpoint
+
+    path = other_backbone_checkpoint(tmp_path / "other.safetensors", clip_model="sketchseg-tiny")
+    with pytest.raises(CheckpointMismatchError, match=r"backbone architecture differs \(clip_fingerprint"):
+        load_model(path, device="cpu")
 
 
 def test_bad_checkpoints_and_inputs_raise_clear_errors(segmenter, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -10,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from sketchseg.app import checkpoints as ck
-from sketchseg.model.checkpoint import FORMAT, read_checkpoint_metadata
+from sketchseg.model.checkpoint import FORMAT, read_checkpoint_metadata, save_checkpoint
 
 from .conftest import make_checkpoint
 
@@ -48,33 +47,36 @@ def test_the_demos_model_comes_first_beside_other_variants(tmp_path, monkeypatch
     assert ck.default_checkpoint(found) == str(ck.SAMPLE_CHECKPOINT) and len(found) == 4
 
 
-def _checkpoint_naming_backbone(path, pretrained):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"w": torch.zeros(1)}, str(path), metadata={"format": FORMAT, "model_config": json.dumps(
-        {"clip_model": "sketchseg-tiny", "pretrained": pretrained})})
-    return path
+def test_model_cache_refuses_a_checkpoint_of_another_backbone(tmp_path):
+    """Same names and shapes, another backbone (clip_fingerprint): refused, never cached."""
+    from sketchseg.model.errors import CheckpointMismatchError
+    from tests.model.test_checkpoint_contract import other_backbone_checkpoint
+
+    path = other_backbone_checkpoint(tmp_path / "other.safetensors", clip_model="sketchseg-tiny")
+    cache = ck.ModelCache(device="cpu")
+    with pytest.raises(CheckpointMismatchError, match=r"backbone architecture differs \(clip_fingerprint"):
+        cache.get(path)
+    assert not cache._models
 
 
-def test_relative_backbone_path_is_found_beside_or_above_the_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_model_cache_finds_relative_clip_weights_from_the_checkpoint(tmp_path, monkeypatch):
+    """The loader resolves a relative model.pretrained from the checkpoint's folders (the one place:
+    model.checkpoint.clip_weights_beside), whatever the working directory."""
+    from sketchseg.model.model import build_model
+    from sketchseg.pretrain.clip import create_tiny_clip
+    from sketchseg.pretrain.weights import save_weights
+    from tests.tiny_model import tiny_cfg
+
     rel = "data/06_models/sample/tiny-clip.safetensors"
-    # a copied checkpoint with the backbone beside it
-    copy = _checkpoint_naming_backbone(tmp_path / "copy" / "best.safetensors", rel)
-    (tmp_path / "copy" / "tiny-clip.safetensors").write_bytes(b"x")
-    assert ck.pretrained_override(copy) == {"pretrained": str(tmp_path / "copy" / "tiny-clip.safetensors")}
-    # the project's own checkpoint read from another folder: the path under a folder above it
     project = tmp_path / "project"
-    ckpt = _checkpoint_naming_backbone(project / "data" / "06_models" / "sample" / "x" / "best.safetensors", rel)
-    (project / rel).parent.mkdir(parents=True, exist_ok=True)
-    (project / rel).write_bytes(b"x")
-    assert ck.pretrained_override(ckpt) == {"pretrained": str(project / rel)}
-    # from the project folder the recorded path works as it is: no override
+    save_weights(project / rel, create_tiny_clip("sketchseg-tiny", 0)[0].state_dict(), {})
     monkeypatch.chdir(project)
-    assert ck.pretrained_override(ckpt) is None
-    # an open_clip tag, an absolute path, a missing file: nothing to do
-    assert ck.pretrained_override(_checkpoint_naming_backbone(tmp_path / "t.safetensors", "openai")) is None
-    assert ck.pretrained_override(_checkpoint_naming_backbone(tmp_path / "a.safetensors", "/abs/w.safetensors")) is None
-    assert ck.pretrained_override(_checkpoint_naming_backbone(tmp_path / "m.safetensors", "nowhere/w.bin")) is None
+    trained = build_model(tiny_cfg(pretrained=rel, allow_random_init=False))
+    ckpt = save_checkpoint(project / "data/06_models/sample/ours-sample/best.safetensors", trained, {"epoch": 1})
+    monkeypatch.chdir(tmp_path)  # no such relative file here
+    segmenter = ck.ModelCache(device="cpu").get(ckpt)
+    assert segmenter.model.weights_fingerprint == trained.weights_fingerprint
+    assert segmenter.config.pretrained == str(project / rel)
 
 
 def test_model_cache_loads_once_and_keeps_the_latest(tmp_path, tiny_checkpoint):

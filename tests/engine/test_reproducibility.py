@@ -112,7 +112,7 @@ def _train_in_a_process(data_dir: str, out: str) -> None:
     from sketchseg.engine.run import checkpoint_metadata
     from sketchseg.pipelines.datasets import SafetensorsCheckpointDataset
 
-    meta = checkpoint_metadata(model.cfg, epoch=result.last_epoch, metric=0.0, variant="repro", kind="last",
+    meta = checkpoint_metadata(model, epoch=result.last_epoch, metric=0.0, variant="repro", kind="last",
                                torch_threads=result.extra["torch_threads"])
     SafetensorsCheckpointDataset(out).save({"state": result.last_state, "metadata": meta})  # as the pipeline saves
     result.history.drop(columns="epoch_seconds").to_csv(Path(out).with_suffix(".csv"), index=False)

@@ -140,3 +140,18 @@ def test_empty_and_truncated_states_are_one_clear_line(first_run, tmp_path):
     torch.save([1, 2], tmp_path / "other.pt")
     with pytest.raises(SketchSegDataError, match="not a sketchseg training state"):
         load_training_state(tmp_path / "other.pt")
+
+
+def test_resume_on_another_backbone_is_refused_even_despite_changes(inputs, first_run, monkeypatch):
+    """Issue #25: the state records the backbone's clip_fingerprint; a resume into a model of another
+    backbone with the same names and shapes (QuickGELU instead of GELU) is refused in one line,
+    whatever training.resume_despite_changes says (engine.state.resume_training)."""
+    from sketchseg.model.model import build_model
+
+    saved = load_training_state(first_run)["clip_fingerprint"]
+    assert saved == build_model(ModelConfig.from_dict(MODEL)).clip_fingerprint
+    monkeypatch.setitem(MODEL, "quick_gelu", True)
+    with pytest.raises(SketchSegConfigError) as err:
+        _train(inputs, first_run, Recorder("run-2"), epochs=2, resume=True, resume_despite_changes=True)
+    msg = str(err.value)
+    assert "another CLIP backbone architecture" in msg and str(first_run) in msg and "\n" not in msg

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sketchseg.model.checkpoint import (
+    checkpoint_metadata,
     load_model_from_checkpoint,
     load_trainable_state,
     read_checkpoint_metadata,
@@ -64,18 +65,21 @@ def test_checkpoint_from_another_model_config_is_refused(backbone, tmp_path):
     path = save_checkpoint(tmp_path / "a.safetensors", src, {})
     dst = make(backbone, 0)
     with pytest.raises(CheckpointMismatchError) as info:
-        load_model_from_checkpoint(path, tiny_cfg())  # a ModelConfig is used as it is
+        load_model_from_checkpoint(path, tiny_cfg(), config_from="conf")  # the given ModelConfig as it is
     msg = str(info.value)
     assert "missing keys" in msg and "cross_attention" in msg
     assert "shape mismatches" in msg and "encoder.prompts.tokens" in msg
     # the reverse direction reports unexpected keys
     path2 = save_checkpoint(tmp_path / "b.safetensors", dst, {})
     with pytest.raises(CheckpointMismatchError, match="unexpected keys"):
-        load_model_from_checkpoint(path2, tiny_cfg(cross_attention=False))
-    load_model_from_checkpoint(path2, tiny_cfg(cross_attention=False), strict=False)  # non-strict: loads what fits
-    # a mapping overrides the checkpoint's own configuration
-    with pytest.raises(CheckpointMismatchError, match="unexpected keys"):
-        load_model_from_checkpoint(path2, {"cross_attention": False})
+        load_model_from_checkpoint(path2, tiny_cfg(cross_attention=False), config_from="conf")
+    # non-strict: loads what fits
+    load_model_from_checkpoint(path2, tiny_cfg(cross_attention=False), config_from="conf", strict=False)
+    # by default an architecture key is never taken from the caller: refused before anything is built
+    for given in ({"cross_attention": False}, tiny_cfg(cross_attention=False)):
+        with pytest.raises(CheckpointMismatchError, match=r"changes what the checkpoint was built and trained "
+                                                          r"with: cross_attention \(True -> False\);"):
+            load_model_from_checkpoint(path2, given)
     _, cfg, _ = load_model_from_checkpoint(path2, {"upsample_mode": "bilinear"})
     assert cfg == tiny_cfg(upsample_mode="bilinear")
 
@@ -85,15 +89,17 @@ def test_catalogued_checkpoint(backbone):
     src = make(backbone, 0)
     with torch.no_grad():
         src.encoder.prompts.tokens.add_(1.0)
-    meta = {"kind": "best", "epoch": "4", "model_config": json.dumps(tiny_cfg().to_dict())}
+    meta = checkpoint_metadata(src, {"kind": "best", "epoch": "4"})
     catalogued = {"state": trainable_state_dict(src), "metadata": meta}
     model, cfg, got = load_model_from_checkpoint(catalogued, tiny_cfg(upsample_mode="bilinear"))
-    assert cfg == tiny_cfg(upsample_mode="bilinear") and got == meta  # the given ModelConfig wins
+    assert cfg == tiny_cfg(upsample_mode="bilinear") and got == meta  # an inference setting changed
     torch.testing.assert_close(model.encoder.prompts.tokens, src.encoder.prompts.tokens, rtol=0, atol=0)
     assert load_model_from_checkpoint(catalogued)[1] == tiny_cfg()  # None: the metadata's config
     with pytest.raises(CheckpointMismatchError, match=r"^best does not fit this model: unexpected keys"):
-        load_model_from_checkpoint(catalogued, tiny_cfg(cross_attention=False))
+        load_model_from_checkpoint(catalogued, tiny_cfg(cross_attention=False), config_from="conf")
     with pytest.raises(CheckpointMismatchError, match="no 'model_config'"):
+        load_model_from_checkpoint({"state": catalogued["state"], "metadata": {"kind": "best", "format": meta["format"]}})
+    with pytest.raises(CheckpointMismatchError, match="not a sketchseg checkpoint"):
         load_model_from_checkpoint({"state": catalogued["state"], "metadata": {"kind": "best"}})
 
 

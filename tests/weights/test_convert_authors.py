@@ -153,8 +153,8 @@ def test_cli_reports_what_it_did(converted, theirs, tmp_path, capsys):
 
 
 def test_evaluation_loads_it_with_conf_settings(converted):
-    """The evaluation node passes conf's model config with the catalogued checkpoint ("conf wins"):
-    with the README's --params it loads (model.pretrained is never read); without the authors' layer
+    """The evaluation node with evaluation.model_config=conf passes conf's model config with the
+    catalogued checkpoint: with the README's --params it loads (model.pretrained is never read); without the authors' layer
     the mismatch is named."""
     from sketchseg.model.errors import CheckpointMismatchError
     from sketchseg.pipelines.datasets import SafetensorsCheckpointDataset
@@ -166,14 +166,19 @@ def test_evaluation_loads_it_with_conf_settings(converted):
             "upsample_mode": "bilinear", "inference_normalization": "minmax", "inference_prompts": "ensemble"}
     readme = {"test_time_cross_attention": "authors", "feature_normalization": "authors_test", "quick_gelu": True,
               "cross_attention": False, "thresholding": "none"}
-    model, cfg, _ = load_model_from_checkpoint(catalogued, ModelConfig.from_dict({**conf, **readme}))
+    model, cfg, _ = load_model_from_checkpoint(catalogued, ModelConfig.from_dict({**conf, **readme}),
+                                               config_from="conf")  # evaluation.model_config=conf
     reference, _, _ = load_model_from_checkpoint(path)
     image = torch.ones(1, 3, 64, 64)
     image[:, :, 10:30, 5:60] = 0.0
     torch.testing.assert_close(model.eval().segment(image, [["tree", "sun"]], size=64)[0],
                                reference.eval().segment(image, [["tree", "sun"]], size=64)[0])
     with pytest.raises(CheckpointMismatchError, match="authors_cross_attention"):
-        load_model_from_checkpoint(catalogued, ModelConfig.from_dict({**conf, **readme, "test_time_cross_attention": "none"}))
+        load_model_from_checkpoint(catalogued, ModelConfig.from_dict({**conf, **readme, "test_time_cross_attention": "none"}),
+                                   config_from="conf")
+    # by default (evaluation.model_config=checkpoint) conf's other architecture is refused in one line
+    with pytest.raises(CheckpointMismatchError, match=r"finetune \('full' -> 'ln_prompts'\)"):
+        load_model_from_checkpoint(catalogued, ModelConfig.from_dict({**conf, **readme}))
 
 
 def test_a_file_converted_before_input_resize_existed_gets_their_preprocessing(converted, tmp_path):

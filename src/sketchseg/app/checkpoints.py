@@ -7,17 +7,14 @@ sample's, a converted authors' one): its metadata says the model it belongs to. 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 from sketchseg.api import Segmenter, load_model
 from sketchseg.errors import SketchSegError
 from sketchseg.model.checkpoint import KNOWN_FORMATS, read_checkpoint_metadata
-from sketchseg.model.clip_loader import looks_like_path
 from sketchseg.model.errors import CheckpointNotFoundError, ModelError
 
 logger = logging.getLogger(__name__)
@@ -71,31 +68,6 @@ def default_checkpoint(choices: list[str]) -> str | None:
     return choices[0] if choices else None
 
 
-def pretrained_override(checkpoint: str | Path) -> dict[str, Any] | None:
-    """A ``{"pretrained": path}`` override when the checkpoint names its backbone weights by a
-    relative path that does not exist from here (the sample's ``data/06_models/sample/
-    tiny-clip.safetensors`` read from another folder, or beside a copied checkpoint): the file of
-    that name beside the checkpoint, or that relative path under a folder above it. None when the
-    recorded path works as it is or nothing better is found (loading then says what is missing)."""
-    path = Path(checkpoint)
-    try:
-        cfg = json.loads(read_checkpoint_metadata(path).get("model_config") or "{}")
-    except (SketchSegError, ModelError, OSError, ValueError):
-        return None
-    recorded = cfg.get("pretrained") if isinstance(cfg, dict) else None
-    if not isinstance(recorded, str) or not looks_like_path(recorded):
-        return None
-    rec = Path(recorded).expanduser()
-    if rec.is_absolute() or rec.is_file():
-        return None
-    candidates = [path.parent / rec.name] + [parent / rec for parent in path.resolve().parents]
-    for cand in candidates:
-        if cand.is_file():
-            logger.info("%s: backbone weights %s found at %s", path, recorded, cand)
-            return {"pretrained": str(cand)}
-    return None
-
-
 class ModelCache:
     """Loaded models by checkpoint path (at most ``size``, least recently used dropped), loaded on
     the ``device`` once; thread-safe (gradio runs events in worker threads)."""
@@ -115,7 +87,9 @@ class ModelCache:
                 return self._models[key]
             if not Path(key).is_file():
                 raise CheckpointNotFoundError(key)
-            segmenter = load_model(key, pretrained_override(key), device=self.device)
+            # the checkpoint's own configuration; a relative CLIP weight path is found from the
+            # checkpoint's folders by the loader (model.checkpoint.clip_weights_beside)
+            segmenter = load_model(key, device=self.device)
             self._models[key] = segmenter
             while len(self._models) > self.size:
                 self._models.popitem(last=False)

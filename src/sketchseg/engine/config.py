@@ -18,6 +18,8 @@ from sketchseg.model.similarity import PAPER_ISOLATION_THRESHOLD
 
 #: the checkpoints ``evaluation.checkpoint`` can name
 CHECKPOINT_CHOICES = ("best", "last")
+#: evaluation.model_config: whose model configuration scores a checkpoint (model.checkpoint.CONFIG_FROM)
+MODEL_CONFIG_CHOICES = ("checkpoint", "conf")
 
 
 #: the numeric precisions a run can use (bf16 autocast on CUDA; fp32 everywhere)
@@ -183,6 +185,9 @@ class EvalConfig:
     batch_size: int = 16
     num_workers: int = 2
     isolation_threshold: float = PAPER_ISOLATION_THRESHOLD  # §3.4 single-category isolation (the report's reference line)
+    # which model configuration scores a checkpoint: "checkpoint" = its own, conf changing inference-time
+    # settings only (model.config.OVERRIDABLE_KEYS; any other difference refused); "conf" = conf's model section
+    model_config: str = "checkpoint"
     device: str = "auto"                      # = training.device (from_params)
     precision: str = "bf16"                   # = training.precision (from_params)
     num_threads: int | None = None            # = training.num_threads (from_params)
@@ -207,6 +212,10 @@ class EvalConfig:
             raise SketchSegConfigError(
                 f"evaluation.empty_strokes must be one of {', '.join(AnnotatedSketches.EMPTY_STROKE_RULES)}, "
                 f"got {cfg.empty_strokes!r}"
+            )
+        if cfg.model_config not in MODEL_CONFIG_CHOICES:
+            raise SketchSegConfigError(
+                f"evaluation.model_config must be one of {list(MODEL_CONFIG_CHOICES)}, got {cfg.model_config!r}"
             )
         if int(cfg.render_size) < 1:
             raise SketchSegConfigError("evaluation.render_size must be >= 1")

@@ -139,7 +139,9 @@ def evaluate_checkpoint(checkpoint: dict[str, Any], splits_table: pd.DataFrame, 
             f"no annotated test sketches to score ({n_test} test sketches, none with FS-COCO-seg stroke labels): "
             "check splits.mode / splits.test_participants and the FS-COCO-seg test folder"
         )
-    model, cfg, _ = load_model_from_checkpoint(checkpoint, ModelConfig.from_dict(model_params))  # conf wins
+    # the checkpoint's architecture, conf's inference settings (evaluation.model_config: conf = conf's as it is)
+    model, cfg, _ = load_model_from_checkpoint(checkpoint, ModelConfig.from_dict(model_params),
+                                               config_from=ecfg.model_config)
     device = resolve_device(ecfg.device)
     model.to(device)
     test_set = annotated_set(splits_table, "test", cfg.image_size, ecfg, data)

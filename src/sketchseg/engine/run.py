@@ -6,7 +6,6 @@ e.g. the :mod:`sketchseg.tracking` module), so the engine knows nothing of MLflo
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict
 from collections.abc import Mapping
@@ -24,9 +23,9 @@ from sketchseg.engine.state import data_fingerprint, lineage_differences, load_t
     saved_lineage
 from sketchseg.errors import SketchSegConfigError
 from sketchseg.engine.train import fit
-from sketchseg.model.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from sketchseg.model.checkpoint import checkpoint_metadata as model_checkpoint_metadata
 from sketchseg.model.config import ModelConfig
-from sketchseg.model.model import build_model
+from sketchseg.model.model import SketchSegModel, build_model
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +55,12 @@ def training_table(splits_table: pd.DataFrame, prompts_table: pd.DataFrame) -> p
     return train.merge(prompts_table[cols], on="sketch_id", how="left", validate="one_to_one")
 
 
-def checkpoint_metadata(cfg: ModelConfig, *, epoch: int, metric: float, variant: str, kind: str,
+def checkpoint_metadata(model: SketchSegModel, *, epoch: int, metric: float, variant: str, kind: str,
                         torch_threads: int | None = None) -> dict[str, str]:
-    """The metadata stored with a checkpoint (format, model config, epoch, val mIoU, variant, kind and
-    the CPU threads it was trained with: the same seed reproduces it bit for bit only with as many)."""
+    """The metadata stored with a checkpoint of ``model``: what ``model.checkpoint.checkpoint_metadata``
+    records (format, model config, backbone fingerprints) plus epoch, val mIoU, variant, kind and the
+    CPU threads it was trained with (the same seed reproduces it bit for bit only with as many)."""
     meta = {
-        "format": CHECKPOINT_FORMAT,
-        "model_config": json.dumps(cfg.to_dict(), sort_keys=True),
         "epoch": str(epoch),
         "val_miou": f"{metric:.6f}",
         "variant": variant,
@@ -70,7 +68,7 @@ def checkpoint_metadata(cfg: ModelConfig, *, epoch: int, metric: float, variant:
     }
     if torch_threads is not None:
         meta["torch_threads"] = str(int(torch_threads))
-    return meta
+    return model_checkpoint_metadata(model, meta)
 
 
 def prepare_resume(tcfg: TrainConfig, lineage: Mapping[str, Any], log: RunLog) -> list[str]:
@@ -144,12 +142,12 @@ def train_and_select(
     log.log_metrics({"best_epoch": result.best_epoch, "best_val_miou": result.best_metric})
     log.set_tags({"sketchseg.best_epoch": result.best_epoch, "sketchseg.torch_threads": threads})
     best = {"state": result.best_state,
-            "metadata": checkpoint_metadata(mcfg, epoch=result.best_epoch, metric=result.best_metric,
+            "metadata": checkpoint_metadata(model, epoch=result.best_epoch, metric=result.best_metric,
                                             variant=variant, kind="best", torch_threads=threads)}
     history = result.history
     last_metric = float(history.iloc[-1].get(tcfg.selection_metric, float("nan"))) if len(history) else float("nan")
     last = {"state": result.last_state,
-            "metadata": checkpoint_metadata(mcfg, epoch=result.last_epoch, metric=last_metric, variant=variant,
+            "metadata": checkpoint_metadata(model, epoch=result.last_epoch, metric=last_metric, variant=variant,
                                             kind="last", torch_threads=threads)}
     logger.info("chosen checkpoint: epoch %d (%s %.2f)", result.best_epoch, tcfg.selection_metric, result.best_metric)
     return best, last, history

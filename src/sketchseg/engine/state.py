@@ -180,6 +180,21 @@ class ResumePoint:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def check_backbone(state: Mapping[str, Any], model: torch.nn.Module, path: str | Path) -> None:
+    """Refuse (one line) a training state written for another CLIP backbone architecture than
+    ``model``'s (``clip_fingerprint``: names, shapes, activation, e.g. QuickGELU vs GELU), whatever
+    ``training.resume_despite_changes`` says: its weights would mean something else in this model."""
+    saved, now = state.get("clip_fingerprint") or "", getattr(model, "clip_fingerprint", None)
+    if not saved:
+        logger.warning("training state %s records no clip_fingerprint (written by an older sketchseg): "
+                       "resuming without checking its backbone architecture", path)
+    elif now is not None and saved != now:
+        raise SketchSegConfigError(
+            f"training state {path} was trained on another CLIP backbone architecture than model.clip_model "
+            f"{getattr(model, 'model_name', '?')!r} builds now (clip_fingerprint differs: another model, or "
+            f"another activation, model.quick_gelu); {_WHAT_TO_DO}")
+
+
 def resume_training(path: str | Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     generator: torch.Generator) -> ResumePoint:
     """Restore the state at ``path`` into ``model``, ``optimizer``, the loader ``generator`` and the
@@ -187,6 +202,7 @@ def resume_training(path: str | Path | None, model: torch.nn.Module, optimizer: 
     if not path or not Path(path).is_file():
         raise SketchSegConfigError(f"training.resume is true but no training state was found at {path!r}")
     state = load_training_state(path)
+    check_backbone(state, model, path)
     missing, unexpected = model.load_state_dict(state["model"], strict=False)
     if unexpected:
         raise SketchSegConfigError(f"training state {path} has keys this model lacks: {unexpected[:10]}")
@@ -209,12 +225,15 @@ def resume_training(path: str | Path | None, model: torch.nn.Module, optimizer: 
 def training_state(*, model_state: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer | None, epoch: int,
                    best_metric: float, best_epoch: int, best_state: dict[str, torch.Tensor],
                    history: list[dict[str, float]], generator: torch.Generator, skipped_batches: int,
-                   lineage: Mapping[str, Any] | None = None, run_id: str | None = None) -> dict:
+                   lineage: Mapping[str, Any] | None = None, run_id: str | None = None,
+                   clip_fingerprint: str | None = None) -> dict:
     """The payload :func:`save_training_state` writes after an epoch (RNG states taken now); the
-    lineage (JSON) and the MLflow run id are strings, so ``weights_only`` loading reads them."""
+    lineage (JSON), the MLflow run id and the backbone's ``clip_fingerprint`` are strings, so
+    ``weights_only`` loading reads them."""
     return {
         "lineage": json.dumps(lineage, sort_keys=True, default=str) if lineage is not None else "",
         "mlflow_run_id": run_id or "",
+        "clip_fingerprint": clip_fingerprint or "",
         "model": model_state,
         "optimizer": optimizer.state_dict() if optimizer is not None else {},
         "epoch": epoch,

@@ -428,7 +428,8 @@ def _fit(
             save_training_state(cfg.state_path, training_state(
                 model_state=_clone_state(model), optimizer=optimizer, epoch=epoch, best_metric=best.metric,
                 best_epoch=best.epoch, best_state=best.state, history=history, generator=generator,
-                skipped_batches=skipped_total, lineage=lineage, run_id=run_id))
+                skipped_batches=skipped_total, lineage=lineage, run_id=run_id,
+                clip_fingerprint=getattr(model, "clip_fingerprint", None)))
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             logger.warning("stopping after epoch %d as asked", epoch)
             break

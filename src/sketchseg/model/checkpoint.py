@@ -14,9 +14,17 @@ model config it reproduces the model. The safetensors metadata (strings only) ho
   file never reads ``model.pretrained``: the backbone is created with seeded random weights, then
   every one of them is overwritten from the file (a missing one is an error).
 
-``load_model_from_checkpoint`` is the one loader (the api, the evaluation and report nodes and the
-benchmarks use it): it builds the model a checkpoint file or a catalogued checkpoint belongs to and
-loads it, through ``load_trainable_state`` (keys, shapes and backbone checked).
+One writer, one reader: ``write_checkpoint`` writes every checkpoint (``save_checkpoint`` and the
+Kedro dataset ``SafetensorsCheckpointDataset`` call it; it refuses metadata without the format, the
+model config or the backbone fingerprint), ``read_checkpoint`` reads one back as ``{"state", "metadata"}``.
+
+``load_model_from_checkpoint`` is the one loader (the api, the app, the evaluation, report and segment
+nodes and the benchmarks use it): it builds the model a checkpoint file or a catalogued checkpoint
+belongs to and loads it, through ``load_trainable_state`` (keys, shapes and backbone fingerprint
+checked). Which configuration it builds is an explicit choice (``config_from``): by default the
+checkpoint's own, where the caller may change only inference-time settings and where the CLIP weights
+are (``model.config.OVERRIDABLE_KEYS``, logged on one line); any other difference is refused unless
+the caller asks for its own configuration (``config_from="conf"``).
 """
 
 from __future__ import annotations
@@ -34,15 +42,19 @@ from torch import nn
 
 from sketchseg.model import fileio
 from sketchseg.model.architecture import check_file_fits
-from sketchseg.model.config import ModelConfig
-from sketchseg.model.errors import CheckpointMismatchError, CheckpointNotFoundError
+from sketchseg.model.clip_loader import looks_like_path
+from sketchseg.model.config import OVERRIDABLE_KEYS, ModelConfig
+from sketchseg.model.errors import CheckpointMismatchError, CheckpointNotFoundError, ModelConfigError
 from sketchseg.model.model import SketchSegModel, build_model
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "sketchseg-checkpoint-v1"
-# formats ``load_model_from_checkpoint`` reads: written by ``save_checkpoint`` and by the training pipeline
-KNOWN_FORMATS = (FORMAT, "sketchseg-trainable-v1")
+# the formats ``load_model_from_checkpoint`` reads (``write_checkpoint`` writes FORMAT, the only one)
+KNOWN_FORMATS = (FORMAT,)
+#: how ``load_model_from_checkpoint`` chooses the model configuration: "checkpoint" (default) = the
+#: checkpoint's own, the caller's values only for ``OVERRIDABLE_KEYS``; "conf" = the caller's, as given
+CONFIG_FROM = ("checkpoint", "conf")
 RESERVED_KEYS = ("format", "model_config", "clip_model", "clip_fingerprint", "clip_weights_fingerprint",
                  "clip_weights")
 CLIP_WEIGHTS_INCLUDED = "included"
@@ -82,7 +94,9 @@ def sort_safetensors_metadata(path: str | os.PathLike[str]) -> None:
         f.write(text + b" " * (n - len(text)))
 
 
-def _metadata_strings(model: nn.Module, metadata: Mapping[str, Any] | None) -> dict[str, str]:
+def checkpoint_metadata(model: nn.Module, metadata: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The metadata strings of a checkpoint of ``model``: the caller's ``metadata`` (non-strings
+    JSON-encoded; reserved keys refused) plus format, model config and the backbone's fingerprints."""
     out: dict[str, str] = {}
     for key, value in (metadata or {}).items():
         key = str(key)
@@ -108,15 +122,54 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Ma
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = trainable_state_dict(model, with_clip_weights=with_clip_weights)
-    meta = _metadata_strings(model, metadata)
+    meta = checkpoint_metadata(model, metadata)
     if with_clip_weights:
         meta["clip_weights"] = CLIP_WEIGHTS_INCLUDED
+    return write_checkpoint(path, tensors, meta)
+
+
+def write_checkpoint(path: str | os.PathLike[str], state: Mapping[str, torch.Tensor],
+                     metadata: Mapping[str, str]) -> Path:
+    """The one writer: ``state`` + ``metadata`` (``checkpoint_metadata``) to ``path``, atomically
+    (a hidden file beside it, then a rename), metadata keys sorted (the same checkpoint, the same
+    bytes). Metadata without the format, the model config or the backbone fingerprint is refused:
+    every checkpoint sketchseg writes can be checked against the backbone it is loaded into."""
+    from safetensors.torch import save_file
+
+    meta = {str(k): str(v) for k, v in dict(metadata or {}).items()}
+    lacking = [k for k in ("format", "model_config", "clip_fingerprint") if not meta.get(k)]
+    if lacking or meta["format"] != FORMAT:
+        raise ValueError(f"refusing to write checkpoint {path}: its metadata lacks {', '.join(lacking)} "
+                         f"or is not format {FORMAT!r}; build it with checkpoint_metadata(model, ...)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     with fileio.atomic_path(path, hidden=True) as tmp:
         save_file(tensors, tmp, metadata=meta)
         sort_safetensors_metadata(tmp)
     logger.info("saved checkpoint %s (%d tensors, %d values)", path, len(tensors),
                 sum(t.numel() for t in tensors.values()))
     return path
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The one reader: ``{"state": {name: Tensor}, "metadata": {str: str}}`` of a safetensors file
+    (never unpickled). ``CheckpointNotFoundError`` for a missing file, ``CheckpointMismatchError``
+    for one safetensors cannot read."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(path)
+    state = {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            for key in f.keys():
+                state[key] = f.get_tensor(key)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+        raise CheckpointMismatchError(f"{path} is not a readable safetensors checkpoint ({exc})") from exc
+    return {"state": state, "metadata": meta}
 
 
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -165,9 +218,13 @@ def load_trainable_state(
         problems.append(f"format {meta.get('format')!r} is not {FORMAT!r}")
     if meta.get("clip_fingerprint") and meta.get("clip_fingerprint") != model.clip_fingerprint:
         problems.append(
-            f"backbone architecture differs (checkpoint clip_model={meta.get('clip_model')!r}, "
-            f"model clip_model={model.model_name!r})"
+            f"backbone architecture differs (clip_fingerprint: checkpoint clip_model={meta.get('clip_model')!r}, "
+            f"model clip_model={model.model_name!r}; another model, or the same with another activation "
+            "(model.quick_gelu))"
         )
+    elif meta and not meta.get("clip_fingerprint"):
+        logger.warning("%s records no clip_fingerprint (written by an older sketchseg): its backbone "
+                       "architecture cannot be checked; re-save it with this version", source)
     if missing:
         problems.append(f"missing keys ({len(missing)}): {missing[:20]}")
     if unexpected:
@@ -214,32 +271,76 @@ def _config_from_checkpoint(meta: Mapping[str, str], source: object) -> dict[str
     return cfg
 
 
-def _model_config(meta: Mapping[str, str], model_params: Mapping[str, Any] | ModelConfig | None,
-                  source: object) -> ModelConfig:
-    """``model_params`` as it is when a ``ModelConfig``, else the checkpoint's own configuration
-    overridden by the given keys."""
-    if isinstance(model_params, ModelConfig):
-        return model_params
-    merged = _config_from_checkpoint(meta, source) if (model_params is None or meta.get("model_config")) else {}
-    merged.update(dict(model_params or {}))
+def resolve_model_config(meta: Mapping[str, str], model_params: Mapping[str, Any] | ModelConfig | None,
+                         source: object, *, config_from: str = "checkpoint") -> ModelConfig:
+    """The configuration ``load_model_from_checkpoint`` builds, chosen by ``config_from``:
+
+    * ``"checkpoint"`` (default): the checkpoint's own ``model_config``; ``model_params`` (a mapping of
+      some keys, or a whole ``ModelConfig`` such as conf's) may change only ``OVERRIDABLE_KEYS``
+      (inference-time settings, where the CLIP weights are): what it changes is logged on one line.
+      A different value of any other key (the architecture, what was trained) raises
+      ``CheckpointMismatchError`` in one line naming the keys.
+    * ``"conf"``: ``model_params`` (a ``ModelConfig`` or a whole mapping) as given; the keys where it
+      differs from the checkpoint's are logged. The checkpoint must still fit (keys, shapes, fingerprint).
+    """
+    if config_from not in CONFIG_FROM:
+        raise ModelConfigError(f"config_from must be one of {list(CONFIG_FROM)}, got {config_from!r}")
+    if config_from == "conf":
+        if model_params is None:
+            raise ModelConfigError(f"{source}: config_from='conf' needs the model configuration (model_params)")
+        cfg = model_params if isinstance(model_params, ModelConfig) else ModelConfig.from_dict(model_params)
+        if meta.get("model_config"):
+            stored = ModelConfig.from_dict(_config_from_checkpoint(meta, source)).to_dict()
+            differ = sorted(k for k, v in cfg.to_dict().items() if stored.get(k) != v)
+            if differ:
+                logger.info("%s: built with the given configuration (config_from=conf); it differs from the "
+                            "checkpoint's in %s", source, ", ".join(differ))
+        return cfg
+    stored = ModelConfig.from_dict(_config_from_checkpoint(meta, source)).to_dict()
+    given = model_params.to_dict() if isinstance(model_params, ModelConfig) else dict(model_params or {})
+    merged = ModelConfig.from_dict({**stored, **given}).to_dict()  # unknown keys / bad values refused here
+    changed = {k: (stored[k], merged[k]) for k in merged if merged[k] != stored.get(k)}
+    refused = sorted(k for k in changed if k not in OVERRIDABLE_KEYS)
+    if refused:
+        listed = ", ".join(f"{k} ({changed[k][0]!r} -> {changed[k][1]!r})" for k in refused)
+        raise CheckpointMismatchError(
+            f"{source}: the given model configuration changes what the checkpoint was built and trained with: "
+            f"{listed}; only inference-time settings may differ ({', '.join(OVERRIDABLE_KEYS)}); "
+            "pass config_from='conf' (pipelines: evaluation.model_config=conf) to build the given configuration instead"
+        )
+    if changed:
+        logger.info("%s: the checkpoint's model configuration with %s", source,
+                    ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items())))
     return ModelConfig.from_dict(merged)
 
 
-def _weights_beside(cfg: ModelConfig, checkpoint: Path) -> ModelConfig:
-    """``cfg`` with a relative ``pretrained`` file found from the checkpoint's own folders: the first
-    of its parent folders (nearest first) that holds that relative path, e.g. the project a
-    ``<project>/data/06_models/sample/ours-sample/best.safetensors`` was trained in, whatever the working
-    directory. Unchanged when ``pretrained`` is absolute, a tag (``openai``) or found nowhere there."""
-    pretrained = cfg.pretrained
-    if not pretrained or Path(pretrained).is_absolute():
-        return cfg
-    for folder in checkpoint.resolve().parents:
-        candidate = folder / pretrained
+def clip_weights_beside(pretrained: str | None, checkpoint: str | os.PathLike[str]) -> Path | None:
+    """Where a checkpoint's relative CLIP weight file (``model.pretrained``) is, found from the
+    checkpoint's own folder: the file of that name beside it (a copied checkpoint with its backbone),
+    else the first of its parent folders (nearest first) that holds that relative path, e.g. the
+    project a ``<project>/data/06_models/sample/ours-sample/best.safetensors`` was trained in, whatever
+    the working directory. None when ``pretrained`` is absent, a tag (``openai``), absolute, or found
+    nowhere there. The one place a relative weight path is resolved (the loader, hence api and app)."""
+    if not pretrained or not looks_like_path(pretrained):
+        return None
+    rec = Path(pretrained).expanduser()
+    if rec.is_absolute():
+        return None
+    checkpoint = Path(checkpoint)
+    for candidate in [checkpoint.parent / rec.name] + [folder / rec for folder in checkpoint.resolve().parents]:
         if candidate.is_file():
-            if candidate.resolve() != Path(pretrained).resolve():
-                logger.info("CLIP weights %s: found beside the checkpoint at %s", pretrained, candidate)
-            return dataclasses.replace(cfg, pretrained=str(candidate))
-    return cfg
+            return candidate
+    return None
+
+
+def _weights_beside(cfg: ModelConfig, checkpoint: Path) -> ModelConfig:
+    """``cfg`` with its relative ``pretrained`` file as ``clip_weights_beside`` finds it."""
+    found = clip_weights_beside(cfg.pretrained, checkpoint)
+    if found is None:
+        return cfg
+    if found.resolve() != Path(str(cfg.pretrained)).expanduser().resolve():
+        logger.info("CLIP weights %s: found beside the checkpoint at %s", cfg.pretrained, found)
+    return dataclasses.replace(cfg, pretrained=str(found))
 
 
 def _build(cfg: ModelConfig, meta: Mapping[str, str]) -> SketchSegModel:
@@ -247,10 +348,19 @@ def _build(cfg: ModelConfig, meta: Mapping[str, str]) -> SketchSegModel:
     return build_model(cfg, weights_in_checkpoint=meta.get("clip_weights") == CLIP_WEIGHTS_INCLUDED)
 
 
+def _check_format(meta: Mapping[str, str], source: object) -> None:
+    fmt = meta.get("format")
+    if fmt not in KNOWN_FORMATS:
+        raise CheckpointMismatchError(
+            f"{source} is not a sketchseg checkpoint (metadata format {fmt!r}, expected one of {list(KNOWN_FORMATS)})"
+        )
+
+
 def load_model_from_checkpoint(
     source: str | os.PathLike[str] | Mapping[str, Any],
     model_params: Mapping[str, Any] | ModelConfig | None = None,
     *,
+    config_from: str = "checkpoint",
     strict: bool = True,
 ) -> tuple[SketchSegModel, ModelConfig, dict[str, str]]:
     """Build the model a checkpoint belongs to and load the checkpoint into it: the one loader.
@@ -258,39 +368,39 @@ def load_model_from_checkpoint(
     Parameters
     ----------
     source
-        a checkpoint file written by ``save_checkpoint`` or the training pipeline (safetensors,
-        never unpickled), or a catalogued checkpoint ``{"state": {name: Tensor}, "metadata":
-        {str: str}}`` (``SafetensorsCheckpointDataset``).
+        a checkpoint file (``write_checkpoint``: safetensors, never unpickled), or a catalogued
+        checkpoint ``{"state": {name: Tensor}, "metadata": {str: str}}`` (``read_checkpoint``,
+        ``SafetensorsCheckpointDataset``).
     model_params
-        ``None`` = the checkpoint's own ``model_config`` metadata; a mapping = keys that override
-        it (e.g. ``{"pretrained": "/weights/ViT-B-16.safetensors"}`` offline); a ``ModelConfig`` =
-        used as it is.
+        ``None`` = the checkpoint's own ``model_config``; a mapping or a ``ModelConfig`` = values
+        that change it, within what ``config_from`` allows (``resolve_model_config``), e.g.
+        ``{"pretrained": "/weights/ViT-B-16.safetensors"}`` offline or ``{"upsample_mode": "bilinear"}``.
+    config_from
+        ``"checkpoint"`` (default, the safe one): the checkpoint's architecture; ``model_params`` may
+        change inference-time settings only, anything else is refused. ``"conf"``: ``model_params``
+        as given (it must then be a whole configuration).
     strict
         see ``load_trainable_state``.
 
-    Returns ``(model, cfg, metadata)``. A file must carry a known ``format`` and fit the model
-    exactly (keys, shapes, backbone architecture); a catalogued checkpoint is checked on keys and
-    shapes (its metadata names it in messages). Else ``CheckpointMismatchError`` says what differs.
+    Returns ``(model, cfg, metadata)``. The checkpoint must carry a known ``format`` and fit the
+    model exactly (keys, shapes, backbone fingerprint), else ``CheckpointMismatchError`` says what differs.
     """
     if isinstance(source, Mapping):
         meta = {str(k): str(v) for k, v in dict(source.get("metadata") or {}).items()}
         name = meta.get("kind", "checkpoint")
-        cfg = _model_config(meta, model_params, name)
+        _check_format(meta, name)
+        cfg = resolve_model_config(meta, model_params, name, config_from=config_from)
         model = _build(cfg, meta)
-        load_trainable_state(model, source["state"], source=name, strict=strict,
-                             metadata={"format": FORMAT, "clip_weights": meta["clip_weights"]} if "clip_weights" in meta else None)
+        load_trainable_state(model, source["state"], source=name, strict=strict, metadata=meta)
         return model, cfg, meta
     from safetensors.torch import load_file
 
     path = Path(source)
     meta = read_checkpoint_metadata(path)  # clear error for a missing / non-safetensors file
-    fmt = meta.get("format")
-    if fmt not in KNOWN_FORMATS:
-        raise CheckpointMismatchError(
-            f"{path} is not a sketchseg checkpoint (metadata format {fmt!r}, expected one of {list(KNOWN_FORMATS)})"
-        )
-    cfg = _model_config(meta, model_params, path)
-    if not isinstance(model_params, ModelConfig) and "pretrained" not in dict(model_params or {}):
+    _check_format(meta, path)
+    cfg = resolve_model_config(meta, model_params, path, config_from=config_from)
+    given = model_params.to_dict() if isinstance(model_params, ModelConfig) else dict(model_params or {})
+    if config_from == "checkpoint" and "pretrained" not in given:
         cfg = _weights_beside(cfg, path)  # the weights it was trained from, not a namesake under the cwd
     check_file_fits(path, cfg.clip_model)  # a file claiming another backbone: refused before building it
     model = _build(cfg, meta)
@@ -298,5 +408,5 @@ def load_model_from_checkpoint(
         state = load_file(str(path), device="cpu")
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types
         raise CheckpointMismatchError(f"could not read checkpoint {path}: {exc}") from exc
-    load_trainable_state(model, state, source=f"checkpoint {path}", strict=strict, metadata={**meta, "format": FORMAT})
+    load_trainable_state(model, state, source=f"checkpoint {path}", strict=strict, metadata=meta)
     return model, cfg, meta

@@ -60,6 +60,20 @@ FEATURE_NORMALISATIONS = ("feature", "authors_test", "authors_demo")
 # pipeline does not read it: it always resizes the protocol's 8-bit render bicubic, as their test.py does.
 INPUT_RESIZES = ("lanczos_float", "authors_bicubic_rgb8")
 
+#: keys that change how a trained model is run, never its weights or parameters: a checkpoint's own
+#: configuration may be changed in these by the caller (conf, the api) when it is loaded
+#: (``model.checkpoint.resolve_model_config``). vv_inference: the v-v path at inference (the
+#: weights are the same); prompt_template: the text a category is given at inference
+INFERENCE_KEYS = ("upsample_mode", "inference_normalization", "inference_prompts", "ensemble_subtract_empty",
+                  "prompt_template", "feature_normalization", "input_resize", "vv_inference")
+#: keys that say where the CLIP weights are and how the same maths is computed, not what the model is:
+#: may differ too (the backbone fingerprint and the weights fingerprint check what was built)
+LOCAL_KEYS = ("pretrained", "cache_dir", "allow_random_init", "implementation")
+#: what a caller may change in a checkpoint's configuration; every other key (clip_model, quick_gelu,
+#: image_size, vv_blocks, num_visual_prompts, finetune, cross_attention, test_time_cross_attention, the
+#: training settings ...) is the checkpoint's own
+OVERRIDABLE_KEYS = INFERENCE_KEYS + LOCAL_KEYS
+
 _LAYER_LIST_FIELDS = ("vv_blocks", "cross_attention_layers", "category_loss_layers")
 _BOOL_FIELDS = ("allow_random_init", "vv_train", "vv_inference", "use_category_level", "cross_attention",
                 "use_global_loss", "ensemble_subtract_empty")

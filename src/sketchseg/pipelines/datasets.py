@@ -16,8 +16,9 @@ from sketchseg.pipelines.environment import run_command
 class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """A model checkpoint as a safetensors file: ``{"state": {name: Tensor}, "metadata": {str: str}}``.
 
-    Loading never unpickles anything (safetensors), so a checkpoint from a stranger cannot run
-    code. Saving is atomic: the file is written beside the target and renamed over it. A missing
+    A thin wrapper over ``sketchseg.model.checkpoint``: ``load`` is its ``read_checkpoint`` (never
+    unpickles anything, so a checkpoint from a stranger cannot run code), ``save`` its
+    ``write_checkpoint`` (atomic, sorted metadata; metadata without the backbone fingerprint refused). A missing
     file is reported as not made yet, with the command that makes it (``produced_by``: the
     pipeline that writes it, ``train`` by default); an unreadable one names the file.
     """
@@ -42,20 +43,31 @@ class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any
         return SketchSegDataError(f"no {what} yet: {path} does not exist; run `{run_command(self._produced_by)}` first")
 
     def load(self) -> dict[str, Any]:
-        from safetensors import safe_open
+        from sketchseg.model.checkpoint import read_checkpoint
+        from sketchseg.model.errors import CheckpointMismatchError
 
         path = get_filepath_str(self._filepath, self._protocol)
         if not Path(path).is_file():
             raise self.missing_error()
-        state = {}
         try:
-            with safe_open(path, framework="pt", device="cpu") as f:
-                meta = dict(f.metadata() or {})
-                for key in f.keys():
-                    state[key] = f.get_tensor(key)
-        except Exception as exc:  # noqa: BLE001 - safetensors raises several types
-            raise SketchSegDataError(f"{path} is not a readable safetensors checkpoint ({exc})") from exc
-        return {"state": state, "metadata": meta}
+            return read_checkpoint(path)
+        except CheckpointMismatchError as exc:
+            raise SketchSegDataError(str(exc)) from exc
+
+    def save(self, data: dict[str, Any]) -> None:
+        from sketchseg.model.checkpoint import write_checkpoint
+
+        write_checkpoint(get_filepath_str(self._filepath, self._protocol), data["state"], data.get("metadata") or {})
+
+    def _exists(self) -> bool:
+        return Path(get_filepath_str(self._filepath, self._protocol)).is_file()
+
+
+class SafetensorsWeightsDataset(SafetensorsCheckpointDataset):
+    """Weights that are not a sketchseg checkpoint (the sample's pre-trained tiny CLIP, an open_clip
+    state dict that ``model.pretrained`` reads) as a safetensors file ``{"state", "metadata"}``:
+    read as a checkpoint is (never unpickled), written atomically with sorted metadata, without the
+    checkpoint's metadata checks."""
 
     def save(self, data: dict[str, Any]) -> None:
         from safetensors.torch import save_file
@@ -68,10 +80,7 @@ class SafetensorsCheckpointDataset(AbstractDataset[dict[str, Any], dict[str, Any
         meta = {str(k): str(v) for k, v in (data.get("metadata") or {}).items()}
         with fileio.atomic_path(path) as tmp:
             save_file(state, tmp, metadata=meta)
-            sort_safetensors_metadata(tmp)  # the same checkpoint, the same bytes
-
-    def _exists(self) -> bool:
-        return Path(get_filepath_str(self._filepath, self._protocol)).is_file()
+            sort_safetensors_metadata(tmp)  # the same weights, the same bytes
 
 
 def _jsonable_cell(value: Any) -> Any:

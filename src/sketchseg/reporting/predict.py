@@ -124,7 +124,9 @@ def report_model_passes(
     the overlay grid, and run the single-category threshold sweep on the annotated val and test
     sketches (at most ``max_sweep_sketches`` of each, spread over participants). Returns the
     overlay samples and the sweep table (:func:`~sketchseg.reporting.analysis.sweep_table`)."""
-    model, cfg, _ = load_model_from_checkpoint(checkpoint, ModelConfig.from_dict(model_params))  # conf wins
+    # the checkpoint's architecture, conf's inference settings (evaluation.model_config: conf = conf's as it is)
+    model, cfg, _ = load_model_from_checkpoint(checkpoint, ModelConfig.from_dict(model_params),
+                                               config_from=ecfg.model_config)
     device = resolve_device(ecfg.device)
     model.to(device)
     batch_size, precision = int(ecfg.batch_size), ecfg.precision
