@@ -117,7 +117,6 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Ma
                     *, with_clip_weights: bool = False) -> Path:
     """Write ``trainable_state_dict(model)`` + metadata to ``path`` atomically (tmp file + os.replace);
     with ``with_clip_weights`` every parameter, CLIP's included (metadata ``clip_weights: included``)."""
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = trainable_state_dict(model, with_clip_weights=with_clip_weights)
