@@ -73,9 +73,9 @@ def lock_folders(files: Mapping[str, Path], state_path: str | Path | None) -> li
     """The folders a run of this model must lock: the best checkpoint's (the variant's model
     folder) and the training state's, when it lies elsewhere. Sorted, so that every run takes
     them in the same order."""
-    folders = {files["best_checkpoint"].parent} if "best_checkpoint" in files else set()
-    if state_path:
-        folders.add(Path(state_path).parent)
+    folders = {files["best_checkpoint"].parent.resolve()} if "best_checkpoint" in files else set()
+    if state_path:  # resolved: a relative state path in the checkpoint's folder is the same folder, one lock
+        folders.add(Path(state_path).parent.resolve())
     return sorted(folders, key=lambda p: str(p))
 
 
